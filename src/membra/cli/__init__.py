@@ -1,0 +1,49 @@
+"""The ``membra`` command: thin verbs over the public API.
+
+Each verb lives in its own module under :mod:`membra.cli` and registers itself on :data:`app`.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from .. import __version__
+
+app = typer.Typer(
+    name="membra",
+    help="Spiking neural networks built around the membrane potential.\n\n"
+         "Examples:\n\n  membra info\n\n  membra demo",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"membra {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
+    """membra command line."""
+
+
+def _register_verbs() -> None:
+    """Import every verb module of this package; each registers its commands on :data:`app`.
+    Verb modules import heavy dependencies inside their commands, so this stays fast."""
+    import importlib
+    import pkgutil
+
+    for mod in sorted(m.name for m in pkgutil.iter_modules(__path__)):
+        if not mod.startswith("_"):
+            importlib.import_module(f"{__name__}.{mod}")
+
+
+_register_verbs()
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,140 @@
+r"""Neuron-sequence kernels: one entry point per op, several backends.
+
+:func:`lif_sequence` and :func:`if_sequence` run a layer of neurons over a whole sequence,
+
+.. math:: (s_{1..T},\ v_T) = \mathrm{neuron}(x_{1..T},\ v_0)
+
+with the charge/fire/reset equations of :mod:`membra.functional.neuron`, and are
+differentiable in ``x``, ``v0`` (reduced back to ``v0``'s shape) and ``tau`` when it is a
+tensor that requires grad. Backends: ``reference`` (the loop, always present) and the fused
+``cpu`` / ``triton`` backends when built; see :mod:`membra.kernels.dispatch`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..functional.neuron import check_reset
+from ..functional.surrogate import check_alpha, get_surrogate
+from .dispatch import (
+    PREFERENCE,
+    available_backends,
+    list_backends,
+    register_backend,
+    select_backend,
+)
+from .reference import reference_sequence
+
+__all__ = ["lif_sequence", "if_sequence", "neuron_sequence", "register_backend",
+           "available_backends", "list_backends", "select_backend", "PREFERENCE"]
+
+register_backend("reference", reference_sequence)
+
+
+def _validate(x, v0, tau, *, v_th, v_reset, reset, surrogate, alpha, check_finite, op):
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{op}: x must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{op}: x must be a floating-point tensor, got dtype {x.dtype}")
+    if x.dim() < 2 or x.shape[0] == 0:
+        raise ValueError(f"{op}: x must be time-first [T, B, ...] with T >= 1, "
+                         f"got shape {tuple(x.shape)}")
+    if v0 is None:
+        v0 = x.new_zeros(())
+    elif not isinstance(v0, torch.Tensor):
+        if not isinstance(v0, (int, float)) or isinstance(v0, bool):
+            raise TypeError(f"{op}: v0 must be a tensor or a number, got {type(v0).__name__}")
+        v0 = x.new_tensor(float(v0))
+    else:
+        if not v0.is_floating_point():
+            raise TypeError(f"{op}: v0 must be floating point, got dtype {v0.dtype}")
+        try:
+            ok = torch.broadcast_shapes(v0.shape, x.shape[1:]) == x.shape[1:]
+        except RuntimeError:
+            ok = False
+        if not ok:
+            raise ValueError(f"{op}: v0 of shape {tuple(v0.shape)} does not broadcast to one "
+                             f"time step of x, shape {tuple(x.shape[1:])}")
+        if v0.device != x.device:
+            raise ValueError(f"{op}: v0 is on {v0.device} but x is on {x.device}")
+    if tau is not None:
+        if isinstance(tau, torch.Tensor):
+            if tau.numel() != 1:
+                raise ValueError(f"{op}: tau must be a scalar, got shape {tuple(tau.shape)}")
+            if not tau.is_floating_point():
+                raise TypeError(f"{op}: tau must be floating point, got dtype {tau.dtype}")
+            tau = tau.reshape(())
+        elif not isinstance(tau, (int, float)) or isinstance(tau, bool) or not tau > 0:
+            raise ValueError(f"{op}: tau must be a positive number or a scalar tensor, "
+                             f"got {tau!r}")
+        else:
+            tau = float(tau)
+    for name, val in (("v_th", v_th), ("v_reset", v_reset)):
+        if not isinstance(val, (int, float)) or isinstance(val, bool) or not math.isfinite(val):
+            raise ValueError(f"{op}: {name} must be a finite number, got {val!r}")
+    check_reset(reset)
+    get_surrogate(surrogate)
+    check_alpha(alpha)
+    if check_finite and not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{op}: x contains NaN or infinite values")
+    return v0, tau
+
+
+def neuron_sequence(x, v0=None, *, neuron="lif", tau=2.0, v_th=1.0, v_reset=0.0, reset="soft",
+                    surrogate="sigmoid", alpha=None, detach_reset=True, backend=None,
+                    check_finite=False):
+    """Shared entry of :func:`lif_sequence` / :func:`if_sequence` (``neuron="lif"|"if"``)."""
+    op = f"{neuron}_sequence"
+    v0, tau = _validate(x, v0, tau if neuron == "lif" else None, v_th=v_th, v_reset=v_reset,
+                        reset=reset, surrogate=surrogate, alpha=alpha,
+                        check_finite=check_finite, op=op)
+    alpha = get_surrogate(surrogate).alpha_or_default(alpha)
+    impl = select_backend(backend, x.device)
+    return impl.run(x, v0, tau, neuron=neuron, v_th=float(v_th), v_reset=float(v_reset),
+                    reset=reset, surrogate=surrogate, alpha=float(alpha),
+                    detach_reset=bool(detach_reset))
+
+
+def lif_sequence(x, v0=None, *, tau=2.0, v_th=1.0, v_reset=0.0, reset="soft",
+                 surrogate="sigmoid", alpha=None, detach_reset=True, backend=None,
+                 check_finite=False):
+    r"""Run LIF neurons over ``x[T, B, ...]`` from ``v0``; returns ``(spikes, v_T)``.
+
+    .. math::
+        h_t = v_{t-1} + (x_t - (v_{t-1} - v_{reset}))/\tau,\quad
+        s_t = \Theta(h_t - v_{th}),\quad
+        v_t = h_t - v_{th}\hat s_t \ \text{(soft)} \ |\ h_t(1-\hat s_t) + v_{reset}\hat s_t
+        \ \text{(hard)}
+
+    Args:
+        x: input current ``[T, B, ...]``, floating point.
+        v0: initial potential, ``None`` (zero), a number, or a tensor broadcastable to
+            ``x[0]`` (e.g. a learnable ``(1, *S)`` IMP); its gradient is reduced to its shape.
+        tau: membrane time constant, a positive float or a scalar tensor (learnable).
+        v_th, v_reset: threshold and reset potential.
+        reset: ``"soft"`` (subtract ``v_th``) or ``"hard"`` (set to ``v_reset``).
+        surrogate, alpha: surrogate derivative by name and its sharpness (``None``: default).
+        detach_reset: treat the spike inside the reset as a constant in backward.
+        backend: force a backend (else ``MEMBRA_BACKEND``, else the device's default).
+        check_finite: raise ``ValueError`` if ``x`` holds NaN/inf (costs one pass and a sync,
+            so it is opt-in).
+
+    Shape:
+        spikes ``[T, B, ...]`` like ``x``; ``v_T`` ``[B, ...]``.
+    """
+    return neuron_sequence(x, v0, neuron="lif", tau=tau, v_th=v_th, v_reset=v_reset,
+                           reset=reset, surrogate=surrogate, alpha=alpha,
+                           detach_reset=detach_reset, backend=backend,
+                           check_finite=check_finite)
+
+
+def if_sequence(x, v0=None, *, v_th=1.0, v_reset=0.0, reset="hard", surrogate="atan",
+                alpha=None, detach_reset=False, backend=None, check_finite=False):
+    r"""Run IF neurons (:math:`h_t = v_{t-1} + x_t`) over ``x[T, B, ...]``; see
+    :func:`lif_sequence` for the arguments. Returns ``(spikes, v_T)``."""
+    return neuron_sequence(x, v0, neuron="if", tau=None, v_th=v_th, v_reset=v_reset,
+                           reset=reset, surrogate=surrogate, alpha=alpha,
+                           detach_reset=detach_reset, backend=backend,
+                           check_finite=check_finite)
