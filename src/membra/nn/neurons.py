@@ -127,7 +127,8 @@ class SpikingNeuron(nn.Module):
         try:
             lo, hi = (float(v) for v in init_range)
         except (TypeError, ValueError):
-            raise ValueError(f"init_range must be two numbers (low, high), got {init_range!r}")
+            raise ValueError(
+                f"init_range must be two numbers (low, high), got {init_range!r}") from None
         if not lo <= hi:
             raise ValueError(f"init_range must have low <= high, got {init_range!r}")
         return lo, hi
