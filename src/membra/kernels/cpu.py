@@ -52,8 +52,12 @@ def _check(rc: int, what: str) -> None:
         raise RuntimeError(f"membra cpu kernel {what} failed with code {rc}")
 
 
+@torch.compiler.disable
 def _load():
-    """The compiled extension (built on first call), or ``None`` if it cannot be built."""
+    """The compiled extension (built on first call), or ``None`` if it cannot be built.
+
+    Kept out of ``torch.compile`` tracing: once built, :func:`cpu_available` answers from the
+    cache without calling it, so compiled code has no graph break here."""
     if "ok" not in _LIB:
         try:
             from .build import build_extension
