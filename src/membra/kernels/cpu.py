@@ -13,8 +13,8 @@ the first with a registered autograd formula that calls the second, so autograd,
 The forward reads ``x`` and writes ``s``; the only tensor saved for backward is ``x`` itself.
 The backward recomputes ``h`` block by block into a cache-resident buffer and walks back in
 time, reading ``gs`` and writing ``gx``: 5 passes over ``[T, M]`` in all, no ``[T, M]``
-activation kept alive. Input float32/bfloat16/float16 with float32 state, float64 with
-float64 state. The extension is built at first use (:mod:`membra.kernels.build`); when that
+activation kept alive. Input float32/bfloat16 with float32 state, float64 with float64 state
+(float16 input is upcast to float32). The extension is built at first use (:mod:`membra.kernels.build`); when that
 fails, the backend reports itself unavailable and the dispatcher uses ``reference`` after one
 warning.
 """
@@ -33,7 +33,7 @@ from .dispatch import register_backend
 __all__ = ["cpu_sequence", "cpu_available"]
 
 _SOURCE = Path(__file__).with_name("csrc") / "neuron_cpu.cpp"
-_DTYPE_CODES = {torch.float32: 0, torch.float64: 1, torch.bfloat16: 2, torch.float16: 3}
+_DTYPE_CODES = {torch.float32: 0, torch.float64: 1, torch.bfloat16: 2}
 _LIB: dict[str, object] = {}
 
 
@@ -155,10 +155,11 @@ neuron_cpu_fwd.register_autograd(_backward, setup_context=_setup_context)
 
 def cpu_sequence(x, v0, tau, *, neuron, v_th, v_reset, reset, surrogate, alpha, detach_reset):
     """Backend entry (see :mod:`membra.kernels.dispatch`): fused op on flattened input."""
-    x2, v, tau_t = flatten_inputs(x, v0, tau)
+    xk = x if x.dtype in _DTYPE_CODES else x.float()  # float16: computed in float32
+    x2, v, tau_t = flatten_inputs(xk, v0, tau)
     s2, v_final = neuron_cpu_fwd(x2, v, tau_t, neuron, reset, float(v_th), float(v_reset),
                                  surrogate, float(alpha), bool(detach_reset))
-    return unflatten_outputs(x, s2, v_final)
+    return unflatten_outputs(x, s2.to(x.dtype), v_final)
 
 
 register_backend("cpu", cpu_sequence, available=cpu_available, devices=("cpu",))

@@ -22,7 +22,6 @@
 // compiler vectorises it. Neuron blocks are spread over threads with at::parallel_for.
 
 #include <ATen/Parallel.h>
-#include <c10/util/Half.h>
 
 #include <algorithm>
 #include <cmath>
@@ -47,10 +46,6 @@ inline float load<bf16, float>(const bf16* p, int64_t i) {
   std::memcpy(&f, &u, sizeof(f));
   return f;
 }
-template <>
-inline float load<c10::Half, float>(const c10::Half* p, int64_t i) {
-  return static_cast<float>(p[i]);
-}
 
 template <typename S, typename A>
 inline void store(S* p, int64_t i, A v) { p[i] = static_cast<S>(v); }
@@ -61,10 +56,6 @@ inline void store<bf16, float>(bf16* p, int64_t i, float v) {
   uint32_t rounded = (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
   uint32_t nan = (u >> 16) | 0x40u;  // keep NaN a (quiet) NaN
   p[i].bits = static_cast<uint16_t>(std::isnan(v) ? nan : rounded);
-}
-template <>
-inline void store<c10::Half, float>(c10::Half* p, int64_t i, float v) {
-  p[i] = static_cast<c10::Half>(v);
 }
 
 // ---- exp that the compiler can vectorise (Cephes expf, ~1 ulp) -----------------------------
@@ -128,138 +119,149 @@ inline A reset(A h, bool fired, const Params<A>& p) {
   }
 }
 
-constexpr int64_t kFwdBlock = 1024;
+constexpr int64_t kMaxBlock = 1024;
 
 int64_t grain_blocks(int64_t T, int64_t W) {
   // at least ~64k element-steps per task, so small inputs stay on one thread
   return std::max<int64_t>(1, (int64_t(1) << 16) / std::max<int64_t>(1, T * W));
 }
 
+// The per-block loops take restrict pointers and parameters by value: with pointers and
+// parameters reached through a lambda's captures the compiler must assume that every store
+// may change them, and the loop runs several times slower.
+
 // ---- forward -----------------------------------------------------------------------------
+// One block of n <= kMaxBlock neurons at offset m0, all T steps.
+template <typename S, typename A, bool LIF, bool SOFT>
+void forward_block(const S* __restrict x, const A* __restrict v0, S* __restrict s,
+                   A* __restrict vT, int64_t T, int64_t M, int64_t m0, int64_t n,
+                   const Params<A> p) {
+  alignas(64) A v[kMaxBlock];
+  for (int64_t j = 0; j < n; ++j) v[j] = v0[m0 + j];
+  for (int64_t t = 0; t < T; ++t) {
+    const S* __restrict xt = x + t * M + m0;
+    S* __restrict st = s + t * M + m0;
+    for (int64_t j = 0; j < n; ++j) {
+      A h = charge<LIF>(v[j], load<S, A>(xt, j), p);
+      bool fired = h - p.v_th >= A(0);
+      store<S, A>(st, j, fired ? A(1) : A(0));
+      v[j] = reset<SOFT>(h, fired, p);
+    }
+  }
+  for (int64_t j = 0; j < n; ++j) vT[m0 + j] = v[j];
+}
+
 template <typename S, typename A, bool LIF, bool SOFT>
 void forward_impl(const S* x, const A* v0, S* s, A* vT, int64_t T, int64_t M, Params<A> p) {
-  const int64_t W = kFwdBlock;
+  const int64_t W = kMaxBlock;
   const int64_t nblocks = (M + W - 1) / W;
-  at::parallel_for(0, nblocks, grain_blocks(T, W), [&](int64_t b0, int64_t b1) {
-    alignas(64) A v[kFwdBlock];
+  at::parallel_for(0, nblocks, grain_blocks(T, W), [=](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
-      const int64_t m0 = b * W;
-      const int64_t n = std::min(W, M - m0);
-      for (int64_t j = 0; j < n; ++j) v[j] = v0[m0 + j];
-      for (int64_t t = 0; t < T; ++t) {
-        const S* xt = x + t * M + m0;
-        S* st = s + t * M + m0;
-        for (int64_t j = 0; j < n; ++j) {
-          A h = charge<LIF>(v[j], load<S, A>(xt, j), p);
-          bool fired = h - p.v_th >= A(0);
-          store<S, A>(st, j, fired ? A(1) : A(0));
-          v[j] = reset<SOFT>(h, fired, p);
-        }
-      }
-      for (int64_t j = 0; j < n; ++j) vT[m0 + j] = v[j];
+      forward_block<S, A, LIF, SOFT>(x, v0, s, vT, T, M, b * W, std::min(W, M - b * W), p);
     }
   });
 }
 
 // ---- backward ----------------------------------------------------------------------------
-template <typename S, typename A, bool LIF, bool SOFT, int SG>
+// 1. recompute h_t (and q_t = x_t - (v_{t-1} - v_reset) when tau needs a gradient) for the
+// block into the [T, W] buffers hbuf / qbuf.
+template <typename S, typename A, bool LIF, bool SOFT, bool NT>
+void recompute_block(const S* __restrict x, const A* __restrict v0, A* __restrict hbuf,
+                     A* __restrict qbuf, int64_t T, int64_t M, int64_t W, int64_t m0, int64_t n,
+                     const Params<A> p) {
+  alignas(64) A v[kMaxBlock];
+  for (int64_t j = 0; j < n; ++j) v[j] = v0[m0 + j];
+  for (int64_t t = 0; t < T; ++t) {
+    const S* __restrict xt = x + t * M + m0;
+    A* __restrict ht = hbuf + t * W;
+    A* __restrict qt = qbuf + t * W;
+    for (int64_t j = 0; j < n; ++j) {
+      A xv = load<S, A>(xt, j);
+      A h = charge<LIF>(v[j], xv, p);
+      if constexpr (NT) qt[j] = xv - (v[j] - p.v_reset);
+      ht[j] = h;
+      v[j] = reset<SOFT>(h, h - p.v_th >= A(0), p);
+    }
+  }
+}
+
+// 2. walk back in time from gv = dL/dv_T, reading gs and writing gx.
+template <typename S, typename A, bool LIF, bool SOFT, int SG, bool NT>
+void walk_back_block(const S* __restrict gs, const A* __restrict gvT, S* __restrict gx,
+                     A* __restrict gv0, A* __restrict gtau, const A* __restrict hbuf,
+                     const A* __restrict qbuf, int64_t T, int64_t M, int64_t W, int64_t m0,
+                     int64_t n, const Params<A> p) {
+  alignas(64) A gv[kMaxBlock];
+  alignas(64) A gt[kMaxBlock];
+  for (int64_t j = 0; j < n; ++j) {
+    gv[j] = gvT[m0 + j];
+    gt[j] = A(0);
+  }
+  const A inv_tau2 = A(1) / (p.tau * p.tau);
+  for (int64_t t = T - 1; t >= 0; --t) {
+    const A* __restrict ht = hbuf + t * W;
+    const A* __restrict qt = qbuf + t * W;
+    const S* __restrict gst = gs + t * M + m0;
+    S* __restrict gxt = gx + t * M + m0;
+    for (int64_t j = 0; j < n; ++j) {
+      A h = ht[j];
+      A u = h - p.v_th;
+      bool fired = u >= A(0);
+      A sg = surrogate_grad<SG>(u, p.alpha);
+      A dvdh;
+      if constexpr (SOFT) {
+        dvdh = A(1) + p.nd * (-p.v_th * sg);
+      } else {
+        dvdh = (fired ? A(0) : A(1)) + p.nd * ((p.v_reset - h) * sg);
+      }
+      A gh = load<S, A>(gst, j) * sg + gv[j] * dvdh;
+      if constexpr (LIF) {
+        A g = gh / p.tau;
+        store<S, A>(gxt, j, g);
+        gv[j] = gh - g;
+        if constexpr (NT) gt[j] += -gh * qt[j] * inv_tau2;
+      } else {
+        store<S, A>(gxt, j, gh);
+        gv[j] = gh;
+      }
+    }
+  }
+  for (int64_t j = 0; j < n; ++j) gv0[m0 + j] = gv[j];
+  if constexpr (NT) {
+    for (int64_t j = 0; j < n; ++j) gtau[m0 + j] = gt[j];
+  }
+}
+
+template <typename S, typename A, bool LIF, bool SOFT, int SG, bool NT>
 void backward_impl(const S* x, const A* v0, const S* gs, const A* gvT, S* gx, A* gv0, A* gtau,
                    int64_t T, int64_t M, Params<A> p) {
   // block width: the [T, W] buffers of the recomputed forward stay in L2
   int64_t W = 16;
-  while (W < 1024 && 2 * W * T * int64_t(sizeof(A)) <= (int64_t(1) << 17)) W *= 2;
+  while (W < kMaxBlock && 2 * W * T * int64_t(sizeof(A)) <= (int64_t(1) << 17)) W *= 2;
   const int64_t nblocks = (M + W - 1) / W;
-  const bool need_tau = LIF && gtau != nullptr;
-  at::parallel_for(0, nblocks, grain_blocks(T, W), [&](int64_t b0, int64_t b1) {
+  at::parallel_for(0, nblocks, grain_blocks(T, W), [=](int64_t b0, int64_t b1) {
     std::vector<A> hbuf(static_cast<size_t>(T * W));
-    std::vector<A> qbuf(need_tau ? static_cast<size_t>(T * W) : 0);
-    std::vector<A> v(W), gv(W), gt(W);
+    std::vector<A> qbuf(NT ? static_cast<size_t>(T * W) : 0);
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t m0 = b * W;
       const int64_t n = std::min(W, M - m0);
-      // 1. recompute h_t (and the tau-gradient factor q_t) for this block
-      for (int64_t j = 0; j < n; ++j) v[j] = v0[m0 + j];
-      for (int64_t t = 0; t < T; ++t) {
-        const S* xt = x + t * M + m0;
-        A* ht = hbuf.data() + t * W;
-        if (need_tau) {
-          A* qt = qbuf.data() + t * W;
-          for (int64_t j = 0; j < n; ++j) {
-            A xv = load<S, A>(xt, j);
-            A h = charge<LIF>(v[j], xv, p);
-            qt[j] = xv - (v[j] - p.v_reset);
-            ht[j] = h;
-            v[j] = reset<SOFT>(h, h - p.v_th >= A(0), p);
-          }
-        } else {
-          for (int64_t j = 0; j < n; ++j) {
-            A h = charge<LIF>(v[j], load<S, A>(xt, j), p);
-            ht[j] = h;
-            v[j] = reset<SOFT>(h, h - p.v_th >= A(0), p);
-          }
-        }
-      }
-      // 2. walk back in time
-      for (int64_t j = 0; j < n; ++j) {
-        gv[j] = gvT[m0 + j];
-        gt[j] = A(0);
-      }
-      const A inv_tau2 = A(1) / (p.tau * p.tau);
-      auto walk_back = [&](auto need_tau_c) {
-        constexpr bool NT = decltype(need_tau_c)::value;
-        for (int64_t t = T - 1; t >= 0; --t) {
-          const A* ht = hbuf.data() + t * W;
-          const A* qt = NT ? qbuf.data() + t * W : nullptr;
-          const S* gst = gs + t * M + m0;
-          S* gxt = gx + t * M + m0;
-          for (int64_t j = 0; j < n; ++j) {
-            A h = ht[j];
-            A u = h - p.v_th;
-            bool fired = u >= A(0);
-            A sg = surrogate_grad<SG>(u, p.alpha);
-            A dvdh;
-            if constexpr (SOFT) {
-              dvdh = A(1) + p.nd * (-p.v_th * sg);
-            } else {
-              dvdh = (fired ? A(0) : A(1)) + p.nd * ((p.v_reset - h) * sg);
-            }
-            A gh = load<S, A>(gst, j) * sg + gv[j] * dvdh;
-            if constexpr (LIF) {
-              A g = gh / p.tau;
-              store<S, A>(gxt, j, g);
-              gv[j] = gh - g;
-              if constexpr (NT) gt[j] += -gh * qt[j] * inv_tau2;
-            } else {
-              store<S, A>(gxt, j, gh);
-              gv[j] = gh;
-            }
-          }
-        }
-      };
-      if (need_tau) {
-        walk_back(std::true_type{});
-      } else {
-        walk_back(std::false_type{});
-      }
-      for (int64_t j = 0; j < n; ++j) gv0[m0 + j] = gv[j];
-      if (need_tau) {
-        for (int64_t j = 0; j < n; ++j) gtau[m0 + j] = gt[j];
-      }
+      recompute_block<S, A, LIF, SOFT, NT>(x, v0, hbuf.data(), qbuf.data(), T, M, W, m0, n, p);
+      walk_back_block<S, A, LIF, SOFT, SG, NT>(gs, gvT, gx, gv0, gtau, hbuf.data(),
+                                               qbuf.data(), T, M, W, m0, n, p);
     }
   });
 }
 
 // ---- dispatch on dtype and flags ---------------------------------------------------------
-// dtype codes: 0 float32, 1 float64, 2 bfloat16, 3 float16; the state is float64 for float64
-// input and float32 otherwise.
+// dtype codes: 0 float32, 1 float64, 2 bfloat16; the state is float64 for float64 input and
+// float32 otherwise (float16 input is upcast to float32 by the caller).
 template <typename F>
 bool dispatch_dtype(int dtype, F&& f) {
-  if (dtype < 0 || dtype > 3) return false;
+  if (dtype < 0 || dtype > 2) return false;
   switch (dtype) {
     case 0: f(static_cast<float*>(nullptr), static_cast<float*>(nullptr)); break;
     case 1: f(static_cast<double*>(nullptr), static_cast<double*>(nullptr)); break;
     case 2: f(static_cast<bf16*>(nullptr), static_cast<float*>(nullptr)); break;
-    case 3: f(static_cast<c10::Half*>(nullptr), static_cast<float*>(nullptr)); break;
     default: break;
   }
   return true;
@@ -308,8 +310,12 @@ extern "C" int membra_neuron_backward(const void* x, const void* v0, const void*
     using A = std::remove_pointer_t<decltype(a_tag)>;
     auto p = make_params<A>(tau, v_th, v_reset, alpha, detach);
     auto run = [&](auto lif_c, auto soft_c, auto sg_c) {
-      backward_impl<S, A, decltype(lif_c)::value, decltype(soft_c)::value,
-                    decltype(sg_c)::value>(
+      constexpr bool L = decltype(lif_c)::value;
+      constexpr bool SO = decltype(soft_c)::value;
+      constexpr int G = decltype(sg_c)::value;
+      auto impl = (L && gtau != nullptr) ? &backward_impl<S, A, L, SO, G, L>
+                                         : &backward_impl<S, A, L, SO, G, false>;
+      impl(
           static_cast<const S*>(x), static_cast<const A*>(v0),
           static_cast<const S*>(gs), static_cast<const A*>(gvT),
           static_cast<S*>(gx), static_cast<A*>(gv0), static_cast<A*>(gtau), T,
