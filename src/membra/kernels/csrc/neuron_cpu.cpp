@@ -84,8 +84,10 @@ enum Surrogate : int { SIGMOID = 0, ATAN = 1, RECTANGULAR = 2, TRIANGLE = 3 };
 template <int SG, typename A>
 inline A surrogate_grad(A u, A a) {
   if constexpr (SG == SIGMOID) {
-    A sig = A(1) / (A(1) + vexp(-(a * u)));
-    return a * sig * (A(1) - sig);
+    // a sig(au) (1 - sig(au)) = a e / (1 + e)^2 with e = exp(-au): one division
+    A e = vexp(-(a * u));
+    A d = A(1) + e;
+    return a * e / (d * d);
   } else if constexpr (SG == ATAN) {
     A w = A(M_PI / 2.0) * a * u;
     return (a / A(2)) / (A(1) + w * w);
@@ -197,6 +199,7 @@ void walk_back_block(const S* __restrict gs, const A* __restrict gvT, S* __restr
     gv[j] = gvT[m0 + j];
     gt[j] = A(0);
   }
+  const A inv_tau = A(1) / p.tau;
   const A inv_tau2 = A(1) / (p.tau * p.tau);
   for (int64_t t = T - 1; t >= 0; --t) {
     const A* __restrict ht = hbuf + t * W;
@@ -216,7 +219,7 @@ void walk_back_block(const S* __restrict gs, const A* __restrict gvT, S* __restr
       }
       A gh = load<S, A>(gst, j) * sg + gv[j] * dvdh;
       if constexpr (LIF) {
-        A g = gh / p.tau;
+        A g = gh * inv_tau;
         store<S, A>(gxt, j, g);
         gv[j] = gh - g;
         if constexpr (NT) gt[j] += -gh * qt[j] * inv_tau2;
