@@ -10,6 +10,8 @@ memory that every op returning a new tensor pays.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from membra.kernels import available_backends, lif_sequence
@@ -18,11 +20,26 @@ from .peers import load_peers
 from .timing import median_ms
 
 
+@contextlib.contextmanager
+def _no_hugepages():
+    """Run the cpu backend without its huge-page advice on outputs (what it costs here)."""
+    from membra.kernels import cpu as cpu_backend
+
+    saved, cpu_backend._HUGE_MIN_BYTES = cpu_backend._HUGE_MIN_BYTES, -1
+    try:
+        yield
+    finally:
+        cpu_backend._HUGE_MIN_BYTES = saved
+
+
 def membra_methods(device: str, compile_reference: bool) -> dict:
     methods = {}
     for b in available_backends(device):
         methods[f"membra-{b}"] = (f"membra backend={b!r}",
                                   lambda x, b=b: lif_sequence(x, backend=b)[0])
+    if "membra-cpu" in methods:
+        methods["membra-cpu-4k"] = ("membra backend='cpu', outputs on 4 KiB pages",
+                                    methods["membra-cpu"][1])
     if compile_reference:
         compiled = torch.compile(lambda x: lif_sequence(x, backend="reference")[0],
                                  dynamic=False)
@@ -88,7 +105,9 @@ def run_neuron_bench(*, device="cpu", steps=(4, 16, 64), shape=(64, 16384), repe
             f"clone_x3 {row['limits']['clone_x3']['median_ms']:.1f} ms")
         for name, (_, run) in methods.items():
             try:
-                row["methods"][name] = time_method(run, x, gs, device=device, repeats=repeats)
+                with _no_hugepages() if name.endswith("-4k") else contextlib.nullcontext():
+                    row["methods"][name] = time_method(run, x, gs, device=device,
+                                                       repeats=repeats)
             except Exception as e:  # a peer that fails at this size is reported, not fatal
                 row["methods"][name] = {"error": f"{type(e).__name__}: {e}"}
                 log(f"  {name}: failed ({e})")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from membra.kernels import available_backends, lif_sequence, if_sequence
+from membra.kernels import available_backends, if_sequence, lif_sequence
 
 
 def fused_backends(device: str = "cpu") -> list[str]:

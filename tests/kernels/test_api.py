@@ -7,12 +7,11 @@ import warnings
 
 import pytest
 import torch
+from kernel_cases import fused_backends
 
 import membra.kernels as K
 from membra.kernels import cpu as cpu_backend
-from membra.kernels import lif_sequence, if_sequence, select_backend
-
-from kernel_cases import fused_backends
+from membra.kernels import if_sequence, lif_sequence, select_backend
 
 BACKENDS = ["reference"] + fused_backends("cpu")
 

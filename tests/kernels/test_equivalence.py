@@ -7,10 +7,9 @@ import itertools
 
 import pytest
 import torch
+from kernel_cases import backend_params, run_op
 
 from membra.functional import surrogate_grad
-
-from kernel_cases import backend_params, run_op
 
 SURROGATES = ["sigmoid", "atan", "rectangular", "triangle"]
 TOL = dict(atol=1e-5, rtol=1e-5)
@@ -18,7 +17,8 @@ TOL = dict(atol=1e-5, rtol=1e-5)
 
 def assert_same(got, want, **tol):
     tol = tol or TOL
-    for name, g, w in zip(("spikes", "v_T", "grad_x", "grad_v0", "grad_tau"), got, want):
+    names = ("spikes", "v_T", "grad_x", "grad_v0", "grad_tau")
+    for name, g, w in zip(names, got, want, strict=True):
         if w is None:
             assert g is None or not g.abs().any(), name
             continue
@@ -123,7 +123,7 @@ def test_bf16_input_has_fp32_state(backend, device):
     want = run_op("reference", "lif", x.float(), v0, torch.tensor(2.0), gs.float(), gv.float())
     assert torch.equal(got[0].float().cpu(), want[0].cpu())
     tol = dict(atol=1e-2, rtol=1e-2)
-    for g, w in zip(got[1:], want[1:]):
+    for g, w in zip(got[1:], want[1:], strict=True):
         torch.testing.assert_close(g.float().cpu(), w.cpu(), **tol)
 
 

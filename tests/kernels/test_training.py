@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from kernel_cases import fused_backends
 from torch import nn
 
-from membra.nn import LIF, IF, TimeDistributed
-
-from kernel_cases import fused_backends
+from membra.nn import IF, LIF, TimeDistributed
 
 
 def conv_snn(backend):
@@ -47,5 +46,6 @@ def test_same_loss_trajectory(backend):
     got, model = losses(backend)
     assert len(set(want)) > 1, "the loss should move"
     assert got == pytest.approx(want, rel=1e-4, abs=1e-5)
-    for (name, p), q in zip(model.named_parameters(), ref_model.parameters()):
+    for (name, p), q in zip(model.named_parameters(), ref_model.parameters(),
+                               strict=True):
         torch.testing.assert_close(p, q, atol=1e-4, rtol=1e-4, msg=name)

@@ -14,14 +14,15 @@ The forward reads ``x`` and writes ``s``; the only tensor saved for backward is 
 The backward recomputes ``h`` block by block into a cache-resident buffer and walks back in
 time, reading ``gs`` and writing ``gx``: 5 passes over ``[T, M]`` in all, no ``[T, M]``
 activation kept alive. Input float32/bfloat16 with float32 state, float64 with float64 state
-(float16 input is upcast to float32). The extension is built at first use (:mod:`membra.kernels.build`); when that
-fails, the backend reports itself unavailable and the dispatcher uses ``reference`` after one
-warning.
+(float16 input is upcast to float32). The extension is built at first use
+(:mod:`membra.kernels.build`); when that fails, the backend reports itself unavailable and the
+dispatcher uses ``reference`` after one warning.
 """
 
 from __future__ import annotations
 
 import ctypes
+import os
 import warnings
 from pathlib import Path
 
@@ -35,6 +36,8 @@ __all__ = ["cpu_sequence", "cpu_available"]
 _SOURCE = Path(__file__).with_name("csrc") / "neuron_cpu.cpp"
 _DTYPE_CODES = {torch.float32: 0, torch.float64: 1, torch.bfloat16: 2}
 _LIB: dict[str, object] = {}
+#: Outputs from this size on are advised onto huge pages; ``MEMBRA_HUGEPAGES=0`` turns it off.
+_HUGE_MIN_BYTES = 8 << 20 if os.environ.get("MEMBRA_HUGEPAGES", "1") != "0" else -1
 
 
 def _declare(lib) -> None:
@@ -45,6 +48,18 @@ def _declare(lib) -> None:
     lib.membra_neuron_backward.argtypes = [p, p, p, p, p, p, p, i64, i64, i32, i32, i32, i32,
                                            f64, i32, f64, f64, f64]
     lib.membra_neuron_backward.restype = i32
+    lib.membra_advise_hugepages.argtypes = [p, i64]
+    lib.membra_advise_hugepages.restype = i32
+
+
+def _new_output(like: torch.Tensor, lib) -> torch.Tensor:
+    """``torch.empty_like(like)``, advised onto transparent huge pages when large (see
+    ``membra_advise_hugepages`` in the C++ source: fewer page faults on first touch)."""
+    out = torch.empty_like(like)
+    nbytes = out.numel() * out.element_size()
+    if 0 <= _HUGE_MIN_BYTES <= nbytes:
+        lib.membra_advise_hugepages(out.data_ptr(), nbytes)
+    return out
 
 
 def _check(rc: int, what: str) -> None:
@@ -68,9 +83,10 @@ def _load():
             _LIB["ok"] = True
         except Exception as e:  # no compiler, no ninja, a failed build: fall back, once
             _LIB["ok"] = False
-            warnings.warn(f"membra: the fused 'cpu' kernels could not be built ({type(e).__name__}: "
-                          f"{str(e).strip().splitlines()[-1] if str(e).strip() else e!r}); "
-                          "using the 'reference' backend", RuntimeWarning, stacklevel=3)
+            why = str(e).strip().splitlines()[-1] if str(e).strip() else repr(e)
+            warnings.warn(f"membra: the fused 'cpu' kernels could not be built "
+                          f"({type(e).__name__}: {why}); using the 'reference' backend",
+                          RuntimeWarning, stacklevel=3)
     return _LIB.get("lib")
 
 
@@ -87,7 +103,7 @@ def neuron_cpu_fwd(x: torch.Tensor, v0: torch.Tensor, tau: torch.Tensor, neuron:
                    detach_reset: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Fused forward on ``x [T, M]`` (contiguous) from ``v0 [M]``: ``(spikes, v_T)``."""
     lib = _load()
-    s = torch.empty_like(x)
+    s = _new_output(x, lib)
     v_final = torch.empty_like(v0)
     T, M = x.shape
     if M:
@@ -110,7 +126,7 @@ def neuron_cpu_bwd(grad_spikes: torch.Tensor, grad_v_final: torch.Tensor, x: tor
                    need_tau: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Fused BPTT backward: ``(grad_x [T, M], grad_v0 [M], grad_tau [])``."""
     lib = _load()
-    gx = torch.empty_like(x)
+    gx = _new_output(x, lib)
     gv0 = torch.empty_like(v0)
     T, M = x.shape
     need_tau = need_tau and neuron == "lif"

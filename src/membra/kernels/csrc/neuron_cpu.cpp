@@ -23,6 +23,10 @@
 
 #include <ATen/Parallel.h>
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -280,6 +284,23 @@ Params<A> make_params(double tau, double v_th, double v_reset, double alpha, boo
 }  // namespace
 
 // ---- C interface (loaded with ctypes by membra.kernels.cpu); returns 0 on success ----------
+
+// Advise the kernel to back a new, untouched output buffer with transparent huge pages: the
+// first touch of a fresh [T, M] output then costs one fault per 2 MiB instead of one per
+// 4 KiB, which on virtual machines can cost more than the kernel itself. A hint only: it
+// changes no value, and does nothing where THP is off or the range holds no aligned 2 MiB.
+extern "C" int membra_advise_hugepages(void* p, int64_t bytes) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  const uintptr_t huge = uintptr_t(1) << 21;
+  uintptr_t begin = (reinterpret_cast<uintptr_t>(p) + huge - 1) & ~(huge - 1);
+  uintptr_t end = (reinterpret_cast<uintptr_t>(p) + static_cast<uintptr_t>(bytes)) & ~(huge - 1);
+  if (end > begin) return madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+#endif
+  (void)p;
+  (void)bytes;
+  return 0;
+}
+
 extern "C" int membra_neuron_forward(const void* x, const void* v0, void* s, void* vT, int64_t T,
                                      int64_t M, int dtype, int lif, int soft, double tau,
                                      double v_th, double v_reset) {
