@@ -28,7 +28,7 @@ from pathlib import Path
 
 import torch
 
-from ._prep import SURROGATE_CODES, flatten_inputs, unflatten_outputs
+from ._prep import SURROGATE_CODES, flatten_inputs, state_dtype, unflatten_outputs
 from .dispatch import register_backend
 
 __all__ = ["cpu_sequence", "cpu_available"]
@@ -97,11 +97,21 @@ def cpu_available() -> bool:
     return _load() is not None
 
 
+def _as_kernel_input(x: torch.Tensor, v0: torch.Tensor):
+    """What the C++ kernels read: ``x [T, M]`` contiguous in a supported dtype and ``v0 [M]``
+    contiguous in the state dtype (no-ops for what :func:`cpu_sequence` passes)."""
+    if x.dim() != 2 or v0.shape != (x.shape[1],) or x.dtype not in _DTYPE_CODES:
+        raise ValueError(f"membra::neuron_cpu ops need x [T, M] (float32/float64/bfloat16) and "
+                         f"v0 [M], got {tuple(x.shape)} {x.dtype} and {tuple(v0.shape)}")
+    return x.contiguous(), v0.to(state_dtype(x.dtype)).contiguous()
+
+
 @torch.library.custom_op("membra::neuron_cpu_fwd", mutates_args=(), device_types="cpu")
 def neuron_cpu_fwd(x: torch.Tensor, v0: torch.Tensor, tau: torch.Tensor, neuron: str,
                    reset: str, v_th: float, v_reset: float, surrogate: str, alpha: float,
                    detach_reset: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fused forward on ``x [T, M]`` (contiguous) from ``v0 [M]``: ``(spikes, v_T)``."""
+    """Fused forward on ``x [T, M]`` from ``v0 [M]`` (state dtype): ``(spikes, v_T)``."""
+    x, v0 = _as_kernel_input(x, v0)
     lib = _load()
     s = _new_output(x, lib)
     v_final = torch.empty_like(v0)
@@ -125,6 +135,9 @@ def neuron_cpu_bwd(grad_spikes: torch.Tensor, grad_v_final: torch.Tensor, x: tor
                    v_reset: float, surrogate: str, alpha: float, detach_reset: bool,
                    need_tau: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Fused BPTT backward: ``(grad_x [T, M], grad_v0 [M], grad_tau [])``."""
+    x, v0 = _as_kernel_input(x, v0)
+    grad_spikes = grad_spikes.to(x.dtype).contiguous()
+    grad_v_final = grad_v_final.to(v0.dtype).contiguous()
     lib = _load()
     gx = _new_output(x, lib)
     gv0 = torch.empty_like(v0)
