@@ -2,14 +2,13 @@
 (conv, batch norm, LIF, max-pool) and a linear readout, mean over time, cross-entropy, SGD.
 
 Each implementation runs in its own process (``python -m benchmarks.conv IMPL``), so that its
-peak resident memory (``ru_maxrss``) is its own; it prints one JSON line: the median time
+peak resident memory (``VmHWM``, reset before the first step) is its own; it prints one JSON line: the median time
 per step and the peak memory above the resident size before the first step.
 """
 
 from __future__ import annotations
 
 import json
-import resource
 import sys
 
 import torch
@@ -53,9 +52,20 @@ def spikingjelly_model() -> nn.Module:
     )
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * resource.getpagesize()
+def _status_bytes(key: str) -> int:
+    """``VmRSS`` / ``VmHWM`` (peak) of this process from /proc/self/status."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    raise KeyError(key)
+
+
+def _reset_peak() -> None:
+    """Restart the peak-RSS counter (Linux >= 4.0); ``ru_maxrss`` cannot be reset and a
+    child process inherits its parent's."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
 
 
 def measure(impl: str, repeats: int = 5) -> dict:
@@ -85,9 +95,10 @@ def measure(impl: str, repeats: int = 5) -> dict:
         loss.backward()
         opt.step()
 
-    base = _rss_bytes()
+    _reset_peak()
+    base = _status_bytes("VmRSS")
     t = median_ms(step, warmup=2, repeats=repeats)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = _status_bytes("VmHWM")
     return {"impl": impl, "step": t, "peak_above_start_mb": (peak - base) / 2**20}
 
 

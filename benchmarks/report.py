@@ -67,8 +67,8 @@ def markdown(results: dict) -> str:
     if conv:
         out += ["### Conv SNN training step, x = [T=4, B=32, 3, 32, 32] (CPU)", "",
                 "Two conv blocks (conv, BN, LIF, max-pool) and a linear readout; SGD step. "
-                "Peak memory: resident memory above the start of training (ru_maxrss), each "
-                "implementation in its own process.", "",
+                "Peak memory: peak resident memory (VmHWM) above the resident size before the "
+                "first step, each implementation in its own process.", "",
                 "| implementation | time / step | speed-up over SJ | peak memory | vs SJ |",
                 "|---|---|---|---|---|"]
         sj = conv.get("spikingjelly", {})
