@@ -2,8 +2,9 @@
 (conv, batch norm, LIF, max-pool) and a linear readout, mean over time, cross-entropy, SGD.
 
 Each implementation runs in its own process (``python -m benchmarks.conv IMPL``), so that its
-peak resident memory (``VmHWM``, reset before the first step) is its own; it prints one JSON line: the median time
-per step and the peak memory above the resident size before the first step.
+peak resident memory (``VmHWM``, reset before the first step) is its own; it prints one JSON
+line: the median time per step and the peak memory above the resident size before the first
+step.
 """
 
 from __future__ import annotations
