@@ -101,3 +101,16 @@ def test_custom_op_passes_opcheck():
     torch.library.opcheck(torch.ops.membra.neuron_cpu_fwd.default, args,
                           test_utils=("test_schema", "test_faketensor",
                                       "test_autograd_registration"))
+
+
+@pytest.mark.skipif(not fused_backends("cpu"), reason="the cpu kernels could not be built")
+def test_torch_export_sees_one_op():
+    class Layer(torch.nn.Module):
+        def forward(self, x):
+            return lif_sequence(x, backend="cpu")[0]
+
+    x = torch.randn(3, 2, 5)
+    ep = torch.export.export(Layer(), (x,))
+    targets = [str(n.target) for n in ep.graph.nodes if n.op == "call_function"]
+    assert sum("neuron_cpu_fwd" in t for t in targets) == 1
+    torch.testing.assert_close(ep.module()(x), lif_sequence(x, backend="reference")[0])
