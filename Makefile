@@ -7,7 +7,7 @@ STAMP := $(VENV)/.membra-installed
 TORCH_PIN := torch==2.13.0
 EXTRAS ?= dev
 
-.PHONY: setup demo test test-all bench lint clean
+.PHONY: setup demo test test-all bench bench-peers lint clean
 
 setup: $(STAMP)
 
@@ -30,8 +30,26 @@ test-all: setup
 bench: setup
 	$(BIN)/python -m benchmarks.run
 
+# The peer libraries (SpikingJelly, snnTorch, Norse) go into a separate venv that sees the main
+# one's packages (torch 2.13.0 included) through a .pth file, so torch is never reinstalled and
+# the constraint file holds it. SpikingJelly 2.0.0 goes in without its dependency list (it
+# names torchvision/torchaudio, whose import fails with this torch) plus what its neuron
+# modules import. Norse 1.1.0 is an sdist (its metadata says 0.0.0, so it is installed from the
+# file): built against the installed torch, no build isolation.
+PEERS := .venv-peers
+bench-peers: setup
+	@test -x $(PEERS)/bin/python || $(BIN)/python -m venv $(PEERS)
+	@echo "import site; site.addsitedir('$$($(BIN)/python -c "import sysconfig; print(sysconfig.get_path('purelib'))")')" > "$$($(PEERS)/bin/python -c "import sysconfig; print(sysconfig.get_path('purelib'))")/membra-main-venv.pth"
+	$(PEERS)/bin/python -m pip install -q -c $(VENV)/torch-constraint.txt "setuptools>=68" wheel
+	$(PEERS)/bin/python -m pip install -q -c $(VENV)/torch-constraint.txt --no-deps spikingjelly==2.0.0
+	$(PEERS)/bin/python -m pip install -q -c $(VENV)/torch-constraint.txt "loguru>=0.7,<1" packaging tqdm snntorch==1.0.0
+	-$(PEERS)/bin/python -m pip download -q --no-deps --no-binary norse -d $(PEERS)/sdist norse==1.1.0 && \
+	  $(PEERS)/bin/python -m pip install -q -c $(VENV)/torch-constraint.txt --no-build-isolation --no-deps $(PEERS)/sdist/norse-1.1.0.tar.gz && \
+	  $(PEERS)/bin/python -m pip install -q -c $(VENV)/torch-constraint.txt nirtorch
+	$(PEERS)/bin/python -m benchmarks.run
+
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache
+	rm -rf $(VENV) $(PEERS) build dist src/*.egg-info .pytest_cache

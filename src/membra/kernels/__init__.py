@@ -138,3 +138,7 @@ def if_sequence(x, v0=None, *, v_th=1.0, v_reset=0.0, reset="hard", surrogate="a
                            reset=reset, surrogate=surrogate, alpha=alpha,
                            detach_reset=detach_reset, backend=backend,
                            check_finite=check_finite)
+
+# Fused backends register themselves on import (built lazily, at first use).
+from . import cpu as _cpu  # noqa: E402,F401
+from . import triton_backend as _triton_backend  # noqa: E402,F401

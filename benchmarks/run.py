@@ -1,0 +1,102 @@
+"""``python -m benchmarks.run`` (``make bench``): neuron kernels and a conv SNN training step.
+
+Writes ``benchmarks/results/kernels.json`` (all medians and repeats) and
+``benchmarks/results/kernels.md`` (the tables, as ratios). Timings are never asserted
+anywhere; on a shared machine they are noisy, so compare ratios from the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from .neurons import run_neuron_bench
+from .report import markdown
+
+RESULTS = Path(__file__).with_name("results")
+
+
+def conv_bench(impls, repeats, log=print) -> dict:
+    out = {}
+    for impl in impls:
+        cmd = [sys.executable, "-m", "benchmarks.conv", impl, str(repeats)]
+        proc = subprocess.run(cmd, capture_output=True, text=True,
+                              cwd=Path(__file__).resolve().parent.parent)
+        if proc.returncode != 0:
+            out[impl] = {"error": proc.stderr.strip().splitlines()[-1:]}
+            log(f"conv {impl}: failed: {out[impl]['error']}")
+            continue
+        out[impl] = json.loads(proc.stdout.strip().splitlines()[-1])
+        log(f"conv {impl}: {out[impl]['step']['median_ms']:.1f} ms/step, peak +"
+            f"{out[impl]['peak_above_start_mb']:.0f} MB")
+    return out
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, nargs="+", default=[4, 16, 64], help="values of T")
+    ap.add_argument("--neurons", type=int, default=16384, help="neurons per sample (x is "
+                    "[T, 64, NEURONS])")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--no-compile", action="store_true", help="skip torch.compile")
+    ap.add_argument("--no-conv", action="store_true", help="skip the conv SNN step")
+    ap.add_argument("--conv-only", action="store_true", help="rerun only the conv SNN step, "
+                    "updating the results already in --out")
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args(argv)
+    if args.conv_only:
+        results = json.loads((args.out / "kernels.json").read_text())
+        _conv(results, args.repeats)
+        _write(results, args.out)
+        return
+
+    import membra
+
+    env = {"membra": membra.__version__, "torch": torch.__version__,
+           "python": platform.python_version(), "machine": platform.machine(),
+           "processor": platform.processor(), "threads": torch.get_num_threads(),
+           "cpus": os.cpu_count(), "load_avg_at_start": os.getloadavg(),
+           "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+    print(f"membra bench: torch {env['torch']}, {env['threads']} threads, "
+          f"load {env['load_avg_at_start'][0]:.1f}")
+    results = {"env": env, "neuron": {}}
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    for device in devices:
+        if device == "cuda":
+            env["gpu"] = torch.cuda.get_device_name()
+        results["neuron"][device] = run_neuron_bench(
+            device=device, steps=args.steps, shape=(64, args.neurons), repeats=args.repeats,
+            compile_reference=not args.no_compile)
+    if not args.no_conv:
+        _conv(results, args.repeats)
+    env["load_avg_at_end"] = os.getloadavg()
+    _write(results, args.out)
+
+
+def _conv(results: dict, repeats: int) -> None:
+    from .peers import load_peers
+
+    impls = ["membra-cpu", "membra-reference"]
+    if "spikingjelly" in load_peers("cpu")[0]:
+        impls.append("spikingjelly")
+    results["conv"] = conv_bench(impls, repeats)
+    results["env"]["conv_load_avg"] = os.getloadavg()
+
+
+def _write(results: dict, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "kernels.json").write_text(json.dumps(results, indent=1) + "\n")
+    (out / "kernels.md").write_text(markdown(results))
+    print(f"wrote {out / 'kernels.json'} and {out / 'kernels.md'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,194 @@
+r"""The ``cpu`` backend: fused C++/OpenMP forward and BPTT backward for LIF and IF neurons.
+
+Two ``torch.library`` custom ops, ``membra::neuron_cpu_fwd`` and ``membra::neuron_cpu_bwd``,
+the first with a registered autograd formula that calls the second, so autograd,
+``torch.compile`` and ``torch.export`` see a single op. The equations are those of
+``specs/kernels.md`` (source: ``csrc/neuron_cpu.cpp``):
+
+.. math::
+    h_t = v_{t-1} + (x_t - (v_{t-1} - v_{reset}))/\tau \ (\text{LIF}) \ |\ v_{t-1} + x_t\
+    (\text{IF}),\quad s_t = \Theta(h_t - v_{th}),\quad
+    v_t = h_t - v_{th} s_t \ (\text{soft}) \ |\ h_t (1 - s_t) + v_{reset} s_t \ (\text{hard})
+
+The forward reads ``x`` and writes ``s``; the only tensor saved for backward is ``x`` itself.
+The backward recomputes ``h`` block by block into a cache-resident buffer and walks back in
+time, reading ``gs`` and writing ``gx``: 5 passes over ``[T, M]`` in all, no ``[T, M]``
+activation kept alive. Input float32/bfloat16 with float32 state, float64 with float64 state
+(float16 input is upcast to float32). The extension is built at first use
+(:mod:`membra.kernels.build`); when that fails, the backend reports itself unavailable and the
+dispatcher uses ``reference`` after one warning.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import warnings
+from pathlib import Path
+
+import torch
+
+from ._prep import SURROGATE_CODES, flatten_inputs, state_dtype, unflatten_outputs
+from .dispatch import register_backend
+
+__all__ = ["cpu_sequence", "cpu_available"]
+
+_SOURCE = Path(__file__).with_name("csrc") / "neuron_cpu.cpp"
+_DTYPE_CODES = {torch.float32: 0, torch.float64: 1, torch.bfloat16: 2}
+_LIB: dict[str, object] = {}
+#: Outputs from this size on are advised onto huge pages; ``MEMBRA_HUGEPAGES=0`` turns it off.
+_HUGE_MIN_BYTES = 8 << 20 if os.environ.get("MEMBRA_HUGEPAGES", "1") != "0" else -1
+
+
+def _declare(lib) -> None:
+    """ctypes signatures of the two C entry points of ``csrc/neuron_cpu.cpp``."""
+    p, i64, i32, f64 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_double
+    lib.membra_neuron_forward.argtypes = [p, p, p, p, i64, i64, i32, i32, i32, f64, f64, f64]
+    lib.membra_neuron_forward.restype = i32
+    lib.membra_neuron_backward.argtypes = [p, p, p, p, p, p, p, i64, i64, i32, i32, i32, i32,
+                                           f64, i32, f64, f64, f64]
+    lib.membra_neuron_backward.restype = i32
+    lib.membra_advise_hugepages.argtypes = [p, i64]
+    lib.membra_advise_hugepages.restype = i32
+
+
+def _new_output(like: torch.Tensor, lib) -> torch.Tensor:
+    """``torch.empty_like(like)``, advised onto transparent huge pages when large (see
+    ``membra_advise_hugepages`` in the C++ source: fewer page faults on first touch)."""
+    out = torch.empty_like(like)
+    nbytes = out.numel() * out.element_size()
+    if 0 <= _HUGE_MIN_BYTES <= nbytes:
+        lib.membra_advise_hugepages(out.data_ptr(), nbytes)
+    return out
+
+
+def _check(rc: int, what: str) -> None:
+    if rc != 0:
+        raise RuntimeError(f"membra cpu kernel {what} failed with code {rc}")
+
+
+@torch.compiler.disable
+def _load():
+    """The compiled extension (built on first call), or ``None`` if it cannot be built.
+
+    Kept out of ``torch.compile`` tracing: once built, :func:`cpu_available` answers from the
+    cache without calling it, so compiled code has no graph break here."""
+    if "ok" not in _LIB:
+        try:
+            from .build import build_extension
+
+            lib = build_extension("membra_neuron_cpu", _SOURCE)
+            _declare(lib)
+            _LIB["lib"] = lib
+            _LIB["ok"] = True
+        except Exception as e:  # no compiler, no ninja, a failed build: fall back, once
+            _LIB["ok"] = False
+            why = str(e).strip().splitlines()[-1] if str(e).strip() else repr(e)
+            warnings.warn(f"membra: the fused 'cpu' kernels could not be built "
+                          f"({type(e).__name__}: {why}); using the 'reference' backend",
+                          RuntimeWarning, stacklevel=3)
+    return _LIB.get("lib")
+
+
+def cpu_available() -> bool:
+    """Whether the fused CPU kernels are built (builds them on the first call)."""
+    if "ok" in _LIB:
+        return bool(_LIB["ok"])
+    return _load() is not None
+
+
+def _as_kernel_input(x: torch.Tensor, v0: torch.Tensor):
+    """What the C++ kernels read: ``x [T, M]`` contiguous in a supported dtype and ``v0 [M]``
+    contiguous in the state dtype (no-ops for what :func:`cpu_sequence` passes)."""
+    if x.dim() != 2 or v0.shape != (x.shape[1],) or x.dtype not in _DTYPE_CODES:
+        raise ValueError(f"membra::neuron_cpu ops need x [T, M] (float32/float64/bfloat16) and "
+                         f"v0 [M], got {tuple(x.shape)} {x.dtype} and {tuple(v0.shape)}")
+    return x.contiguous(), v0.to(state_dtype(x.dtype)).contiguous()
+
+
+@torch.library.custom_op("membra::neuron_cpu_fwd", mutates_args=(), device_types="cpu")
+def neuron_cpu_fwd(x: torch.Tensor, v0: torch.Tensor, tau: torch.Tensor, neuron: str,
+                   reset: str, v_th: float, v_reset: float, surrogate: str, alpha: float,
+                   detach_reset: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fused forward on ``x [T, M]`` from ``v0 [M]`` (state dtype): ``(spikes, v_T)``."""
+    x, v0 = _as_kernel_input(x, v0)
+    lib = _load()
+    s = _new_output(x, lib)
+    v_final = torch.empty_like(v0)
+    T, M = x.shape
+    if M:
+        _check(lib.membra_neuron_forward(
+            x.data_ptr(), v0.data_ptr(), s.data_ptr(), v_final.data_ptr(), T, M,
+            _DTYPE_CODES[x.dtype], neuron == "lif", reset == "soft", float(tau), v_th, v_reset),
+            "forward")
+    return s, v_final
+
+
+@neuron_cpu_fwd.register_fake
+def _(x, v0, tau, neuron, reset, v_th, v_reset, surrogate, alpha, detach_reset):
+    return torch.empty_like(x), torch.empty_like(v0)
+
+
+@torch.library.custom_op("membra::neuron_cpu_bwd", mutates_args=(), device_types="cpu")
+def neuron_cpu_bwd(grad_spikes: torch.Tensor, grad_v_final: torch.Tensor, x: torch.Tensor,
+                   v0: torch.Tensor, tau: torch.Tensor, neuron: str, reset: str, v_th: float,
+                   v_reset: float, surrogate: str, alpha: float, detach_reset: bool,
+                   need_tau: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Fused BPTT backward: ``(grad_x [T, M], grad_v0 [M], grad_tau [])``."""
+    x, v0 = _as_kernel_input(x, v0)
+    grad_spikes = grad_spikes.to(x.dtype).contiguous()
+    grad_v_final = grad_v_final.to(v0.dtype).contiguous()
+    lib = _load()
+    gx = _new_output(x, lib)
+    gv0 = torch.empty_like(v0)
+    T, M = x.shape
+    need_tau = need_tau and neuron == "lif"
+    gtau_m = torch.empty_like(v0) if need_tau else None
+    if M:
+        _check(lib.membra_neuron_backward(
+            x.data_ptr(), v0.data_ptr(), grad_spikes.data_ptr(), grad_v_final.data_ptr(),
+            gx.data_ptr(), gv0.data_ptr(), gtau_m.data_ptr() if need_tau else None, T, M,
+            _DTYPE_CODES[x.dtype], neuron == "lif", reset == "soft",
+            SURROGATE_CODES[surrogate], alpha, detach_reset, float(tau), v_th, v_reset),
+            "backward")
+    if need_tau and M:
+        gtau = gtau_m.sum(dtype=torch.float64).to(tau.dtype).reshape(())
+    else:
+        gtau = torch.zeros_like(tau)
+    return gx, gv0, gtau
+
+
+@neuron_cpu_bwd.register_fake
+def _(grad_spikes, grad_v_final, x, v0, tau, neuron, reset, v_th, v_reset, surrogate, alpha,
+      detach_reset, need_tau):
+    return torch.empty_like(x), torch.empty_like(v0), torch.empty_like(tau)
+
+
+def _setup_context(ctx, inputs, output):
+    x, v0, tau, *args = inputs
+    ctx.save_for_backward(x, v0, tau)
+    ctx.args = tuple(args)
+
+
+def _backward(ctx, grad_spikes, grad_v_final):
+    x, v0, tau = ctx.saved_tensors
+    need_tau = bool(ctx.needs_input_grad[2])
+    gs = torch.zeros_like(x) if grad_spikes is None else grad_spikes.to(x.dtype).contiguous()
+    gv = torch.zeros_like(v0) if grad_v_final is None else grad_v_final.to(v0.dtype).contiguous()
+    gx, gv0, gtau = neuron_cpu_bwd(gs, gv, x, v0, tau, *ctx.args, need_tau)
+    return (gx, gv0, gtau if need_tau else None) + (None,) * len(ctx.args)
+
+
+neuron_cpu_fwd.register_autograd(_backward, setup_context=_setup_context)
+
+
+def cpu_sequence(x, v0, tau, *, neuron, v_th, v_reset, reset, surrogate, alpha, detach_reset):
+    """Backend entry (see :mod:`membra.kernels.dispatch`): fused op on flattened input."""
+    xk = x if x.dtype in _DTYPE_CODES else x.float()  # float16: computed in float32
+    x2, v, tau_t = flatten_inputs(xk, v0, tau)
+    s2, v_final = neuron_cpu_fwd(x2, v, tau_t, neuron, reset, float(v_th), float(v_reset),
+                                 surrogate, float(alpha), bool(detach_reset))
+    return unflatten_outputs(x, s2.to(x.dtype), v_final)
+
+
+register_backend("cpu", cpu_sequence, available=cpu_available, devices=("cpu",))

@@ -1,0 +1,365 @@
+// Fused LIF / IF neuron kernels for CPU: one forward and one BPTT backward over x[T, M].
+//
+// Equations (specs/kernels.md, membra.functional.neuron), per neuron m and step t:
+//   LIF charge  h_t = v_{t-1} + (x_t - (v_{t-1} - v_reset)) / tau
+//   IF  charge  h_t = v_{t-1} + x_t
+//   fire        s_t = 1 if h_t - v_th >= 0 else 0
+//   reset       soft: v_t = h_t - v_th s_t      hard: v_t = s_t ? v_reset : h_t
+// Backward (t = T..1, gv = dL/dv_t carried from the future, sg = surrogate'(h_t - v_th)):
+//   dv/dh = (soft ? 1 : 1 - s_t) + nd * (soft ? -v_th sg : (v_reset - h_t) sg)
+//   gh    = gs_t sg + gv dv/dh            (nd = 0 when the reset is detached, else 1)
+//   LIF: gx_t = gh / tau, gv <- gh - gx_t, g_tau += -gh q_t / tau^2, q_t = x_t - (v_{t-1} - v_reset)
+//   IF:  gx_t = gh,       gv <- gh
+//
+// Memory traffic: the forward reads x and writes s; the backward re-runs the forward for a
+// block of W neurons into a [T, W] buffer that stays in cache, then walks back in time reading
+// gs and writing gx. Nothing of size [T, M] is saved besides x itself.
+//
+// The charge is computed with the same operations in the same order as the reference
+// (`v + (x - (v - v_reset)) / tau`, true division, no FMA contraction: built with
+// -ffp-contract=off), so spikes match the reference bit for bit, exact threshold hits included.
+// The time loop is outside, the neuron loop inside: contiguous and branch-free, so the
+// compiler vectorises it. Neuron blocks are spread over threads with at::parallel_for.
+
+#include <ATen/Parallel.h>
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+namespace {
+
+// ---- storage <-> state conversions ---------------------------------------------------------
+// bfloat16 is stored as uint16_t: upcast is a shift, downcast rounds to nearest even.
+struct bf16 {
+  uint16_t bits;
+};
+
+template <typename S, typename A>
+inline A load(const S* p, int64_t i) { return static_cast<A>(p[i]); }
+template <>
+inline float load<bf16, float>(const bf16* p, int64_t i) {
+  uint32_t u = static_cast<uint32_t>(p[i].bits) << 16;
+  float f;
+  std::memcpy(&f, &u, sizeof(f));
+  return f;
+}
+
+template <typename S, typename A>
+inline void store(S* p, int64_t i, A v) { p[i] = static_cast<S>(v); }
+template <>
+inline void store<bf16, float>(bf16* p, int64_t i, float v) {
+  uint32_t u;
+  std::memcpy(&u, &v, sizeof(u));
+  uint32_t rounded = (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
+  uint32_t nan = (u >> 16) | 0x40u;  // keep NaN a (quiet) NaN
+  p[i].bits = static_cast<uint16_t>(std::isnan(v) ? nan : rounded);
+}
+
+// ---- exp that the compiler can vectorise (Cephes expf, ~1 ulp) -----------------------------
+inline float vexp(float x) {
+  x = std::min(std::max(x, -87.3f), 88.3f);
+  float n = std::floor(x * 1.44269504088896341f + 0.5f);
+  float r = x - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  float y = p * (r * r) + r + 1.0f;
+  int32_t e = (static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &e, sizeof(scale));
+  return y * scale;
+}
+inline double vexp(double x) { return std::exp(x); }
+
+// ---- surrogate derivatives, the formulas of membra.functional.surrogate ---------------------
+enum Surrogate : int { SIGMOID = 0, ATAN = 1, RECTANGULAR = 2, TRIANGLE = 3 };
+
+template <int SG, typename A>
+inline A surrogate_grad(A u, A a) {
+  if constexpr (SG == SIGMOID) {
+    // a sig(au) (1 - sig(au)) = a e / (1 + e)^2 with e = exp(-au): one division
+    A e = vexp(-(a * u));
+    A d = A(1) + e;
+    return a * e / (d * d);
+  } else if constexpr (SG == ATAN) {
+    A w = A(M_PI / 2.0) * a * u;
+    return (a / A(2)) / (A(1) + w * w);
+  } else if constexpr (SG == RECTANGULAR) {
+    return std::abs(u) < A(1) / (A(2) * a) ? a : A(0);
+  } else {
+    return std::max(A(0), a - a * a * std::abs(u));
+  }
+}
+
+template <typename A>
+struct Params {
+  A tau, v_th, v_reset, alpha, nd;  // nd = 1 when the reset is not detached
+};
+
+template <bool LIF, typename A>
+inline A charge(A v, A x, const Params<A>& p) {
+  if constexpr (LIF) {
+    return v + (x - (v - p.v_reset)) / p.tau;
+  } else {
+    return v + x;
+  }
+}
+
+template <bool SOFT, typename A>
+inline A reset(A h, bool fired, const Params<A>& p) {
+  if constexpr (SOFT) {
+    return h - (fired ? p.v_th : A(0));
+  } else {
+    return fired ? p.v_reset : h;
+  }
+}
+
+constexpr int64_t kMaxBlock = 1024;
+
+int64_t grain_blocks(int64_t T, int64_t W) {
+  // at least ~64k element-steps per task, so small inputs stay on one thread
+  return std::max<int64_t>(1, (int64_t(1) << 16) / std::max<int64_t>(1, T * W));
+}
+
+// The per-block loops take restrict pointers and parameters by value: with pointers and
+// parameters reached through a lambda's captures the compiler must assume that every store
+// may change them, and the loop runs several times slower.
+
+// ---- forward -----------------------------------------------------------------------------
+// One block of n <= kMaxBlock neurons at offset m0, all T steps.
+template <typename S, typename A, bool LIF, bool SOFT>
+void forward_block(const S* __restrict x, const A* __restrict v0, S* __restrict s,
+                   A* __restrict vT, int64_t T, int64_t M, int64_t m0, int64_t n,
+                   const Params<A> p) {
+  alignas(64) A v[kMaxBlock];
+  for (int64_t j = 0; j < n; ++j) v[j] = v0[m0 + j];
+  for (int64_t t = 0; t < T; ++t) {
+    const S* __restrict xt = x + t * M + m0;
+    S* __restrict st = s + t * M + m0;
+    for (int64_t j = 0; j < n; ++j) {
+      A h = charge<LIF>(v[j], load<S, A>(xt, j), p);
+      bool fired = h - p.v_th >= A(0);
+      store<S, A>(st, j, fired ? A(1) : A(0));
+      v[j] = reset<SOFT>(h, fired, p);
+    }
+  }
+  for (int64_t j = 0; j < n; ++j) vT[m0 + j] = v[j];
+}
+
+template <typename S, typename A, bool LIF, bool SOFT>
+void forward_impl(const S* x, const A* v0, S* s, A* vT, int64_t T, int64_t M, Params<A> p) {
+  const int64_t W = kMaxBlock;
+  const int64_t nblocks = (M + W - 1) / W;
+  at::parallel_for(0, nblocks, grain_blocks(T, W), [=](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      forward_block<S, A, LIF, SOFT>(x, v0, s, vT, T, M, b * W, std::min(W, M - b * W), p);
+    }
+  });
+}
+
+// ---- backward ----------------------------------------------------------------------------
+// 1. recompute h_t (and q_t = x_t - (v_{t-1} - v_reset) when tau needs a gradient) for the
+// block into the [T, W] buffers hbuf / qbuf.
+template <typename S, typename A, bool LIF, bool SOFT, bool NT>
+void recompute_block(const S* __restrict x, const A* __restrict v0, A* __restrict hbuf,
+                     A* __restrict qbuf, int64_t T, int64_t M, int64_t W, int64_t m0, int64_t n,
+                     const Params<A> p) {
+  alignas(64) A v[kMaxBlock];
+  for (int64_t j = 0; j < n; ++j) v[j] = v0[m0 + j];
+  for (int64_t t = 0; t < T; ++t) {
+    const S* __restrict xt = x + t * M + m0;
+    A* __restrict ht = hbuf + t * W;
+    A* __restrict qt = qbuf + t * W;
+    for (int64_t j = 0; j < n; ++j) {
+      A xv = load<S, A>(xt, j);
+      A h = charge<LIF>(v[j], xv, p);
+      if constexpr (NT) qt[j] = xv - (v[j] - p.v_reset);
+      ht[j] = h;
+      v[j] = reset<SOFT>(h, h - p.v_th >= A(0), p);
+    }
+  }
+}
+
+// 2. walk back in time from gv = dL/dv_T, reading gs and writing gx.
+template <typename S, typename A, bool LIF, bool SOFT, int SG, bool NT>
+void walk_back_block(const S* __restrict gs, const A* __restrict gvT, S* __restrict gx,
+                     A* __restrict gv0, A* __restrict gtau, const A* __restrict hbuf,
+                     const A* __restrict qbuf, int64_t T, int64_t M, int64_t W, int64_t m0,
+                     int64_t n, const Params<A> p) {
+  alignas(64) A gv[kMaxBlock];
+  alignas(64) A gt[kMaxBlock];
+  for (int64_t j = 0; j < n; ++j) {
+    gv[j] = gvT[m0 + j];
+    gt[j] = A(0);
+  }
+  const A inv_tau = A(1) / p.tau;
+  const A inv_tau2 = A(1) / (p.tau * p.tau);
+  for (int64_t t = T - 1; t >= 0; --t) {
+    const A* __restrict ht = hbuf + t * W;
+    const A* __restrict qt = qbuf + t * W;
+    const S* __restrict gst = gs + t * M + m0;
+    S* __restrict gxt = gx + t * M + m0;
+    for (int64_t j = 0; j < n; ++j) {
+      A h = ht[j];
+      A u = h - p.v_th;
+      bool fired = u >= A(0);
+      A sg = surrogate_grad<SG>(u, p.alpha);
+      A dvdh;
+      if constexpr (SOFT) {
+        dvdh = A(1) + p.nd * (-p.v_th * sg);
+      } else {
+        dvdh = (fired ? A(0) : A(1)) + p.nd * ((p.v_reset - h) * sg);
+      }
+      A gh = load<S, A>(gst, j) * sg + gv[j] * dvdh;
+      if constexpr (LIF) {
+        A g = gh * inv_tau;
+        store<S, A>(gxt, j, g);
+        gv[j] = gh - g;
+        if constexpr (NT) gt[j] += -gh * qt[j] * inv_tau2;
+      } else {
+        store<S, A>(gxt, j, gh);
+        gv[j] = gh;
+      }
+    }
+  }
+  for (int64_t j = 0; j < n; ++j) gv0[m0 + j] = gv[j];
+  if constexpr (NT) {
+    for (int64_t j = 0; j < n; ++j) gtau[m0 + j] = gt[j];
+  }
+}
+
+template <typename S, typename A, bool LIF, bool SOFT, int SG, bool NT>
+void backward_impl(const S* x, const A* v0, const S* gs, const A* gvT, S* gx, A* gv0, A* gtau,
+                   int64_t T, int64_t M, Params<A> p) {
+  // block width: the [T, W] buffers of the recomputed forward stay in L2
+  int64_t W = 16;
+  while (W < kMaxBlock && 2 * W * T * int64_t(sizeof(A)) <= (int64_t(1) << 17)) W *= 2;
+  const int64_t nblocks = (M + W - 1) / W;
+  at::parallel_for(0, nblocks, grain_blocks(T, W), [=](int64_t b0, int64_t b1) {
+    std::vector<A> hbuf(static_cast<size_t>(T * W));
+    std::vector<A> qbuf(NT ? static_cast<size_t>(T * W) : 0);
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t m0 = b * W;
+      const int64_t n = std::min(W, M - m0);
+      recompute_block<S, A, LIF, SOFT, NT>(x, v0, hbuf.data(), qbuf.data(), T, M, W, m0, n, p);
+      walk_back_block<S, A, LIF, SOFT, SG, NT>(gs, gvT, gx, gv0, gtau, hbuf.data(),
+                                               qbuf.data(), T, M, W, m0, n, p);
+    }
+  });
+}
+
+// ---- dispatch on dtype and flags ---------------------------------------------------------
+// dtype codes: 0 float32, 1 float64, 2 bfloat16; the state is float64 for float64 input and
+// float32 otherwise (float16 input is upcast to float32 by the caller).
+template <typename F>
+bool dispatch_dtype(int dtype, F&& f) {
+  if (dtype < 0 || dtype > 2) return false;
+  switch (dtype) {
+    case 0: f(static_cast<float*>(nullptr), static_cast<float*>(nullptr)); break;
+    case 1: f(static_cast<double*>(nullptr), static_cast<double*>(nullptr)); break;
+    case 2: f(static_cast<bf16*>(nullptr), static_cast<float*>(nullptr)); break;
+    default: break;
+  }
+  return true;
+}
+
+template <typename A>
+Params<A> make_params(double tau, double v_th, double v_reset, double alpha, bool detach) {
+  // parameters are rounded to the state type first, as the reference does for Python scalars
+  return Params<A>{static_cast<A>(tau), static_cast<A>(v_th), static_cast<A>(v_reset),
+                   static_cast<A>(alpha), detach ? A(0) : A(1)};
+}
+
+}  // namespace
+
+// ---- C interface (loaded with ctypes by membra.kernels.cpu); returns 0 on success ----------
+
+// Advise the kernel to back a new, untouched output buffer with transparent huge pages: the
+// first touch of a fresh [T, M] output then costs one fault per 2 MiB instead of one per
+// 4 KiB, which on virtual machines can cost more than the kernel itself. A hint only: it
+// changes no value, and does nothing where THP is off or the range holds no aligned 2 MiB.
+extern "C" int membra_advise_hugepages(void* p, int64_t bytes) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  const uintptr_t huge = uintptr_t(1) << 21;
+  uintptr_t begin = (reinterpret_cast<uintptr_t>(p) + huge - 1) & ~(huge - 1);
+  uintptr_t end = (reinterpret_cast<uintptr_t>(p) + static_cast<uintptr_t>(bytes)) & ~(huge - 1);
+  if (end > begin) return madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+#endif
+  (void)p;
+  (void)bytes;
+  return 0;
+}
+
+extern "C" int membra_neuron_forward(const void* x, const void* v0, void* s, void* vT, int64_t T,
+                                     int64_t M, int dtype, int lif, int soft, double tau,
+                                     double v_th, double v_reset) {
+  return dispatch_dtype(dtype, [&](auto* s_tag, auto* a_tag) {
+    using S = std::remove_pointer_t<decltype(s_tag)>;
+    using A = std::remove_pointer_t<decltype(a_tag)>;
+    auto p = make_params<A>(tau, v_th, v_reset, 1.0, true);
+    auto run = [&](auto lif_c, auto soft_c) {
+      forward_impl<S, A, decltype(lif_c)::value, decltype(soft_c)::value>(
+          static_cast<const S*>(x), static_cast<const A*>(v0),
+          static_cast<S*>(s), static_cast<A*>(vT), T, M, p);
+    };
+    using T_ = std::true_type;
+    using F_ = std::false_type;
+    if (lif) {
+      soft ? run(T_{}, T_{}) : run(T_{}, F_{});
+    } else {
+      soft ? run(F_{}, T_{}) : run(F_{}, F_{});
+    }
+  }) ? 0 : 1;
+}
+
+extern "C" int membra_neuron_backward(const void* x, const void* v0, const void* gs,
+                                      const void* gvT, void* gx, void* gv0, void* gtau,
+                                      int64_t T, int64_t M, int dtype, int lif, int soft,
+                                      int surrogate, double alpha, int detach, double tau,
+                                      double v_th, double v_reset) {
+  if (surrogate < 0 || surrogate > 3) return 2;
+  return dispatch_dtype(dtype, [&](auto* s_tag, auto* a_tag) {
+    using S = std::remove_pointer_t<decltype(s_tag)>;
+    using A = std::remove_pointer_t<decltype(a_tag)>;
+    auto p = make_params<A>(tau, v_th, v_reset, alpha, detach);
+    auto run = [&](auto lif_c, auto soft_c, auto sg_c) {
+      constexpr bool L = decltype(lif_c)::value;
+      constexpr bool SO = decltype(soft_c)::value;
+      constexpr int G = decltype(sg_c)::value;
+      auto impl = (L && gtau != nullptr) ? &backward_impl<S, A, L, SO, G, L>
+                                         : &backward_impl<S, A, L, SO, G, false>;
+      impl(
+          static_cast<const S*>(x), static_cast<const A*>(v0),
+          static_cast<const S*>(gs), static_cast<const A*>(gvT),
+          static_cast<S*>(gx), static_cast<A*>(gv0), static_cast<A*>(gtau), T,
+          M, p);
+    };
+    auto by_surrogate = [&](auto lif_c, auto soft_c) {
+      switch (surrogate) {
+        case SIGMOID: run(lif_c, soft_c, std::integral_constant<int, SIGMOID>{}); break;
+        case ATAN: run(lif_c, soft_c, std::integral_constant<int, ATAN>{}); break;
+        case RECTANGULAR: run(lif_c, soft_c, std::integral_constant<int, RECTANGULAR>{}); break;
+        default: run(lif_c, soft_c, std::integral_constant<int, TRIANGLE>{}); break;
+      }
+    };
+    using T_ = std::true_type;
+    using F_ = std::false_type;
+    if (lif) {
+      soft ? by_surrogate(T_{}, T_{}) : by_surrogate(T_{}, F_{});
+    } else {
+      soft ? by_surrogate(F_{}, T_{}) : by_surrogate(F_{}, F_{});
+    }
+  }) ? 0 : 1;
+}
+

@@ -1,0 +1,116 @@
+"""The public entry around the fused op: bad input, torch.compile without graph breaks, the
+no-compiler fallback, and the choice of backend."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from kernel_cases import fused_backends
+
+import membra.kernels as K
+from membra.kernels import cpu as cpu_backend
+from membra.kernels import if_sequence, lif_sequence, select_backend
+
+BACKENDS = ["reference"] + fused_backends("cpu")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bad_input(backend):
+    x = torch.randn(4, 2, 3)
+    with pytest.raises(ValueError, match="time-first"):
+        lif_sequence(torch.randn(5), backend=backend)
+    with pytest.raises(ValueError, match="does not broadcast"):
+        lif_sequence(x, torch.zeros(2, 4), backend=backend)
+    with pytest.raises(TypeError, match="floating-point"):
+        lif_sequence(x.to(torch.int32), backend=backend)
+    with pytest.raises(TypeError, match="floating point"):
+        if_sequence(x, torch.zeros(3, dtype=torch.int64), backend=backend)
+    with pytest.raises(ValueError, match="tau must be a scalar"):
+        lif_sequence(x, tau=torch.ones(3), backend=backend)
+    with pytest.raises(ValueError, match="surrogate='nope'"):
+        lif_sequence(x, surrogate="nope", backend=backend)
+    bad = x.clone()
+    bad[1, 0, 2] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        lif_sequence(bad, check_finite=True, backend=backend)
+    with pytest.raises(ValueError, match="not a membra kernel backend"):
+        lif_sequence(x, backend="nope")
+
+
+@pytest.mark.skipif(not fused_backends("cpu"), reason="the cpu kernels could not be built")
+def test_cpu_is_the_default_on_cpu(monkeypatch):
+    monkeypatch.delenv("MEMBRA_BACKEND", raising=False)
+    assert select_backend(None, torch.device("cpu")).name == "cpu"
+    assert "cpu" in K.available_backends("cpu")
+    monkeypatch.setenv("MEMBRA_BACKEND", "reference")
+    assert select_backend(None, torch.device("cpu")).name == "reference"
+
+
+def test_build_failure_warns_once_and_falls_back(monkeypatch):
+    import membra.kernels.build as build
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no C++ compiler found")
+
+    monkeypatch.setattr(cpu_backend, "_LIB", {})
+    monkeypatch.setattr(build, "build_extension", broken)
+    monkeypatch.delenv("MEMBRA_BACKEND", raising=False)
+    with pytest.warns(RuntimeWarning, match="could not be built.*no C\\+\\+ compiler"):
+        assert not cpu_backend.cpu_available()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no second warning
+        assert select_backend(None, torch.device("cpu")).name == "reference"
+        s, v = lif_sequence(torch.ones(3, 1, 2))
+    assert s.shape == (3, 1, 2)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_torch_compile_sees_one_op(backend):
+    tau = torch.tensor(2.0, requires_grad=True)
+
+    def f(x, v0):
+        s, v = lif_sequence(x, v0, tau=tau, backend=backend)
+        return s.mean() + v.square().mean()
+
+    x = torch.randn(4, 3, 8)
+    v0 = torch.zeros(1, 8, requires_grad=True)
+    explanation = torch._dynamo.explain(f)(x, v0)
+    assert explanation.graph_break_count == 0
+    torch._dynamo.reset()
+    compiled = torch.compile(f, backend="aot_eager", fullgraph=True)
+    xs = x.clone().requires_grad_()
+    out = compiled(xs, v0)
+    out.backward()
+    want_x = x.clone().requires_grad_()
+    v0_ref = v0.detach().clone().requires_grad_()
+    ref = f(want_x, v0_ref)
+    ref.backward()
+    torch.testing.assert_close(out, ref)
+    torch.testing.assert_close(xs.grad, want_x.grad)
+    torch._dynamo.reset()
+
+
+@pytest.mark.skipif(not fused_backends("cpu"), reason="the cpu kernels could not be built")
+def test_custom_op_passes_opcheck():
+    x = torch.randn(5, 12)
+    v0 = torch.randn(12)
+    tau = torch.tensor(2.0)
+    args = (x, v0, tau, "lif", "soft", 1.0, 0.0, "sigmoid", 4.0, True)
+    torch.library.opcheck(torch.ops.membra.neuron_cpu_fwd.default, args,
+                          test_utils=("test_schema", "test_faketensor",
+                                      "test_autograd_registration"))
+
+
+@pytest.mark.skipif(not fused_backends("cpu"), reason="the cpu kernels could not be built")
+def test_torch_export_sees_one_op():
+    class Layer(torch.nn.Module):
+        def forward(self, x):
+            return lif_sequence(x, backend="cpu")[0]
+
+    x = torch.randn(3, 2, 5)
+    ep = torch.export.export(Layer(), (x,))
+    targets = [str(n.target) for n in ep.graph.nodes if n.op == "call_function"]
+    assert sum("neuron_cpu_fwd" in t for t in targets) == 1
+    torch.testing.assert_close(ep.module()(x), lif_sequence(x, backend="reference")[0])

@@ -1,0 +1,73 @@
+"""The Triton backend: its kernels in Triton's CPU interpreter (needs triton, no GPU), and on
+CUDA (skipped without a GPU). The equivalence suite in test_equivalence.py also runs it against
+the reference when a GPU is present."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from membra.kernels import available_backends, lif_sequence, select_backend
+
+
+def needs_cuda(fn):
+    fn = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")(fn)
+    return pytest.mark.gpu(fn)
+HERE = Path(__file__).resolve().parent
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None, reason="triton not installed")
+def test_kernels_in_the_triton_interpreter():
+    env = dict(os.environ, TRITON_INTERPRET="1",
+               PYTHONPATH=os.pathsep.join([str(HERE.parents[1] / "src"),
+                                           os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run([sys.executable, str(HERE / "triton_interpret_check.py")], env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().endswith("ok")
+
+
+@pytest.fixture
+def triton_present():
+    if "triton" not in available_backends("cuda"):
+        pytest.skip("triton is not importable")
+
+
+@needs_cuda
+def test_triton_is_the_default_on_cuda(triton_present, monkeypatch):
+    monkeypatch.delenv("MEMBRA_BACKEND", raising=False)
+    assert select_backend(None, torch.device("cuda")).name == "triton"
+
+
+@needs_cuda
+def test_large_layer_matches_reference(triton_present):
+    # many programs, M not a multiple of the block, a learnable tau
+    g = torch.Generator().manual_seed(0)
+    x = (torch.randn(9, 3, 70001, generator=g) + 0.4).cuda()
+    gs = torch.randn(x.shape, generator=g).cuda()
+    out = {}
+    for backend in ("reference", "triton"):
+        xx = x.clone().requires_grad_()
+        tau = torch.tensor(1.7, device="cuda", requires_grad=True)
+        s, v = lif_sequence(xx, tau=tau, backend=backend)
+        (s * gs).sum().backward()
+        out[backend] = (s, v, xx.grad, tau.grad)
+    for got, want in zip(out["triton"], out["reference"], strict=True):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+
+
+@needs_cuda
+def test_compiled_call_has_no_graph_break(triton_present):
+    def f(x):
+        s, v = lif_sequence(x)
+        return s.sum() + v.sum()
+
+    x = torch.randn(4, 2, 33, device="cuda")
+    assert torch._dynamo.explain(f)(x).graph_break_count == 0
