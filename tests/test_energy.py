@@ -26,13 +26,14 @@ def test_mlp_hand_count():
     rep = sops(net, x)
     # spikes of sample 1: neuron 0 every step (4), neuron 1 at t=2,4 (2), neuron 2 at t=5.. (0)
     spikes_sample1 = 4 + 2 + 0 + 0
-    assert [r.input for r in rep.layers] == ["analog", "spikes"]
-    assert rep.layers[0].macs == T * 3 * 4               # dense, every step
+    assert [r.input for r in rep.layers] == ["analog, static (once)", "spikes"]
+    assert rep.layers[0].macs == 3 * 4                   # static image: one dense pass
     assert rep.layers[0].sops == 0
+    assert sops(net, x, static_input_once=False).layers[0].macs == T * 3 * 4
     assert rep.layers[1].spikes == spikes_sample1 / B
     assert rep.layers[1].sops == spikes_sample1 * 2 / B   # fan-out 2
     assert rep.ann_macs == 3 * 4 + 4 * 2
-    assert rep.energy_j == pytest.approx(E_MAC * 48 + E_AC * 6)
+    assert rep.energy_j == pytest.approx(E_MAC * 12 + E_AC * 6)
     assert rep.ann_energy_j == pytest.approx(E_MAC * 20)
     assert "ANN, same size" in rep.to_markdown()
 
@@ -69,7 +70,7 @@ def test_integer_counts_are_spikes_fractions_are_macs():
         net[0].weight.fill_(1.0)
         net[1].weight.fill_(0.25)
     x = torch.ones(2, 1, 2)                          # layer 2 gets 2.0 (counts); layer 3 1.5
-    rep = sops(net, x)
+    rep = sops(net, x, static_input_once=False)
     assert [r.input for r in rep.layers] == ["analog", "spikes", "analog"]
     assert rep.layers[1].sops == 2 * 3 * 2 * 1      # T x (3 inputs of value 2) x fan-out 1
     assert rep.layers[2].macs == 2

@@ -13,7 +13,11 @@ For every weight layer (``nn.Linear``, ``nn.Conv1d/2d/3d``, also inside
   strides and groups;
 - **analog values** (the first layer's image, or anything non-integer such as the output of an
   average pool): dense multiply-accumulates, :math:`\mathrm{MAC}_l = N_{out} \cdot
-  \mathrm{fan\_in}` per call, every time the layer runs (T times for a directly encoded image).
+  \mathrm{fan\_in}` per call. When the analog input is the same at every time step (a
+  directly encoded image) the layer's current is the same too, so it is computed once and
+  reused: it costs one dense pass (the ANN's MACs of that layer), not T
+  (``static_input_once=True``, the convention of the conversion spec). A time-varying analog
+  input costs T passes.
 
 The equally-sized ANN runs every weight layer once per sample, densely:
 :math:`\mathrm{MAC}^{ANN} = \sum_l N_{out,l} \cdot \mathrm{fan\_in}_l` (one time step).
@@ -129,12 +133,26 @@ def _dense_macs(module: nn.Module, out: torch.Tensor) -> float:
     return float(out.numel()) * fan_in
 
 
+def _static(x: torch.Tensor, T: int, B: int) -> bool:
+    """True when ``x`` (``[T, B, ...]`` or ``[T*B, ...]``) is the same at every step."""
+    if T < 2:
+        return False
+    if tuple(x.shape[:2]) == (T, B):
+        v = x
+    elif x.shape[0] == T * B:
+        v = x.unflatten(0, (T, B))
+    else:
+        return False
+    return bool((v == v[:1]).all())
+
+
 def _is_counts(x: torch.Tensor) -> bool:
     return bool(((x >= 0) & (x == x.round())).all())
 
 
 @torch.no_grad()
-def sops(model: nn.Module, x: torch.Tensor, *, first_layer_macs: bool = True) -> SOPReport:
+def sops(model: nn.Module, x: torch.Tensor, *, first_layer_macs: bool = True,
+         static_input_once: bool = True) -> SOPReport:
     """Count synaptic operations per weight layer while ``model`` runs on ``x[T, B, ...]``.
 
     Args:
@@ -144,6 +162,8 @@ def sops(model: nn.Module, x: torch.Tensor, *, first_layer_macs: bool = True) ->
         first_layer_macs: count the first weight layer as dense MACs even if its input happens
             to be integer-valued (an analog image of 0/1 pixels is still an analog input).
             Inputs that are not non-negative integers are always counted as MACs.
+        static_input_once: count an analog input that is identical at every step as one
+            dense pass (its result is reused), else T passes.
 
     Returns:
         :class:`SOPReport` (per-layer :class:`LayerOps` in call order, totals, energies);
@@ -174,7 +194,10 @@ def sops(model: nn.Module, x: torch.Tensor, *, first_layer_macs: bool = True) ->
             items = B if out.shape[0] == B and T > 1 else T * B
             row.ann_macs += dense / items
             if analog:
-                row.input = "analog" if not row.input or row.input == "analog" else "mixed"
+                kind = "analog"
+                if static_input_once and _static(inp, T, B):
+                    kind, dense = "analog, static (once)", dense / T
+                row.input = kind if not row.input or row.input == kind else "mixed"
                 row.macs += dense / B
             else:
                 row.input = "spikes" if not row.input or row.input == "spikes" else "mixed"

@@ -56,3 +56,55 @@ def patterns(
             "\n\n![heatmaps](patterns.png)\n")
         png = pattern_heatmaps(results, out / "patterns.png", T=T)
         typer.echo(f"wrote {out / 'patterns.md'} and {png}")
+
+
+@report_app.command("run-study")
+def run_study(
+    configs: Annotated[list[Path], typer.Argument(help="Study config TOML files.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for the run folders.")] = Path(
+        "runs/study"),
+    seeds: Annotated[str, typer.Option(help="Comma-separated seeds.")] = "0,1,2",
+    epochs: Annotated[int, typer.Option(help="Override train.epochs (0: keep).")] = 0,
+    threads: Annotated[int, typer.Option(help="torch CPU threads.")] = 1,
+) -> None:
+    """Train every config with every seed (the IMP study runner) and write run folders that
+    `membra report imp` aggregates.
+
+    Example: membra report run-study configs/study/digits_*.toml --out runs/study
+    """
+    import torch
+
+    from ..analysis.study import run_arm
+
+    torch.set_num_threads(threads)
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError as err:
+        raise typer.BadParameter(f"--seeds must be integers like 0,1,2, got {seeds!r}") \
+            from err
+    overrides = {"train.epochs": epochs} if epochs else None
+    for cfg in configs:
+        for seed in seed_list:
+            run_arm(cfg, seed=seed, out_dir=out, overrides=overrides, log=typer.echo)
+
+
+@report_app.command("imp")
+def imp(
+    runs: Annotated[list[Path], typer.Argument(help="Run folders (or folders holding them).")],
+    out: Annotated[Path, typer.Option("--out", help="Report folder.")] = Path("reports/imp"),
+    title: Annotated[str, typer.Option(help="Report title.")] = "IMP study",
+) -> None:
+    """Aggregate IMP-study runs: per-step accuracy table (mean ± std over seeds), readouts,
+    SOPs/energy next to the equal-size ANN, per-step curves with bands, and histograms of the
+    learned initial potentials per layer.
+
+    Example: membra report imp runs/study --out reports/imp
+    """
+    from ..analysis.imp_report import imp_report
+
+    try:
+        path = imp_report(runs, out, title=title)
+    except (ValueError, FileNotFoundError) as err:
+        raise typer.BadParameter(str(err)) from err
+    typer.echo(path.read_text())
+    typer.echo(f"wrote {path}")

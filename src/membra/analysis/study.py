@@ -1,0 +1,217 @@
+r"""The IMP study runner (membrane-dynamics spec §11): train one arm on one dataset with one
+seed, evaluate per-step accuracy, both readouts and SOPs, and write a small run folder that
+:func:`membra.analysis.imp_report.imp_report` aggregates.
+
+An arm is an initial potential and a loss (:data:`ARMS`): ``baseline`` (``V_0 = 0``, mean CE),
+``imp`` (learnable ``V_0``, mean CE), ``imp_lts``, ``imp_tet``, ``imp_ls_tet``, and ``lts``
+(``V_0 = 0``, last-step CE). Configs are the TOML run files of ``membra train``
+(sections ``run``, ``data``, ``model``, ``train``, ``eval``); this runner reads the subset it
+needs so the study runs before/without the full engine:
+
+- data: ``membra.data.get_dataset`` when that package is present, else the built-in 8x8 digits
+  (scikit-learn, pixels / 16, permutation seed 0, 1200 train / 597 test, direct encoding);
+- model: ``Flatten -> [Linear -> BN -> LIF] x 2 -> Linear`` per step (``model.options.hidden``,
+  default 128; ``lif_event`` neurons with ``model.neuron_kwargs``);
+- training: AdamW (``train.lr``, ``train.weight_decay`` on weight matrices only,
+  :func:`membra.nn.param_groups`), batch ``data.batch_size``, ``train.epochs``, constant lr.
+
+Run folder: ``config.json`` (resolved config), ``metrics.json`` (``per_step_accuracy [T]``,
+``acc_mean``, ``acc_last``, ``sops``...), ``model.safetensors`` (state dict; IMP tensors are the
+keys ending in ``init_potential``).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .. import losses as L
+from ..energy import sops
+from ..metrics import per_step_accuracy, readout_accuracy
+from ..nn import IF, LIF, TimeDistributed, param_groups
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = ["ARMS", "load_study_config", "build_mlp", "load_data", "run_arm"]
+
+ARMS: dict[str, dict] = {
+    "baseline": {"init_potential": 0.0, "loss": "mean_ce"},
+    "imp": {"init_potential": "learnable", "loss": "mean_ce"},
+    "imp_lts": {"init_potential": "learnable", "loss": "lts_ce"},
+    "imp_tet": {"init_potential": "learnable", "loss": "tet"},
+    "imp_ls_tet": {"init_potential": "learnable", "loss": "ls_tet"},
+    "lts": {"init_potential": 0.0, "loss": "lts_ce"},
+}
+"""Study arms: initial potential and training loss."""
+
+DEFAULTS = {
+    "run": {"name": "run", "seed": 0, "out_dir": "runs"},
+    "data": {"name": "digits", "T": 4, "batch_size": 64, "eval_batch_size": 256,
+             "encoding": "direct", "options": {}},
+    "model": {"name": "mlp", "neuron": "lif", "neuron_kwargs": {}, "options": {}},
+    "train": {"epochs": 40, "optimizer": "adamw", "lr": 3e-3, "weight_decay": 0.01,
+              "loss": "mean_ce", "loss_eps": 0.01, "loss_lambda": 0.0, "loss_phi": 1.0,
+              "schedule": "constant"},
+    "eval": {"readout": "mean"},
+}
+
+
+def load_study_config(path: str | Path, overrides: dict | None = None) -> dict:
+    """Read a TOML run config into a dict with :data:`DEFAULTS` filled in; ``overrides``
+    is ``{"section.key": value}``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    with path.open("rb") as f:
+        raw = tomllib.load(f)
+    cfg = copy.deepcopy(DEFAULTS)
+    for sec, vals in raw.items():
+        if sec not in cfg or not isinstance(vals, dict):
+            raise ValueError(f"{path}: unknown config section {sec!r}; expected one of "
+                             f"{list(cfg)}")
+        cfg[sec].update(vals)
+    for key, val in (overrides or {}).items():
+        sec, _, k = key.partition(".")
+        if sec not in cfg or not k:
+            raise ValueError(f"override {key!r} must be section.key with a section in "
+                             f"{list(cfg)}")
+        cfg[sec][k] = val
+    if cfg["train"]["loss"] not in L.LOSSES:
+        raise ValueError(f"{path}: train.loss={cfg['train']['loss']!r} is not known; choose "
+                         f"one of {list(L.LOSSES)}")
+    return cfg
+
+
+def load_data(cfg: dict):
+    """``(x_train [N, T, *S], y_train, x_test, y_test, in_shape, num_classes)``."""
+    d = cfg["data"]
+    T = int(d["T"])
+    try:
+        from ..data import get_dataset
+    except ImportError:
+        get_dataset = None
+    if get_dataset is not None:
+        out = []
+        for split in ("train", "test"):
+            ds = get_dataset(d["name"], split=split, T=T, seed=0, encoding=d["encoding"],
+                             **d.get("options", {}))
+            xs, ys = zip(*(ds[i] for i in range(len(ds))), strict=True)
+            out += [torch.stack(xs).float(), torch.as_tensor(ys)]
+        info = ds.info
+        return (*out, tuple(info.in_shape), int(info.num_classes))
+    if d["name"] != "digits":
+        raise ValueError(f"dataset {d['name']!r} needs membra.data; only 'digits' is built "
+                         "into the study runner")
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x = torch.tensor(digits.data, dtype=torch.float32) / 16.0
+    y = torch.tensor(digits.target)
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
+    x, y = x[perm], y[perm]
+    x = x.unsqueeze(1).expand(-1, T, -1)               # direct encoding, time per sample
+    return x[:1200], y[:1200], x[1200:], y[1200:], (64,), 10
+
+
+def build_mlp(in_shape, num_classes: int, cfg: dict) -> nn.Sequential:
+    """``Flatten -> [Linear -> BN -> neuron] x depth -> Linear``, applied per step."""
+    m = cfg["model"]
+    hidden = int(m["options"].get("hidden", 128))
+    depth = int(m["options"].get("depth", 2))
+    neuron = {"lif": LIF, "if": IF}[m["neuron"]]
+    n_in = 1
+    for s in in_shape:
+        n_in *= int(s)
+    layers: list[nn.Module] = [nn.Flatten(2)]
+    for i in range(depth):
+        layers += [nn.Linear(n_in if i == 0 else hidden, hidden),
+                   TimeDistributed(nn.BatchNorm1d(hidden)),
+                   neuron(shape=(hidden,), **m["neuron_kwargs"])]
+    layers.append(nn.Linear(hidden, num_classes))
+    return nn.Sequential(*layers)
+
+
+def _loss(cfg: dict):
+    t = cfg["train"]
+    name = t["loss"]
+    if name == "tet":
+        return lambda o, y: L.tet(o, y, lam=t["loss_lambda"], phi=t["loss_phi"])
+    if name == "ls_tet":
+        return lambda o, y: L.ls_tet(o, y, eps=t["loss_eps"])
+    if name in ("mean_ce", "lts_ce"):
+        return getattr(L, name)
+    raise ValueError(f"train.loss={name!r} is not known; choose mean_ce, lts_ce, tet, ls_tet")
+
+
+@torch.no_grad()
+def _evaluate(model, x, y, batch: int):
+    model.eval()
+    outs = [model(x[i:i + batch].transpose(0, 1)) for i in range(0, len(x), batch)]
+    return torch.cat(outs, dim=1)
+
+
+def run_arm(config: str | Path | dict, *, seed: int | None = None,
+            out_dir: str | Path | None = None, overrides: dict | None = None,
+            log=print) -> dict:
+    """Train and evaluate one config; write the run folder; return the metrics dict."""
+    cfg = config if isinstance(config, dict) else load_study_config(config, overrides)
+    cfg = copy.deepcopy(cfg)
+    if seed is not None:
+        cfg["run"]["seed"] = int(seed)
+    seed = int(cfg["run"]["seed"])
+    xtr, ytr, xte, yte, in_shape, K = load_data(cfg)
+    torch.manual_seed(seed)
+    model = build_mlp(in_shape, K, cfg)
+    t = cfg["train"]
+    opt = torch.optim.AdamW(param_groups(model, float(t["weight_decay"])), lr=float(t["lr"]))
+    loss_fn = _loss(cfg)
+    g = torch.Generator().manual_seed(seed)
+    bs = int(cfg["data"]["batch_size"])
+    start = time.time()
+    for epoch in range(int(t["epochs"])):
+        model.train()
+        total = 0.0
+        for idx in torch.randperm(len(xtr), generator=g).split(bs):
+            loss = loss_fn(model(xtr[idx].transpose(0, 1)), ytr[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+    train_s = time.time() - start
+    out = _evaluate(model, xte, yte, int(cfg["data"]["eval_batch_size"]))
+    rep = sops(model.eval(), xte[:256].transpose(0, 1))
+    metrics = {
+        "name": cfg["run"]["name"], "dataset": cfg["data"]["name"], "seed": seed,
+        "T": int(cfg["data"]["T"]), "loss": t["loss"],
+        "init_potential": cfg["model"]["neuron_kwargs"].get("init_potential", 0.0),
+        "per_step_accuracy": per_step_accuracy(out, yte).tolist(),
+        "acc_mean": readout_accuracy(out, yte, "mean"),
+        "acc_last": readout_accuracy(out, yte, "last"),
+        "train_loss": total / len(xtr), "train_seconds": train_s,
+        "sops": {k: v for k, v in rep.as_dict().items() if k != "layers"},
+    }
+    if out_dir is not None:
+        run = Path(out_dir) / f"{cfg['run']['name']}_s{seed}"
+        run.mkdir(parents=True, exist_ok=True)
+        (run / "config.json").write_text(json.dumps(cfg, indent=2))
+        (run / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        (run / "sops.md").write_text(rep.to_markdown() + "\n")
+        from safetensors.torch import save_file
+
+        save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()},
+                  str(run / "model.safetensors"))
+        metrics["run_dir"] = str(run)
+    log(f"{cfg['run']['name']} seed {seed}: per-step "
+        f"{' '.join(f'{100 * a:.1f}' for a in metrics['per_step_accuracy'])} | mean "
+        f"{100 * metrics['acc_mean']:.1f} last {100 * metrics['acc_last']:.1f} "
+        f"({train_s:.0f} s)")
+    return metrics
