@@ -13,7 +13,6 @@ dataset and arm (the arm is recognised from its initial potential and loss, see
 from __future__ import annotations
 
 import json
-import math
 from collections import defaultdict
 from pathlib import Path
 
@@ -125,7 +124,8 @@ def _table(ds: str, arms: dict) -> list[str]:
         any_s = next(iter(arms.values()))
         lines += ["", f"Equally-sized ANN (one pass): {any_s['ann_macs']:,.0f} MACs = "
                       f"{any_s['ann_energy_j'] * 1e9:.1f} nJ per sample (45 nm: 4.6 pJ/MAC, "
-                      "0.9 pJ/SOP; the SNN's first layer sees the static image and is counted as one dense pass)."]
+                      "0.9 pJ/SOP; the SNN's first layer sees the static image and is "
+                      "counted as one dense pass)."]
     return lines
 
 
@@ -171,7 +171,7 @@ def _plots(ds: str, arms: dict, out: Path) -> list[str]:
     names.append(name)
 
     layers = defaultdict(list)
-    for arm, s in arms.items():
+    for s in arms.values():
         for run in s["init_potentials"]:
             for layer, v in run.items():
                 layers[layer].append(v.flatten())

@@ -177,7 +177,7 @@ def run_arm(config: str | Path | dict, *, seed: int | None = None,
     g = torch.Generator().manual_seed(seed)
     bs = int(cfg["data"]["batch_size"])
     start = time.time()
-    for epoch in range(int(t["epochs"])):
+    for _ in range(int(t["epochs"])):
         model.train()
         total = 0.0
         for idx in torch.randperm(len(xtr), generator=g).split(bs):
