@@ -41,7 +41,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["ARMS", "load_study_config", "build_mlp", "load_data", "run_arm"]
+__all__ = ["ARMS", "load_study_config", "build_mlp", "load_data", "run_arm", "load_study_run"]
 
 ARMS: dict[str, dict] = {
     "baseline": {"init_potential": 0.0, "loss": "mean_ce"},
@@ -193,6 +193,7 @@ def run_arm(config: str | Path | dict, *, seed: int | None = None,
         "name": cfg["run"]["name"], "dataset": cfg["data"]["name"], "seed": seed,
         "T": int(cfg["data"]["T"]), "loss": t["loss"],
         "init_potential": cfg["model"]["neuron_kwargs"].get("init_potential", 0.0),
+        "in_shape": list(in_shape), "num_classes": K,
         "per_step_accuracy": per_step_accuracy(out, yte).tolist(),
         "acc_mean": readout_accuracy(out, yte, "mean"),
         "acc_last": readout_accuracy(out, yte, "last"),
@@ -215,3 +216,21 @@ def run_arm(config: str | Path | dict, *, seed: int | None = None,
         f"{100 * metrics['acc_mean']:.1f} last {100 * metrics['acc_last']:.1f} "
         f"({train_s:.0f} s)")
     return metrics
+
+
+def load_study_run(run_dir: str | Path) -> tuple[nn.Module, tuple[int, ...], dict]:
+    """``(model in eval mode, in_shape, metrics)`` of a run folder written by :func:`run_arm`."""
+    run = Path(run_dir)
+    for name in ("config.json", "metrics.json", "model.safetensors"):
+        if not (run / name).is_file():
+            raise FileNotFoundError(f"{run / name} not found: not a study run folder")
+    cfg = json.loads((run / "config.json").read_text())
+    metrics = json.loads((run / "metrics.json").read_text())
+    if "in_shape" not in metrics:
+        raise ValueError(f"{run / 'metrics.json'} has no in_shape (written by an older runner)")
+    in_shape = tuple(metrics["in_shape"])
+    model = build_mlp(in_shape, int(metrics["num_classes"]), cfg)
+    from safetensors.torch import load_file
+
+    model.load_state_dict(load_file(str(run / "model.safetensors")))
+    return model.eval(), in_shape, metrics

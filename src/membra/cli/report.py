@@ -108,3 +108,46 @@ def imp(
         raise typer.BadParameter(str(err)) from err
     typer.echo(path.read_text())
     typer.echo(f"wrote {path}")
+
+
+@report_app.command("sops")
+def sops_(
+    run: Annotated[Path, typer.Argument(help="Run folder or checkpoint file.")],
+    batch: Annotated[int, typer.Option(help="Test samples to average over.")] = 256,
+) -> None:
+    """Synaptic operations per layer and the 45 nm energy estimate of a trained run, next to
+    the equally-sized ANN (first-layer analog input counted as MACs).
+
+    Example: membra report sops runs/study/digits_imp_s0
+    """
+    from ..energy import sops as count
+    from ._runs import load_run_model
+
+    try:
+        model, in_shape = load_run_model(run)
+        x = _test_batch(run, batch)
+    except (ValueError, FileNotFoundError) as err:
+        raise typer.BadParameter(str(err)) from err
+    typer.echo(count(model, x).to_markdown())
+
+
+def _test_batch(run: Path, batch: int):
+    """``[T, B, *S]`` test inputs of a run (study runs and ``membra train`` runs)."""
+    import json
+
+    if (run / "config.json").is_file():
+        from ..analysis.study import load_data
+
+        cfg = json.loads((run / "config.json").read_text())
+        xte = load_data(cfg)[2]
+        return xte[:batch].transpose(0, 1)
+    import torch
+
+    from ..train.checkpoint import read_meta, resolve_checkpoint
+    from ..train.config import config_from_dict
+    from ..train.engine import build_datasets
+
+    cfg = config_from_dict(read_meta(resolve_checkpoint(run))["config"])
+    _, test_ds = build_datasets(cfg)
+    xs = [test_ds[i][0] for i in range(min(batch, len(test_ds)))]
+    return torch.stack(xs).transpose(0, 1)
