@@ -159,6 +159,7 @@ def _plots(ds: str, arms: dict, out: Path) -> list[str]:
         ax.fill_between(t, [a - b for a, b in zip(m, sd, strict=True)],
                         [a + b for a, b in zip(m, sd, strict=True)],
                         color=line.get_color(), alpha=0.15)
+    ax.set_xticks(range(1, max(s["T"] for s in arms.values()) + 1))
     ax.set_xlabel("time step t")
     ax.set_ylabel("test accuracy of step t alone (%)")
     ax.set_title(f"{ds}: per-step accuracy, mean ± std over seeds")
@@ -181,7 +182,7 @@ def _plots(ds: str, arms: dict, out: Path) -> list[str]:
         for ax, k in zip(axes[0], keys, strict=True):
             v = torch.cat(layers[k]).numpy()
             ax.hist(v, bins=40, color="C0", alpha=0.8)
-            ax.axvspan(0.4, 0.6, color="0.8", alpha=0.5, label="init U(0.4, 0.6)")
+            ax.axvspan(0.4, 0.6, color="0.85", zorder=0, label="init U(0.4, 0.6)")
             ax.set_title(f"layer {k}: {v.size} neurons\nmean {v.mean():.3f}, std "
                          f"{v.std():.3f}", fontsize=9)
             ax.set_xlabel("learned V_0")
