@@ -90,3 +90,22 @@ def test_build_mlp_shapes():
     cfg = load_study_config("configs/study/digits/imp.toml")
     net = build_mlp((2, 4, 4), 5, cfg)
     assert net(torch.rand(3, 2, 2, 4, 4)).shape == (3, 2, 5)
+
+
+def test_reads_train_run_folders(tmp_path):
+    # the layout `membra train` leaves: summary.json, config.toml, checkpoints/*.safetensors
+    from safetensors.torch import save_file
+
+    run = tmp_path / "r1"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.toml").write_text('[run]\nname = "x"\nseed = 2\n[data]\nname = "digits"\n'
+                                     '[model]\nneuron_kwargs = { init_potential = "learnable" }'
+                                     '\n[train]\nloss = "lts_ce"\n')
+    (run / "summary.json").write_text(json.dumps({"test_acc_per_step": [0.5, 0.7],
+                                                  "test_acc_mean": 0.8, "test_acc_last": 0.7}))
+    save_file({"model.2.init_potential": torch.full((1, 5), 0.5),
+               "model.0.weight": torch.ones(5, 3)},
+              str(run / "checkpoints" / "epoch_0001.safetensors"))
+    (r,) = load_runs([tmp_path])
+    assert r["arm"] == "imp_lts" and r["seed"] == 2 and r["per_step_accuracy"] == [0.5, 0.7]
+    assert list(r["init_potentials"]) == ["2"]

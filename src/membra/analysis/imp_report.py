@@ -36,16 +36,66 @@ def arm_of(metrics: dict) -> str:
     return str(metrics.get("name", "run"))
 
 
+def _train_run(folder: Path) -> dict:
+    """Metrics of a ``membra train`` run folder (``summary.json`` + ``config.toml``) in the
+    study's format; IMP tensors from its latest checkpoint."""
+    import sys
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    summary = json.loads((folder / "summary.json").read_text())
+    cfg = tomllib.loads((folder / "config.toml").read_text())
+    m = {"name": cfg.get("run", {}).get("name", folder.name),
+         "dataset": cfg.get("data", {}).get("name", "?"),
+         "seed": cfg.get("run", {}).get("seed", 0),
+         "loss": cfg.get("train", {}).get("loss", "mean_ce"),
+         "init_potential": cfg.get("model", {}).get("neuron_kwargs", {}).get(
+             "init_potential", 0.0)}
+    try:
+        m.update(per_step_accuracy=summary["test_acc_per_step"],
+                 acc_mean=summary["test_acc_mean"], acc_last=summary["test_acc_last"])
+    except KeyError as err:
+        raise ValueError(f"{folder / 'summary.json'}: missing {err}") from None
+    m["_imp"] = {}
+    ckdir = folder / "checkpoints"
+    latest = sorted(ckdir.glob("*.safetensors")) if ckdir.is_dir() else []
+    if latest:
+        from safetensors.torch import load_file
+
+        m["_imp"] = {k.removeprefix("model."): v for k, v in load_file(str(latest[-1])).items()
+                     if k.startswith("model.") and k.endswith("init_potential")}
+    return m
+
+
+def _run_files(p: Path) -> list[Path]:
+    if (p / "metrics.json").is_file() or (p / "summary.json").is_file():
+        return [p]
+    found = {f.parent for f in p.rglob("metrics.json")}
+    found |= {f.parent for f in p.rglob("summary.json") if (f.parent / "config.toml").is_file()}
+    return sorted(found)
+
+
 def load_runs(paths) -> list[dict]:
-    """Read every run folder under ``paths`` (folders holding ``metrics.json``, searched
-    recursively); adds ``arm``, ``run_dir`` and ``init_potentials`` ``{layer: tensor}``."""
+    """Read every run folder under ``paths`` (searched recursively): IMP-study runs
+    (``metrics.json``) and ``membra train`` runs (``summary.json`` + ``config.toml``); adds
+    ``arm``, ``run_dir`` and ``init_potentials`` ``{layer: tensor}``."""
     runs = []
     for p in map(Path, paths):
         if not p.exists():
             raise FileNotFoundError(f"run folder not found: {p}")
-        files = [p / "metrics.json"] if (p / "metrics.json").is_file() else \
-            sorted(p.rglob("metrics.json"))
-        for f in files:
+        for folder in _run_files(p):
+            f = folder / "metrics.json"
+            if not f.is_file():
+                m = _train_run(folder)
+                imp = m.pop("_imp")
+                m["arm"] = arm_of(m)
+                m["run_dir"] = str(folder)
+                m["init_potentials"] = {k.removesuffix(".init_potential"): v
+                                        for k, v in imp.items() if v.numel() > 1}
+                runs.append(m)
+                continue
             m = json.loads(f.read_text())
             for key in ("per_step_accuracy", "acc_mean", "acc_last"):
                 if key not in m:
