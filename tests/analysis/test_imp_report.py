@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from membra.analysis.imp_report import aggregate, arm_of, imp_report, load_runs
-from membra.analysis.study import ARMS, build_mlp, load_study_config, run_arm
+from membra.analysis.study import ARMS, build_model, load_study_config, run_arm
 
 
 @pytest.fixture(scope="module")
@@ -15,7 +15,7 @@ def tiny_runs(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
     for arm in ("baseline", "imp"):
         cfg = load_study_config(f"configs/study/digits/{arm}.toml",
-                                {"train.epochs": 1, "model.options": {"hidden": 16}})
+                                {"train.epochs": 1, "model.options": {"hidden": [16, 16]}})
         for seed in (0, 1):
             run_arm(cfg, seed=seed, out_dir=out, log=lambda *_: None)
     return out
@@ -37,8 +37,8 @@ def test_runner_writes_run_folder(tiny_runs):
     assert m["seed"] == 1 and len(m["per_step_accuracy"]) == 4
     assert 0.0 <= m["acc_mean"] <= 1.0 and m["sops"]["sops"] > 0
     runs = load_runs([run])
-    assert set(runs[0]["init_potentials"]) == {"3", "6"}          # two LIF layers
-    assert runs[0]["init_potentials"]["3"].shape == (1, 16)
+    assert set(runs[0]["init_potentials"]) == {"body.2", "body.5"}    # two LIF layers
+    assert runs[0]["init_potentials"]["body.2"].shape == (1, 16)
 
 
 def test_aggregate_mean_std(tiny_runs):
@@ -86,10 +86,11 @@ def test_errors(tmp_path):
         load_study_config(tmp_path / "missing.toml")
 
 
-def test_build_mlp_shapes():
+def test_build_model_shapes():
     cfg = load_study_config("configs/study/digits/imp.toml")
-    net = build_mlp((2, 4, 4), 5, cfg)
+    net = build_model((2, 4, 4), 5, cfg)
     assert net(torch.rand(3, 2, 2, 4, 4)).shape == (3, 2, 5)
+    assert net.body[-2].learnable_potential
 
 
 def test_reads_train_run_folders(tmp_path):

@@ -13,7 +13,7 @@ def run_dir(tmp_path_factory):
     from membra.analysis.study import load_study_config, run_arm
 
     cfg = load_study_config("configs/study/digits/imp_lts.toml",
-                            {"train.epochs": 1, "model.options": {"hidden": 16}})
+                            {"train.epochs": 1, "model.options": {"hidden": [16, 16]}})
     m = run_arm(cfg, out_dir=tmp_path_factory.mktemp("runs"), log=lambda *_: None)
     return m["run_dir"]
 
@@ -30,7 +30,7 @@ def test_export_nir_round_trip(run_dir, tmp_path):
     model, in_shape, _ = load_study_run(run_dir)
     back = from_nir(read_nir(out))
     lif = [m for m in back if hasattr(m, "init_potential")]
-    ref = [m for m in model if hasattr(m, "init_potential")]
+    ref = [m for m in model.body if hasattr(m, "init_potential")]
     assert len(lif) == len(ref) == 2
     for a, b in zip(lif, ref, strict=True):     # the learned IMP survived the trip
         assert torch.equal(a.init_potential, b.init_potential.detach())

@@ -8,12 +8,14 @@ An arm is an initial potential and a loss (:data:`ARMS`): ``baseline`` (``V_0 = 
 (sections ``run``, ``data``, ``model``, ``train``, ``eval``); this runner reads the subset it
 needs so the study runs before/without the full engine:
 
-- data: ``membra.data.get_dataset`` when that package is present, else the built-in 8x8 digits
-  (scikit-learn, pixels / 16, permutation seed 0, 1200 train / 597 test, direct encoding);
-- model: ``Flatten -> [Linear -> BN -> LIF] x 2 -> Linear`` per step (``model.options.hidden``,
-  default 128; ``lif_event`` neurons with ``model.neuron_kwargs``);
+- data: ``membra.data.get_dataset`` (whole splits held in memory as tensors, which is what
+  makes 54 runs fit in minutes on 2 CPU cores);
+- model: ``membra.models.create_model`` (``model.name``, ``model.options``,
+  ``model.neuron_kwargs``), e.g. the spec's ``mlp`` 64-128-128-10 with BN and LIF;
 - training: AdamW (``train.lr``, ``train.weight_decay`` on weight matrices only,
-  :func:`membra.nn.param_groups`), batch ``data.batch_size``, ``train.epochs``, constant lr.
+  :func:`membra.nn.param_groups`), batch ``data.batch_size``, ``train.epochs``, constant lr,
+  the config's loss. The same config runs through ``membra train`` (the full engine with
+  checkpoints, per-epoch evaluation and plots) with the same meaning.
 
 Run folder: ``config.json`` (resolved config), ``metrics.json`` (``per_step_accuracy [T]``,
 ``acc_mean``, ``acc_last``, ``sops``...), ``model.safetensors`` (state dict; IMP tensors are the
@@ -34,14 +36,14 @@ from torch import nn
 from .. import losses as L
 from ..energy import sops
 from ..metrics import per_step_accuracy, readout_accuracy
-from ..nn import IF, LIF, TimeDistributed, param_groups
+from ..nn import param_groups
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["ARMS", "load_study_config", "build_mlp", "load_data", "run_arm", "load_study_run"]
+__all__ = ["ARMS", "load_study_config", "build_model", "load_data", "run_arm", "load_study_run"]
 
 ARMS: dict[str, dict] = {
     "baseline": {"init_potential": 0.0, "loss": "mean_ce"},
@@ -92,52 +94,29 @@ def load_study_config(path: str | Path, overrides: dict | None = None) -> dict:
 
 
 def load_data(cfg: dict):
-    """``(x_train [N, T, *S], y_train, x_test, y_test, in_shape, num_classes)``."""
+    """Whole splits in memory from :func:`membra.data.get_dataset`:
+    ``(x_train [N, T, *S], y_train, x_test, y_test, in_shape, num_classes)``."""
+    from ..data import get_dataset
+
     d = cfg["data"]
-    T = int(d["T"])
-    try:
-        from ..data import get_dataset
-    except ImportError:
-        get_dataset = None
-    if get_dataset is not None:
-        out = []
-        for split in ("train", "test"):
-            ds = get_dataset(d["name"], split=split, T=T, seed=0, encoding=d["encoding"],
-                             **d.get("options", {}))
-            xs, ys = zip(*(ds[i] for i in range(len(ds))), strict=True)
-            out += [torch.stack(xs).float(), torch.as_tensor(ys)]
-        info = ds.info
-        return (*out, tuple(info.in_shape), int(info.num_classes))
-    if d["name"] != "digits":
-        raise ValueError(f"dataset {d['name']!r} needs membra.data; only 'digits' is built "
-                         "into the study runner")
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    x = torch.tensor(digits.data, dtype=torch.float32) / 16.0
-    y = torch.tensor(digits.target)
-    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
-    x, y = x[perm], y[perm]
-    x = x.unsqueeze(1).expand(-1, T, -1)               # direct encoding, time per sample
-    return x[:1200], y[:1200], x[1200:], y[1200:], (64,), 10
+    out = []
+    for split in ("train", "test"):
+        ds = get_dataset(d["name"], split=split, T=int(d["T"]), root=d.get("root"), seed=0,
+                         encoding=d["encoding"], **d.get("options", {}))
+        xs, ys = zip(*(ds[i] for i in range(len(ds))), strict=True)
+        out += [torch.stack(xs).float(), torch.as_tensor(ys)]
+    info = ds.info
+    return (*out, tuple(info.in_shape), int(info.num_classes))
 
 
-def build_mlp(in_shape, num_classes: int, cfg: dict) -> nn.Sequential:
-    """``Flatten -> [Linear -> BN -> neuron] x depth -> Linear``, applied per step."""
+def build_model(in_shape, num_classes: int, cfg: dict) -> nn.Module:
+    """The config's model from the zoo (:func:`membra.models.create_model`)."""
+    from ..models import create_model
+
     m = cfg["model"]
-    hidden = int(m["options"].get("hidden", 128))
-    depth = int(m["options"].get("depth", 2))
-    neuron = {"lif": LIF, "if": IF}[m["neuron"]]
-    n_in = 1
-    for s in in_shape:
-        n_in *= int(s)
-    layers: list[nn.Module] = [nn.Flatten(2)]
-    for i in range(depth):
-        layers += [nn.Linear(n_in if i == 0 else hidden, hidden),
-                   TimeDistributed(nn.BatchNorm1d(hidden)),
-                   neuron(shape=(hidden,), **m["neuron_kwargs"])]
-    layers.append(nn.Linear(hidden, num_classes))
-    return nn.Sequential(*layers)
+    return create_model(m["name"], in_shape=tuple(in_shape), num_classes=num_classes,
+                        neuron=m["neuron"], neuron_kwargs=dict(m["neuron_kwargs"]),
+                        **m.get("options", {}))
 
 
 def _loss(cfg: dict):
@@ -170,7 +149,7 @@ def run_arm(config: str | Path | dict, *, seed: int | None = None,
     seed = int(cfg["run"]["seed"])
     xtr, ytr, xte, yte, in_shape, K = load_data(cfg)
     torch.manual_seed(seed)
-    model = build_mlp(in_shape, K, cfg)
+    model = build_model(in_shape, K, cfg)
     t = cfg["train"]
     opt = torch.optim.AdamW(param_groups(model, float(t["weight_decay"])), lr=float(t["lr"]))
     loss_fn = _loss(cfg)
@@ -229,7 +208,7 @@ def load_study_run(run_dir: str | Path) -> tuple[nn.Module, tuple[int, ...], dic
     if "in_shape" not in metrics:
         raise ValueError(f"{run / 'metrics.json'} has no in_shape (written by an older runner)")
     in_shape = tuple(metrics["in_shape"])
-    model = build_mlp(in_shape, int(metrics["num_classes"]), cfg)
+    model = build_model(in_shape, int(metrics["num_classes"]), cfg)
     from safetensors.torch import load_file
 
     model.load_state_dict(load_file(str(run / "model.safetensors")))

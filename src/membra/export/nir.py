@@ -126,7 +126,8 @@ def to_nir(model: nn.Module, in_shape: tuple[int, ...] | None = None, *, dt: flo
     """Convert a membra spiking ``nn.Sequential`` to a ``nir.NIRGraph`` (a chain).
 
     Args:
-        model: the network mapping ``[T, B, *in_shape]`` to ``[T, B, ...]``.
+        model: the network mapping ``[T, B, *in_shape]`` to ``[T, B, ...]``: an
+            ``nn.Sequential`` or a zoo model whose ``body`` is one (``membra.models``).
         in_shape: per-sample input shape; default ``model.in_shape`` if the model has it.
         dt: time step of the discretisation (``tau_NIR = tau dt``, IF ``r = 1/dt``).
 
@@ -136,6 +137,9 @@ def to_nir(model: nn.Module, in_shape: tuple[int, ...] | None = None, *, dt: flo
     """
     nir = _nir()
     in_shape = in_shape if in_shape is not None else getattr(model, "in_shape", None)
+    body = getattr(model, "body", None)
+    if not isinstance(model, nn.Sequential) and isinstance(body, nn.Sequential):
+        model = body                      # a zoo model (membra.models): shell around `body`
     if in_shape is None:
         raise ValueError("to_nir needs in_shape=(C, H, W) or (N,): the per-sample input shape")
     in_shape = tuple(int(d) for d in in_shape)
