@@ -37,6 +37,12 @@ def test_bad_arguments(kw, msg):
         get_dataset("digits", **kw)
 
 
+@pytest.mark.parametrize("name", ["digits-dvs", "mnist1d", "nmnist", "cifar10-dvs"])
+def test_sequence_datasets_refuse_other_encodings(name):
+    with pytest.raises(ValueError, match="encoding must be 'direct'"):
+        get_dataset(name, encoding="rate", root=".")
+
+
 def test_duplicate_registration_is_an_error():
     with pytest.raises(ValueError, match="already registered"):
         register_dataset("digits")(lambda **kw: None)

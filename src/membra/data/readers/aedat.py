@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..base import LazyDataset, resolve_T
+from ..base import LazyDataset, require_direct, resolve_T
 from ..events import events_to_frames, make_events
 from ..registry import DatasetInfo, register_dataset
 from ._common import corrupt, frame_shape, require_file, require_root, split_per_class
@@ -167,6 +167,7 @@ def cifar10_dvs(*, split, T, root, seed, encoding, binning: str = "count", size=
     Orientation as SpikingJelly's loader: ``x' = 127 - y``, ``y' = 127 - x`` of the raw
     DVS128 address. Split: per class, files in natural order (``cifar10_<class>_<i>``), the
     first ``round(test_fraction * n)`` are ``test`` (i = 0..99 of 1000), the rest ``train``."""
+    require_direct("cifar10-dvs", encoding)
     root = require_root(root, "cifar10-dvs", "one folder per class (airplane, automobile, "
                                              "...) of .aedat files")
     T = resolve_T(T, 16)
@@ -232,6 +233,7 @@ def dvs128_gesture(*, split, T, root, seed, encoding, binning: str = "count", si
     """DVS128 Gesture event frames (default T=16, equal-count binning). A sample is the
     events ``start <= t < end`` of one row of a recording's ``_labels.csv``; the recordings
     of a split are listed in ``trials_to_train.txt`` / ``trials_to_test.txt``."""
+    require_direct("dvs128-gesture", encoding)
     root = _gesture_root(root)
     T = resolve_T(T, 16)
     listing = require_file(root / f"trials_to_{split}.txt", "dvs128-gesture",

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..base import LazyDataset, resolve_T
+from ..base import LazyDataset, require_direct, resolve_T
 from ..events import events_to_frames, make_events
 from ..registry import DatasetInfo, register_dataset
 from ._common import (
@@ -94,6 +94,7 @@ def _build(name, samples, labels, classes, sensor, T, binning, size):
                               "frames [T, 2, 34, 34], 10 classes")
 def nmnist(*, split, T, root, seed, encoding, binning: str = "count", size=None):
     """N-MNIST event frames (default T=10, equal-count binning)."""
+    require_direct("nmnist", encoding)
     root = require_root(root, "nmnist", "Train/<digit>/*.bin and Test/<digit>/*.bin")
     folder = root / ("Train" if split == "train" else "Test")
     if not folder.is_dir():
@@ -114,6 +115,7 @@ def nmnist(*, split, T, root, seed, encoding, binning: str = "count", size=None)
 def ncaltech101(*, split, T, root, seed, encoding, binning: str = "count", size=None,
                 test_fraction: float = 0.1):
     """N-Caltech101 event frames (default T=16, equal-count binning)."""
+    require_direct("ncaltech101", encoding)
     root = require_root(root, "ncaltech101", "<class>/*.bin (or Caltech101/<class>/*.bin)")
     if (root / "Caltech101").is_dir():
         root = root / "Caltech101"
