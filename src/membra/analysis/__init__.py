@@ -15,7 +15,6 @@ from .patterns import (
     spike_trains,
     train_code,
 )
-
 from .study import ARMS, load_study_config, run_arm
 
 __all__ = ["ARMS", "run_arm", "load_study_config", "imp_report", "load_runs", "aggregate",

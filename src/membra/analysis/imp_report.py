@@ -144,6 +144,8 @@ def aggregate(runs: list[dict]) -> dict:
                  "per_step_runs": [r["per_step_accuracy"] for r in rs],
                  "acc_mean": _ms([r["acc_mean"] for r in rs]),
                  "acc_last": _ms([r["acc_last"] for r in rs]),
+                 "runs": {key: {r.get("seed"): r[key] for r in rs}
+                          for key in ("acc_mean", "acc_last")},
                  "init_potentials": [r["init_potentials"] for r in rs]}
             if all("sops" in r for r in rs):
                 for k in ("sops", "macs", "energy_j", "ann_macs", "ann_energy_j"):
@@ -191,6 +193,20 @@ def _step1_verdict(arms: dict) -> str | None:
             f"{100 * arms[worst_imp]['per_step'][0][0]:.1f}%) minus the best zero-start arm "
             f"({best_zero}, {100 * arms[best_zero]['per_step'][0][0]:.1f}%) = "
             f"**{gap:+.1f} points** (3-seed means).")
+
+
+def _ranking(arms: dict, key: str, label: str) -> str:
+    """Arms ranked by a readout, with the per-seed values behind each mean."""
+    order = sorted(arms, key=lambda a: -arms[a][key][0])
+    best, second = order[0], order[1] if len(order) > 1 else None
+    parts = []
+    for a in order:
+        seeds = ", ".join(f"s{k}: {100 * v:.1f}" for k, v in sorted(arms[a]["runs"][key].items()))
+        parts.append(f"{a} {100 * arms[a][key][0]:.1f} ({seeds})")
+    gap = "" if second is None else (
+        f" — {best} leads {second} by {100 * (arms[best][key][0] - arms[second][key][0]):.1f} "
+        "points")
+    return f"{label} ranking{gap}: " + "; ".join(parts) + "."
 
 
 def _plots(ds: str, arms: dict, out: Path) -> list[str]:
@@ -262,6 +278,8 @@ def imp_report(paths, out: str | Path, *, title: str = "IMP study", plots: bool 
         verdict = _step1_verdict(arms)
         if verdict:
             md += [verdict, ""]
+        md += [_ranking(arms, "acc_mean", "Mean-readout"), "",
+               _ranking(arms, "acc_last", "Last-step-readout"), ""]
         if plots:
             for name in _plots(ds, arms, out):
                 md += [f"![{name}]({name})", ""]
