@@ -23,13 +23,17 @@ def test_mlp_hand_count():
     T, B = 4, 2
     x = torch.ones(T, B, 3)
     x[:, 1] = 0.0                       # sample 2 is silent
-    rep = sops(net, x)
+    rep = sops(net, x, first_layer_macs=True)     # all-ones "image" counted as analog
     # spikes of sample 1: neuron 0 every step (4), neuron 1 at t=2,4 (2), neuron 2 at t=5.. (0)
     spikes_sample1 = 4 + 2 + 0 + 0
     assert [r.input for r in rep.layers] == ["analog, static (once)", "spikes"]
     assert rep.layers[0].macs == 3 * 4                   # static image: one dense pass
     assert rep.layers[0].sops == 0
-    assert sops(net, x, static_input_once=False).layers[0].macs == T * 3 * 4
+    assert sops(net, x, first_layer_macs=True, static_input_once=False).layers[0].macs == \
+        T * 3 * 4
+    events = sops(net, x).layers[0]               # by default integer input = event counts
+    assert events.input == "spikes" and events.macs == 0
+    assert events.sops == T * 3 * 4 / B           # sample 1: 3 events per step, fan-out 4
     assert rep.layers[1].spikes == spikes_sample1 / B
     assert rep.layers[1].sops == spikes_sample1 * 2 / B   # fan-out 2
     assert rep.ann_macs == 3 * 4 + 4 * 2
@@ -70,7 +74,7 @@ def test_integer_counts_are_spikes_fractions_are_macs():
         net[0].weight.fill_(1.0)
         net[1].weight.fill_(0.25)
     x = torch.ones(2, 1, 2)                          # layer 2 gets 2.0 (counts); layer 3 1.5
-    rep = sops(net, x, static_input_once=False)
+    rep = sops(net, x, first_layer_macs=True, static_input_once=False)
     assert [r.input for r in rep.layers] == ["analog", "spikes", "analog"]
     assert rep.layers[1].sops == 2 * 3 * 2 * 1      # T x (3 inputs of value 2) x fan-out 1
     assert rep.layers[2].macs == 2

@@ -3,8 +3,9 @@ r"""Synaptic operations (SOPs) and the 45 nm energy estimate of a spiking networ
 For every weight layer (``nn.Linear``, ``nn.Conv1d/2d/3d``, also inside
 :class:`membra.nn.TimeDistributed`) a forward hook looks at the tensor actually fed into it:
 
-- **spikes** (non-negative integer values: binary spikes, or spike counts after an ADD
-  residual): each spike costs one accumulate per synapse it reaches,
+- **spikes** (non-negative integer values: binary spikes, spike counts after an ADD
+  residual, or the event counts of event-camera frames fed to the first layer): each spike
+  costs one accumulate per synapse it reaches,
 
   .. math:: \mathrm{SOP}_l = \sum_{\text{outputs } o} \sum_{i \in \mathrm{RF}(o)} s_i
      = \mathrm{op}_l(s;\ W = \mathbf{1}, b = 0) \text{ summed},
@@ -12,7 +13,8 @@ For every weight layer (``nn.Linear``, ``nn.Conv1d/2d/3d``, also inside
   i.e. the layer applied with all-ones weights to the spike-count map, exact at borders,
   strides and groups;
 - **analog values** (the first layer's image, or anything non-integer such as the output of an
-  average pool): dense multiply-accumulates, :math:`\mathrm{MAC}_l = N_{out} \cdot
+  average pool; ``first_layer_macs=True`` forces it for a first layer whose image happens to
+  hold integers): dense multiply-accumulates, :math:`\mathrm{MAC}_l = N_{out} \cdot
   \mathrm{fan\_in}` per call. When the analog input is the same at every time step (a
   directly encoded image) the layer's current is the same too, so it is computed once and
   reused: it costs one dense pass (the ANN's MACs of that layer), not T
@@ -151,7 +153,7 @@ def _is_counts(x: torch.Tensor) -> bool:
 
 
 @torch.no_grad()
-def sops(model: nn.Module, x: torch.Tensor, *, first_layer_macs: bool = True,
+def sops(model: nn.Module, x: torch.Tensor, *, first_layer_macs: bool = False,
          static_input_once: bool = True) -> SOPReport:
     """Count synaptic operations per weight layer while ``model`` runs on ``x[T, B, ...]``.
 
@@ -159,9 +161,10 @@ def sops(model: nn.Module, x: torch.Tensor, *, first_layer_macs: bool = True,
         model: a spiking network mapping ``[T, B, ...]`` to anything (its mode is left as is;
             call ``model.eval()`` first for inference counts).
         x: input sequence ``[T, B, *S]``.
-        first_layer_macs: count the first weight layer as dense MACs even if its input happens
-            to be integer-valued (an analog image of 0/1 pixels is still an analog input).
-            Inputs that are not non-negative integers are always counted as MACs.
+        first_layer_macs: count the first weight layer as dense MACs even if its input is
+            integer-valued (an image of integer pixels is still an analog input). By default
+            the first layer's input is judged like any other: event or spike counts cost
+            SOPs, analog values MACs.
         static_input_once: count an analog input that is identical at every step as one
             dense pass (its result is reused), else T passes.
 

@@ -56,7 +56,8 @@ def test_report_markdown_and_figures(tiny_runs, tmp_path):
     path = imp_report([tiny_runs], tmp_path / "rep")
     md = path.read_text()
     assert "## digits" in md and "| baseline | 2 |" in md and "| imp | 2 |" in md
-    assert "Step-1 accuracy" in md and "Equally-sized ANN" in md
+    assert "Step-1 accuracy, learnable V_0" in md and "Spec criterion" in md
+    assert "Equally-sized ANN" in md
     assert (tmp_path / "rep" / "curves_digits.png").stat().st_size > 1000
     assert (tmp_path / "rep" / "imp_hist_digits.png").stat().st_size > 1000
 
