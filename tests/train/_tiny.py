@@ -67,6 +67,8 @@ TINY_TOML = """
 name = "tiny"
 seed = 0
 progress = false
+plots = false
+tensorboard = false
 [data]
 name = "blobs"
 T = 3
