@@ -48,7 +48,7 @@ from .report import Reporter, per_step_table
 __all__ = ["fit", "evaluate_run", "build_datasets", "build_model", "prepare_run_dir"]
 
 # config keys that may differ between a checkpoint and the config resuming it
-_RESUME_FREE = {"run.name", "run.out_dir", "run.progress", "run.plots", "run.tensorboard", "data.num_workers", "data.root",
+_RESUME_FREE = {"run.name", "run.out_dir", "run.progress", "run.threads", "run.plots", "run.tensorboard", "data.num_workers", "data.root",
                 "train.epochs", "train.checkpoint_every", "train.keep_checkpoints",
                 "train.max_steps"}
 
@@ -475,11 +475,15 @@ def fit(cfg, *, run_dir=None, resume=None, device=None, model=None, loss_fn=None
             raise ValueError("fit needs a config (or resume= a run folder to take it from)")
         cfg = config_from_dict(ckpt.read_meta(ckpt.resolve_checkpoint(resume))["config"])
     cfg = _as_config(cfg)
+    threads = torch.get_num_threads()
+    if cfg.run.threads:
+        torch.set_num_threads(cfg.run.threads)
     ctx = setup(device)
     try:
         return _Trainer(cfg, ctx, run_dir, resume, model, loss_fn, callbacks).run()
     finally:
         teardown(ctx)
+        torch.set_num_threads(threads)
 
 
 def evaluate_run(run_dir, *, checkpoint=None, device=None, model=None, show: bool = True) -> dict:
