@@ -13,6 +13,7 @@ per epoch once the training loop calls ``dataset.set_epoch(epoch)``.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 
 import torch
 from torch.utils.data import Dataset
@@ -20,8 +21,8 @@ from torch.utils.data import Dataset
 from ..functional.encoding import ENCODERS, encode
 from .registry import DatasetInfo
 
-__all__ = ["item_generator", "check_encoding", "resolve_T", "StaticDataset", "FrameDataset",
-           "LazyDataset"]
+__all__ = ["item_generator", "single_thread", "check_encoding", "resolve_T", "StaticDataset",
+           "FrameDataset", "LazyDataset"]
 
 _MIX = (0x9E3779B1, 0x85EBCA77, 0xC2B2AE3D)
 
@@ -30,6 +31,18 @@ def item_generator(seed: int, index: int, epoch: int = 0) -> torch.Generator:
     """A CPU generator seeded by ``(seed, epoch, index)`` (a fixed integer mix)."""
     s = (seed * _MIX[0] + (epoch + 1) * _MIX[1] + (index + 1) * _MIX[2]) % (2**63 - 1)
     return torch.Generator().manual_seed(s)
+
+
+@contextmanager
+def single_thread():
+    """Run small-tensor generation code on one intra-op thread (restored afterwards): on
+    shared or busy CPUs, thread hand-offs on tiny tensors cost far more than the work."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
 
 
 def check_encoding(encoding: str) -> str:
@@ -58,7 +71,8 @@ class StaticDataset(_Base):
     """Static samples encoded to ``[T, *S]`` on access.
 
     Args:
-        data: float tensor ``[N, *S]`` (``rate``/``latency`` need values in ``[0, 1]``).
+        data: tensor ``[N, *S]`` (``rate``/``latency`` need values in ``[0, 1]`` after
+            ``transform``), or any sequence a subclass's :meth:`static_item` reads.
         labels: int tensor ``[N]``.
         info: the dataset's :class:`DatasetInfo` (``info.T`` steps).
         encoding: ``"direct"`` | ``"rate"`` | ``"latency"``.
@@ -83,8 +97,12 @@ class StaticDataset(_Base):
     def __len__(self) -> int:
         return len(self.labels)
 
+    def static_item(self, index: int) -> torch.Tensor:
+        """The static sample before transform and encoding (subclasses may load it)."""
+        return self.data[index]
+
     def __getitem__(self, index: int):
-        x = self.data[index]
+        x = self.static_item(index)
         gen = None
         if self.transform is not None or self.encoding == "rate":
             gen = item_generator(self.seed, int(index), self.epoch)
