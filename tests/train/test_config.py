@@ -4,8 +4,14 @@ from pathlib import Path
 
 import pytest
 
-from membra.train.config import (RunConfig, apply_overrides, dump_config, load_config,
-                                 parse_config, parse_override)
+from membra.train.config import (
+    RunConfig,
+    apply_overrides,
+    dump_config,
+    load_config,
+    parse_config,
+    parse_override,
+)
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
@@ -121,3 +127,21 @@ def test_every_shipped_config_loads():
     imnet = load_config(CONFIGS / "imagenet_sew34_imp_lts.toml")
     assert imnet.data.T == 4 and imnet.train.loss == "lts_ce"
     assert imnet.model.name == "sew_resnet34" and imnet.eval.readout == "last"
+
+
+IN_SHAPES = {"digits": (64,), "digits-dvs": (2, 16, 16), "cifar10-dvs": (2, 128, 128),
+             "cifar10": (3, 32, 32), "image-folder": (3, 224, 224)}
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.toml")), ids=lambda p: p.name)
+def test_shipped_config_builds_its_model(path):
+    """Dataset name and model options of every shipped config are valid."""
+    from membra.data import list_datasets
+    from membra.models import create_model
+
+    cfg = load_config(path)
+    assert cfg.data.name in list_datasets()
+    model = create_model(cfg.model.name, in_shape=IN_SHAPES[cfg.data.name], num_classes=10,
+                         neuron=cfg.model.neuron, neuron_kwargs=dict(cfg.model.neuron_kwargs),
+                         **cfg.model.options)
+    assert any(n.endswith("init_potential") for n, _ in model.named_parameters())

@@ -48,9 +48,10 @@ from .report import Reporter, per_step_table
 __all__ = ["fit", "evaluate_run", "build_datasets", "build_model", "prepare_run_dir"]
 
 # config keys that may differ between a checkpoint and the config resuming it
-_RESUME_FREE = {"run.name", "run.out_dir", "run.progress", "run.threads", "run.plots", "run.tensorboard", "data.num_workers", "data.root",
-                "train.epochs", "train.checkpoint_every", "train.keep_checkpoints",
-                "train.max_steps"}
+_RESUME_FREE = {
+    "run.name", "run.out_dir", "run.progress", "run.threads", "run.plots", "run.tensorboard",
+    "data.num_workers", "data.root", "train.epochs", "train.checkpoint_every",
+    "train.keep_checkpoints", "train.max_steps"}
 
 
 # ---- building blocks -----------------------------------------------------------------------
