@@ -21,8 +21,8 @@ from torch.utils.data import Dataset
 from ..functional.encoding import ENCODERS, encode
 from .registry import DatasetInfo
 
-__all__ = ["item_generator", "single_thread", "check_encoding", "resolve_T", "StaticDataset",
-           "FrameDataset", "LazyDataset"]
+__all__ = ["item_generator", "single_thread", "check_encoding", "require_direct", "resolve_T",
+           "StaticDataset", "FrameDataset", "LazyDataset"]
 
 _MIX = (0x9E3779B1, 0x85EBCA77, 0xC2B2AE3D)
 
@@ -49,6 +49,13 @@ def check_encoding(encoding: str) -> str:
     if encoding not in ENCODERS:
         raise ValueError(f"encoding={encoding!r} is not known; choose one of {sorted(ENCODERS)}")
     return encoding
+
+
+def require_direct(name: str, encoding: str) -> None:
+    """Event and sequence datasets are already time series: only ``encoding="direct"``."""
+    if encoding != "direct":
+        raise ValueError(f"dataset {name!r} yields sequences already; encoding must be "
+                         f"'direct', got {encoding!r}")
 
 
 def resolve_T(T: int | None, default: int) -> int:

@@ -31,7 +31,7 @@ from functools import lru_cache
 
 import torch
 
-from ..base import FrameDataset, resolve_T, single_thread
+from ..base import FrameDataset, require_direct, resolve_T, single_thread
 from ..registry import DatasetInfo, register_dataset
 from .digits import digits_arrays
 
@@ -120,6 +120,7 @@ def digits_dvs(*, split, T, root, seed, encoding, size: int = 16, steps: int = 9
                threshold: float = 0.25, threshold_noise: float = 0.1, noise: float = 1e-3,
                jitter: float = 0.5):
     """Event-camera digits (default T=8, frames 2 x 16 x 16 of event counts)."""
+    require_direct("digits-dvs", encoding)
     T = resolve_T(T, 8)
     frames, labels = generate_digits_dvs(split, T, seed, size, steps, float(threshold),
                                          float(threshold_noise), float(noise), float(jitter))

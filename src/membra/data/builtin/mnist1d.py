@@ -25,7 +25,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from ..base import FrameDataset, resolve_T
+from ..base import FrameDataset, require_direct, resolve_T
 from ..registry import DatasetInfo, register_dataset
 
 __all__ = ["mnist1d_templates", "generate_mnist1d"]
@@ -97,6 +97,7 @@ def generate_mnist1d(T: int = 40, seed: int = 0, num_samples: int = 5000):
                                          "(4000/1000 split), 10 classes")
 def mnist1d(*, split, T, root, seed, encoding, num_samples: int = 5000):
     """MNIST-1D: 1-D digit sequences, one value per time step (default T=40)."""
+    require_direct("mnist1d", encoding)
     T = resolve_T(T, 40)
     x, y = generate_mnist1d(T, seed, num_samples)
     n_train = int(len(y) * 0.8)
