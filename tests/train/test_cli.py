@@ -30,6 +30,12 @@ def test_train_then_eval_in_process(tmp_path, monkeypatch):
     res = runner.invoke(app, ["eval", str(run)])
     assert res.exit_code == 0, res.output
     assert "epoch_0001.safetensors" in res.output and "last-step readout" in res.output
+    res = runner.invoke(app, ["train", "--resume", str(run), "--set", "train.epochs=2"])
+    assert res.exit_code == 0, res.output
+    assert "resumed from" in res.output and "epoch   2/2" in res.output
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
+    res = runner.invoke(app, ["train", "--resume", str(run), "--set", "train.lr=0.5"])
+    assert res.exit_code == 2 and "train.lr: checkpoint 0.01 vs config 0.5" in res.output
 
 
 def test_cli_errors_are_clear(tmp_path, monkeypatch):
