@@ -1,5 +1,6 @@
 """Readers: tiny files written in each real on-disk format, read back exactly."""
 
+import pickle
 import struct
 
 import numpy as np
@@ -68,6 +69,8 @@ def test_nmnist_frames_exact(tmp_path):
     assert y == 1
     ref = events_to_frames(events[("Test", 1, 1)], 5, (34, 34), split="count")
     assert torch.equal(x, ref) and x.sum() == 51
+    # DataLoader workers started with "spawn" pickle the dataset (a test, not user data)
+    assert torch.equal(pickle.loads(pickle.dumps(ds))[3][0], x)
     small = get_dataset("nmnist", root=tmp_path, T=2, binning="time", size=17)
     assert small.info.in_shape == (2, 17, 17) and small[0][0].shape == (2, 2, 17, 17)
 
@@ -141,6 +144,7 @@ def test_cifar10_dvs_frames_orientation_and_split(tmp_path):
     turned = make_events(ev["t"], 127 - ev["y"], 127 - ev["x"], ev["p"])
     assert torch.equal(te[3][0], events_to_frames(turned, 16, (128, 128), split="count"))
     assert te[3][1] == 3
+    assert torch.equal(pickle.loads(pickle.dumps(te))[3][0], te[3][0])
     x, y = tr[9 * 2]   # class 2, file index 1
     assert y == 2 and x.shape == (4, 2, 48, 48) and x.sum() == 40
 
@@ -203,6 +207,7 @@ def test_dvs128_gesture_samples_exact(tmp_path):
         x, _ = ds[k]
         assert torch.equal(x, events_to_frames(part, 4, (128, 128), split="count"))
         assert x.sum() == len(part) > 0
+    assert torch.equal(pickle.loads(pickle.dumps(ds))[1][0], ds[1][0])
 
 
 def test_dvs128_gesture_errors(tmp_path):

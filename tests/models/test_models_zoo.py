@@ -152,3 +152,11 @@ def test_sew_resnet_imagenet_parameter_count_equals_resnet(name, ann_params):
 def test_bad_arguments(call, msg):
     with pytest.raises(ValueError, match=msg):
         call()
+
+
+def test_dry_run_reports_the_layer_that_cannot_take_the_shape():
+    from membra.models import Stack
+
+    s = Stack((10,), "lif", {})
+    with pytest.raises(ValueError, match=r"Linear\(in_features=12.*per-sample shape \(10,\)"):
+        s.add(nn.Linear(12, 4))

@@ -67,6 +67,8 @@ TINY_TOML = """
 name = "tiny"
 seed = 0
 progress = false
+plots = false
+tensorboard = false
 [data]
 name = "blobs"
 T = 3
@@ -84,3 +86,18 @@ loss = "lts_ce"
 [eval]
 readout = "last"
 """
+
+
+def ddp_worker(rank: int, world: int, port: int, run_dir: str, overrides: list[str]):
+    """One process of a ``world``-process run of :data:`TINY_TOML` (no BatchNorm)."""
+    import os
+
+    from membra.train import fit
+    from membra.train.config import parse_config
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    patch()
+    fit(parse_config(TINY_TOML, overrides), run_dir=run_dir, device="cpu",
+        model=tiny_model(bn=False))

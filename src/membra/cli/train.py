@@ -60,9 +60,11 @@ def train(
             if resume is None:
                 raise ValueError("give a CONFIG file (e.g. configs/digits_imp_lts.toml) or "
                                  "--resume RUN_DIR")
-            if set_:
-                raise ValueError("--set needs the CONFIG file too when resuming")
-            cfg = None
+            from ..train.checkpoint import read_meta, resolve_checkpoint
+            from ..train.config import apply_overrides, config_from_dict
+
+            saved = read_meta(resolve_checkpoint(resume))["config"]
+            cfg = config_from_dict(apply_overrides(saved, set_))
         else:
             cfg = load_config(config, set_)
         result = fit(cfg, resume=resume, device=device)

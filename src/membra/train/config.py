@@ -55,6 +55,9 @@ class RunSection:
     seed: int = _opt(0, min=0, doc="seed of torch, numpy, random and the data order")
     out_dir: str = _opt("runs", doc="root folder of run folders")
     progress: bool = _opt(True, doc="show a progress bar per epoch")
+    threads: int = _opt(0, min=0, doc="torch CPU threads per process (0: torch's default)")
+    plots: bool = _opt(True, doc="write PNG plots at the end (needs matplotlib)")
+    tensorboard: bool = _opt(True, doc="write TensorBoard events (needs tensorboard)")
 
 
 @dataclass(frozen=True)

@@ -48,9 +48,10 @@ from .report import Reporter, per_step_table
 __all__ = ["fit", "evaluate_run", "build_datasets", "build_model", "prepare_run_dir"]
 
 # config keys that may differ between a checkpoint and the config resuming it
-_RESUME_FREE = {"run.name", "run.out_dir", "run.progress", "data.num_workers", "data.root",
-                "train.epochs", "train.checkpoint_every", "train.keep_checkpoints",
-                "train.max_steps"}
+_RESUME_FREE = {
+    "run.name", "run.out_dir", "run.progress", "run.threads", "run.plots", "run.tensorboard",
+    "data.num_workers", "data.root", "train.epochs", "train.checkpoint_every",
+    "train.keep_checkpoints", "train.max_steps"}
 
 
 # ---- building blocks -----------------------------------------------------------------------
@@ -383,7 +384,8 @@ class _Trainer:
                   f"{cfg.eval.readout}, {tc.epochs} epochs on {self.ctx.device}"
                   + (f" x {self.ctx.world_size} processes" if self.ctx.distributed else "")
                   + f"\nrun folder: {self.run_dir}")
-        rep.open_tensorboard(purge_step=self.step if self.step else None)
+        if cfg.run.tensorboard:
+            rep.open_tensorboard(purge_step=self.step if self.step else None)
         status = "completed"
         try:
             with _Stop(rep) as stopper, rep.progress() as progress:
@@ -435,7 +437,8 @@ class _Trainer:
             (self.run_dir / "summary.json").write_text(json.dumps(final, indent=2) + "\n")
             from .plots import plot_run
 
-            written = plot_run(self.run_dir, self.history, self.model)
+            written = plot_run(self.run_dir, self.history, self.model) \
+                if self.cfg.run.plots else []
             if written:
                 rep.print(f"plots: {', '.join(p.name for p in written)} in "
                           f"{self.run_dir / 'plots'}")
@@ -473,11 +476,15 @@ def fit(cfg, *, run_dir=None, resume=None, device=None, model=None, loss_fn=None
             raise ValueError("fit needs a config (or resume= a run folder to take it from)")
         cfg = config_from_dict(ckpt.read_meta(ckpt.resolve_checkpoint(resume))["config"])
     cfg = _as_config(cfg)
+    threads = torch.get_num_threads()
+    if cfg.run.threads:
+        torch.set_num_threads(cfg.run.threads)
     ctx = setup(device)
     try:
         return _Trainer(cfg, ctx, run_dir, resume, model, loss_fn, callbacks).run()
     finally:
         teardown(ctx)
+        torch.set_num_threads(threads)
 
 
 def evaluate_run(run_dir, *, checkpoint=None, device=None, model=None, show: bool = True) -> dict:

@@ -26,7 +26,9 @@ class NullProgress:
 
 
 def per_step_table(metrics: dict, readout: str, title: str = "test accuracy per time step"):
-    """A rich table: each step alone, the mean readout over steps 1..t, and the readouts."""
+    """A rich table (each step alone, the mean readout over steps 1..t) followed by the
+    mean, last-step and reported readout accuracies."""
+    from rich.console import Group
     from rich.table import Table
 
     per_step = metrics["test_acc_per_step"]
@@ -37,10 +39,10 @@ def per_step_table(metrics: dict, readout: str, title: str = "test accuracy per 
         table.add_column(f"t={t + 1}", justify="right")
     table.add_row("step t alone", *(f"{100 * a:.1f}" for a in per_step))
     table.add_row("mean of steps 1..t", *(f"{100 * a:.1f}" for a in cum))
-    table.caption = (f"mean readout {100 * metrics['test_acc_mean']:.2f}%  |  last-step readout "
-                     f"{100 * metrics['test_acc_last']:.2f}%  |  reported (eval.readout="
-                     f"{readout!r}) {100 * metrics['test_acc']:.2f}%")
-    return table
+    line = (f"mean readout {100 * metrics['test_acc_mean']:.2f}%  |  last-step readout "
+            f"{100 * metrics['test_acc_last']:.2f}%  |  reported (eval.readout={readout!r}) "
+            f"{100 * metrics['test_acc']:.2f}%")
+    return Group(table, line)
 
 
 class Reporter:
@@ -60,6 +62,7 @@ class Reporter:
     # ---- console ---------------------------------------------------------------------------
     def print(self, *args, **kw) -> None:
         if self.console is not None:
+            kw.setdefault("soft_wrap", True)
             self.console.print(*args, **kw)
 
     def progress(self):

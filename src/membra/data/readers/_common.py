@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-__all__ = ["frame_shape", "require_root", "require_file", "natural_key", "class_folders",
-           "split_per_class", "corrupt"]
+__all__ = ["FrameLoader", "frame_shape", "require_root", "require_file", "natural_key",
+           "class_folders", "split_per_class", "corrupt"]
 
 
 def require_root(root, name: str, expected: str) -> Path:
@@ -63,3 +63,22 @@ def frame_shape(T: int, sensor, binning: str, size) -> tuple[int, ...]:
 
     empty = make_events([], [], [], [])
     return tuple(events_to_frames(empty, T, sensor, split=binning, size=size).shape[1:])
+
+
+class FrameLoader:
+    """Picklable ``load(sample, index, epoch) -> frames [T, 2, H', W']`` for the event
+    readers: ``read(sample) -> (events, path)`` decodes, :func:`events_to_frames` bins; a
+    coordinate outside the sensor is reported as a corrupt file naming the path."""
+
+    def __init__(self, read, T: int, sensor, binning: str, size):
+        self.read, self.T, self.sensor, self.binning, self.size = read, T, sensor, binning, size
+
+    def __call__(self, sample, index: int, epoch: int):
+        from ..events import events_to_frames
+
+        events, path = self.read(sample)
+        try:
+            return events_to_frames(events, self.T, self.sensor, split=self.binning,
+                                    size=self.size)
+        except ValueError as e:
+            raise corrupt(path, str(e)) from None

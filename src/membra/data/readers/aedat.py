@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from ..base import LazyDataset, require_direct, resolve_T
-from ..events import events_to_frames, make_events
+from ..events import make_events
 from ..registry import DatasetInfo, register_dataset
-from ._common import corrupt, frame_shape, require_file, require_root, split_per_class
+from ._common import FrameLoader, corrupt, frame_shape, require_file, require_root, split_per_class
 
 __all__ = ["read_aedat", "encode_aedat2", "encode_aedat31", "CIFAR10_DVS_CLASSES"]
 
@@ -150,11 +150,17 @@ def encode_aedat31(events: np.ndarray, packet_size: int = 1000, invalid_every: i
     return b"".join(out)
 
 
-def _frames(events, path, T, sensor, binning, size):
-    try:
-        return events_to_frames(events, T, sensor, split=binning, size=size)
-    except ValueError as e:
-        raise corrupt(path, str(e)) from None
+def _read_cifar10_dvs(path):
+    """Events of a CIFAR10-DVS file, turned like SpikingJelly's loader."""
+    ev = read_aedat(path)
+    return make_events(ev["t"], 127 - ev["y"], 127 - ev["x"], ev["p"]), path
+
+
+def _read_gesture(sample):
+    """Events ``start <= t < end`` of one labelled gesture of a recording."""
+    path, t0, t1 = sample
+    ev = _gesture_events(path)
+    return ev[(ev["t"] >= t0) & (ev["t"] < t1)], path
 
 
 @register_dataset("cifar10-dvs", builtin=False,
@@ -183,13 +189,9 @@ def cifar10_dvs(*, split, T, root, seed, encoding, binning: str = "count", size=
     if not samples:
         raise FileNotFoundError(f"cifar10-dvs: no .aedat files under {str(root)!r}")
 
-    def load(path, index, epoch):
-        ev = read_aedat(path)
-        ev = make_events(ev["t"], 127 - ev["y"], 127 - ev["x"], ev["p"])
-        return _frames(ev, path, T, (128, 128), binning, size)
-
     info = DatasetInfo("cifar10-dvs", frame_shape(T, (128, 128), binning, size), 10, T)
-    return LazyDataset(samples, labels, load, info)
+    return LazyDataset(samples, labels,
+                       FrameLoader(_read_cifar10_dvs, T, (128, 128), binning, size), info)
 
 
 def _gesture_root(root) -> Path:
@@ -250,12 +252,6 @@ def dvs128_gesture(*, split, T, root, seed, encoding, binning: str = "count", si
     if not samples:
         raise FileNotFoundError(f"dvs128-gesture: {str(listing)!r} lists no recordings")
 
-    def load(sample, index, epoch):
-        path, t0, t1 = sample
-        ev = _gesture_events(path)
-        ev = ev[(ev["t"] >= t0) & (ev["t"] < t1)]
-        return _frames(ev, path, T, (128, 128), binning, size)
-
     info = DatasetInfo("dvs128-gesture", frame_shape(T, (128, 128), binning, size), 11, T)
-    return LazyDataset(samples, labels, load, info)
-
+    return LazyDataset(samples, labels,
+                       FrameLoader(_read_gesture, T, (128, 128), binning, size), info)

@@ -19,9 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from ..base import LazyDataset, require_direct, resolve_T
-from ..events import events_to_frames, make_events
+from ..events import make_events
 from ..registry import DatasetInfo, register_dataset
 from ._common import (
+    FrameLoader,
     class_folders,
     corrupt,
     frame_shape,
@@ -68,14 +69,8 @@ def encode_atis_bin(events: np.ndarray) -> bytes:
     return out.tobytes()
 
 
-def _event_loader(sensor, T, binning, size):
-    def load(path, index, epoch):
-        events = read_atis_bin(path)
-        try:
-            return events_to_frames(events, T, sensor, split=binning, size=size)
-        except ValueError as e:
-            raise corrupt(path, str(e)) from None
-    return load
+def _read_file(path):
+    return read_atis_bin(path), path
 
 
 def _files(folder: Path) -> list[Path]:
@@ -86,7 +81,7 @@ def _build(name, samples, labels, classes, sensor, T, binning, size):
     if not samples:
         raise FileNotFoundError(f"{name}: no .bin event files found under the given root")
     info = DatasetInfo(name, frame_shape(T, sensor, binning, size), len(classes), T)
-    return LazyDataset(samples, labels, _event_loader(sensor, T, binning, size), info)
+    return LazyDataset(samples, labels, FrameLoader(_read_file, T, sensor, binning, size), info)
 
 
 @register_dataset("nmnist", builtin=False,

@@ -31,7 +31,11 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".ppm", ".pgm", ".t
 def load_image(path: Path, size: int, resize_ratio: float, channels: int) -> torch.Tensor:
     """uint8 ``[C, size, size]``: shorter side to ``round(size * resize_ratio)``, centre
     crop."""
-    from PIL import Image, UnidentifiedImageError
+    try:
+        from PIL import Image, UnidentifiedImageError
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError("the image-folder reader needs Pillow: pip install "
+                          "'membra[data]'") from e
 
     try:
         with Image.open(path) as im:
