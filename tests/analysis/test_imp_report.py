@@ -111,3 +111,17 @@ def test_reads_train_run_folders(tmp_path):
     (r,) = load_runs([tmp_path])
     assert r["arm"] == "imp_lts" and r["seed"] == 2 and r["per_step_accuracy"] == [0.5, 0.7]
     assert list(r["init_potentials"]) == ["2"]
+
+
+def test_study_configs_are_membra_train_configs():
+    # the same files run through the full engine: `membra train configs/study/digits/imp.toml`
+    import glob
+
+    from membra.train.config import load_config
+
+    files = sorted(glob.glob("configs/study/*/*.toml"))
+    assert len(files) == 18
+    for f in files:
+        cfg = load_config(f)
+        assert cfg.model.name == "mlp" and cfg.train.loss in ("mean_ce", "lts_ce", "tet",
+                                                              "ls_tet")

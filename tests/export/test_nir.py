@@ -147,3 +147,24 @@ def test_errors():
         from_nir(bad)
     with pytest.raises(FileNotFoundError, match="missing.nir"):
         read_nir("missing.nir")
+
+
+def test_zoo_cnn_round_trip():
+    from membra.models import create_model
+
+    torch.manual_seed(3)
+    model = create_model("cnn", in_shape=(1, 8, 8), num_classes=10, neuron="lif",
+                         neuron_kwargs={"init_potential": "learnable"})
+    randomise_bn(model)
+    model.eval()
+    graph = to_nir(model)                               # in_shape from the zoo model
+    back = from_nir(graph).eval()
+    x = torch.rand(4, 3, 1, 8, 8) * 3
+    with torch.no_grad():
+        s_ref, y_ref = neuron_outputs(model.body, x)
+        s_new, y_new = neuron_outputs(back, x)
+    assert len(s_ref) == len(s_new) == 4
+    assert all(a.sum() > 0 for a in s_ref)
+    for a, b in zip(s_ref, s_new, strict=True):
+        assert torch.equal(a, b)
+    torch.testing.assert_close(y_new, y_ref, atol=1e-5, rtol=1e-5)
