@@ -108,8 +108,10 @@ def nmnist(*, split, T, root, seed, encoding, binning: str = "count", size=None)
                   description="N-Caltech101 from its ATIS .bin files (root/<class>/*.bin), "
                               "frames [T, 2, 180, 240], 90/10 split per class")
 def ncaltech101(*, split, T, root, seed, encoding, binning: str = "count", size=None,
-                test_fraction: float = 0.1):
-    """N-Caltech101 event frames (default T=16, equal-count binning)."""
+                test_fraction: float = 0.1, sensor_size=(180, 240)):
+    """N-Caltech101 event frames (default T=16, equal-count binning). The recordings have
+    no fixed sensor size; ``sensor_size=(180, 240)`` (H, W) is the frame size SpikingJelly
+    uses for this set; widen it if a file has events beyond it (reported with the file)."""
     require_direct("ncaltech101", encoding)
     root = require_root(root, "ncaltech101", "<class>/*.bin (or Caltech101/<class>/*.bin)")
     if (root / "Caltech101").is_dir():
@@ -120,5 +122,5 @@ def ncaltech101(*, split, T, root, seed, encoding, binning: str = "count", size=
         files = split_per_class(_files(cdir), split, test_fraction)
         samples += files
         labels += [c] * len(files)
-    return _build("ncaltech101", samples, labels, classes, (180, 240), resolve_T(T, 16),
+    return _build("ncaltech101", samples, labels, classes, tuple(sensor_size), resolve_T(T, 16),
                   binning, size)
