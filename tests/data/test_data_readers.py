@@ -8,10 +8,12 @@ import pytest
 import torch
 
 from membra.data import events_to_frames, get_dataset
+from membra.data.base import item_generator
 from membra.data.events import make_events
 from membra.data.readers.aedat import encode_aedat2, encode_aedat31, read_aedat
 from membra.data.readers.atis import encode_atis_bin, read_atis_bin
 from membra.data.readers.cifar10 import encode_cifar10_bin, read_cifar10_bin
+from membra.data.transforms import EventAugment
 
 
 def _events(n, H, W, seed, t_max=100_000):
@@ -145,6 +147,9 @@ def test_cifar10_dvs_frames_orientation_and_split(tmp_path):
     assert torch.equal(te[3][0], events_to_frames(turned, 16, (128, 128), split="count"))
     assert te[3][1] == 3
     assert torch.equal(pickle.loads(pickle.dumps(te))[3][0], te[3][0])
+    aug = get_dataset("cifar10-dvs", split="test", root=tmp_path, augment=True, seed=7)
+    aug.set_epoch(2)
+    assert torch.equal(aug[3][0], EventAugment()(te[3][0], item_generator(7, 3, 2)))
     x, y = tr[9 * 2]   # class 2, file index 1
     assert y == 2 and x.shape == (4, 2, 48, 48) and x.sum() == 40
 

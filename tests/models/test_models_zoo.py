@@ -160,3 +160,18 @@ def test_dry_run_reports_the_layer_that_cannot_take_the_shape():
     s = Stack((10,), "lif", {})
     with pytest.raises(ValueError, match=r"Linear\(in_features=12.*per-sample shape \(10,\)"):
         s.add(nn.Linear(12, 4))
+
+
+@pytest.mark.parametrize("train_mode", [False, True])
+def test_sew_static_stem_equals_per_step_stem_on_direct_input(train_mode):
+    torch.manual_seed(0)
+    kw = dict(in_shape=(3, 16, 16), num_classes=K, neuron="if", widths=(4, 4, 8, 8))
+    ref = create_model("sew_resnet18", **kw)
+    fast = create_model("sew_resnet18", static_stem=True, **kw)
+    fast.load_state_dict(ref.state_dict())
+    ref.train(train_mode)
+    fast.train(train_mode)
+    x = torch.rand(1, B, 3, 16, 16).expand(T, B, 3, 16, 16) * 3
+    assert torch.allclose(fast(x), ref(x), atol=1e-5)
+    with pytest.raises(ValueError, match="same input at every step"):
+        fast(torch.rand(T, B, 3, 16, 16))

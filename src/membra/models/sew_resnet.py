@@ -16,7 +16,8 @@ per step.
 Stem (``stem=``): ``"imagenet"`` = Conv7x7/2 -> BN -> neuron -> AvgPool 3x3/2 (the
 ImageNet recipe replaces the max-pool by an average pool); ``"small"`` = Conv3x3/1 -> BN ->
 neuron (CIFAR-size inputs); ``"auto"`` (default) picks ``"imagenet"`` when the input's smaller
-side is at least 64, else ``"small"``.
+side is at least 64, else ``"small"``. ``static_stem=True`` (direct encoding only, as in the
+ImageNet recipe) computes the stem conv+BN once and repeats it over the ``T`` steps.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from .cnn import _check_image
 from .common import SpikingNet, Stack, make_neuron, out_shape
 from .registry import register_model
 
-__all__ = ["SEWBlock", "sew_resnet"]
+__all__ = ["SEWBlock", "StaticStem", "sew_resnet"]
 
 CONNECT = {
     "add": lambda o, s: o + s,
@@ -76,9 +77,27 @@ class SEWBlock(nn.Module):
         return f"connect={self.connect!r}"
 
 
+class StaticStem(nn.Module):
+    """Stem conv+BN computed once for inputs that repeat the same image at every step
+    (direct encoding) and repeated over ``T``: ``[T, B, ...] -> module(x[0])`` expanded to
+    ``T`` steps. BatchNorm then sees ``B`` samples instead of ``T*B`` identical copies (same
+    batch mean and variance). An input whose steps differ is a ``ValueError``."""
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] > 1 and not torch.equal(x[1:], x[:1].expand_as(x[1:])):
+            raise ValueError("static_stem=True needs the same input at every step (direct "
+                             "encoding); these steps differ")
+        y = self.module(x[0])
+        return y.unsqueeze(0).expand(x.shape[0], *y.shape).contiguous()
+
+
 def sew_resnet(name: str, layers, *, in_shape, num_classes, neuron, neuron_kwargs,
                widths=(64, 128, 256, 512), connect: str = "add", stem: str = "auto",
-               readout: str = "mean") -> SpikingNet:
+               static_stem: bool = False, readout: str = "mean") -> SpikingNet:
     """SEW-ResNet with ``layers`` basic blocks per stage."""
     _check_image(name, in_shape)
     if stem not in STEMS:
@@ -89,12 +108,14 @@ def sew_resnet(name: str, layers, *, in_shape, num_classes, neuron, neuron_kwarg
         stem = "imagenet" if min(in_shape[1:]) >= 64 else "small"
     s = Stack(in_shape, neuron, neuron_kwargs)
     w0 = widths[0]
+    k, stride = (7, 2) if stem == "imagenet" else (3, 1)
+    conv_bn = nn.Sequential(nn.Conv2d(in_shape[0], w0, k, stride=stride, padding=k // 2,
+                                      bias=False), nn.BatchNorm2d(w0))
+    s.add(StaticStem(conv_bn) if static_stem else TimeDistributed(conv_bn),
+          time_distributed=False)
+    s.spike()
     if stem == "imagenet":
-        s.add(nn.Conv2d(in_shape[0], w0, 7, stride=2, padding=3, bias=False))
-        s.add(nn.BatchNorm2d(w0)).spike().add(nn.AvgPool2d(3, stride=2, padding=1))
-    else:
-        s.add(nn.Conv2d(in_shape[0], w0, 3, padding=1, bias=False)).add(nn.BatchNorm2d(w0))
-        s.spike()
+        s.add(nn.AvgPool2d(3, stride=2, padding=1))
     for i, (n, w) in enumerate(zip(layers, widths, strict=True)):
         for j in range(n):
             stride = 2 if (i > 0 and j == 0) else 1
@@ -108,18 +129,20 @@ def sew_resnet(name: str, layers, *, in_shape, num_classes, neuron, neuron_kwarg
 @register_model("sew_resnet18", description="SEW-ResNet-18 (ADD connection, blocks 2-2-2-2, "
                                             "avg-pool stem; IF or LIF)")
 def sew_resnet18(*, in_shape, num_classes, neuron, neuron_kwargs, widths=(64, 128, 256, 512),
-                 connect: str = "add", stem: str = "auto", readout: str = "mean"):
+                 connect: str = "add", stem: str = "auto", static_stem: bool = False,
+                 readout: str = "mean"):
     """SEW-ResNet-18."""
     return sew_resnet("sew_resnet18", (2, 2, 2, 2), in_shape=in_shape, num_classes=num_classes,
                       neuron=neuron, neuron_kwargs=neuron_kwargs, widths=widths,
-                      connect=connect, stem=stem, readout=readout)
+                      connect=connect, stem=stem, static_stem=static_stem, readout=readout)
 
 
 @register_model("sew_resnet34", description="SEW-ResNet-34 (ADD connection, blocks 3-4-6-3, "
                                             "avg-pool stem; IF or LIF)")
 def sew_resnet34(*, in_shape, num_classes, neuron, neuron_kwargs, widths=(64, 128, 256, 512),
-                 connect: str = "add", stem: str = "auto", readout: str = "mean"):
+                 connect: str = "add", stem: str = "auto", static_stem: bool = False,
+                 readout: str = "mean"):
     """SEW-ResNet-34."""
     return sew_resnet("sew_resnet34", (3, 4, 6, 3), in_shape=in_shape, num_classes=num_classes,
                       neuron=neuron, neuron_kwargs=neuron_kwargs, widths=widths,
-                      connect=connect, stem=stem, readout=readout)
+                      connect=connect, stem=stem, static_stem=static_stem, readout=readout)

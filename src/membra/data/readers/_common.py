@@ -68,17 +68,26 @@ def frame_shape(T: int, sensor, binning: str, size) -> tuple[int, ...]:
 class FrameLoader:
     """Picklable ``load(sample, index, epoch) -> frames [T, 2, H', W']`` for the event
     readers: ``read(sample) -> (events, path)`` decodes, :func:`events_to_frames` bins; a
-    coordinate outside the sensor is reported as a corrupt file naming the path."""
+    coordinate outside the sensor is reported as a corrupt file naming the path. With
+    ``augment`` (e.g. :class:`membra.data.transforms.EventAugment`), the frames go through
+    ``augment(frames, item_generator(seed, index, epoch))``."""
 
-    def __init__(self, read, T: int, sensor, binning: str, size):
+    def __init__(self, read, T: int, sensor, binning: str, size, augment=None,
+                 seed: int = 0):
         self.read, self.T, self.sensor, self.binning, self.size = read, T, sensor, binning, size
+        self.augment, self.seed = augment, seed
 
     def __call__(self, sample, index: int, epoch: int):
         from ..events import events_to_frames
 
         events, path = self.read(sample)
         try:
-            return events_to_frames(events, self.T, self.sensor, split=self.binning,
-                                    size=self.size)
+            frames = events_to_frames(events, self.T, self.sensor, split=self.binning,
+                                      size=self.size)
         except ValueError as e:
             raise corrupt(path, str(e)) from None
+        if self.augment is not None:
+            from ..base import item_generator
+
+            frames = self.augment(frames, item_generator(self.seed, index, epoch))
+        return frames

@@ -28,6 +28,7 @@ import numpy as np
 from ..base import LazyDataset, require_direct, resolve_T
 from ..events import make_events
 from ..registry import DatasetInfo, register_dataset
+from ..transforms import EventAugment
 from ._common import FrameLoader, corrupt, frame_shape, require_file, require_root, split_per_class
 
 __all__ = ["read_aedat", "encode_aedat2", "encode_aedat31", "CIFAR10_DVS_CLASSES"]
@@ -167,12 +168,14 @@ def _read_gesture(sample):
                   description="CIFAR10-DVS from its .aedat files (root/<class>/*.aedat), "
                               "frames [T=16, 2, 128, 128], 90/10 split per class")
 def cifar10_dvs(*, split, T, root, seed, encoding, binning: str = "count", size=None,
-                test_fraction: float = 0.1):
+                test_fraction: float = 0.1, augment: bool = False):
     """CIFAR10-DVS event frames (default T=16 equal-count frames, the recipe's binning).
 
     Orientation as SpikingJelly's loader: ``x' = 127 - y``, ``y' = 127 - x`` of the raw
     DVS128 address. Split: per class, files in natural order (``cifar10_<class>_<i>``), the
-    first ``round(test_fraction * n)`` are ``test`` (i = 0..99 of 1000), the rest ``train``."""
+    first ``round(test_fraction * n)`` are ``test`` (i = 0..99 of 1000), the rest ``train``.
+    ``augment=True``: the recipe's flip + one of shear/translate/rotate/cutout
+    (:class:`membra.data.transforms.EventAugment`), seeded per item and epoch."""
     require_direct("cifar10-dvs", encoding)
     root = require_root(root, "cifar10-dvs", "one folder per class (airplane, automobile, "
                                              "...) of .aedat files")
@@ -191,7 +194,8 @@ def cifar10_dvs(*, split, T, root, seed, encoding, binning: str = "count", size=
 
     info = DatasetInfo("cifar10-dvs", frame_shape(T, (128, 128), binning, size), 10, T)
     return LazyDataset(samples, labels,
-                       FrameLoader(_read_cifar10_dvs, T, (128, 128), binning, size), info)
+                       FrameLoader(_read_cifar10_dvs, T, (128, 128), binning, size,
+                                   EventAugment() if augment else None, seed), info)
 
 
 def _gesture_root(root) -> Path:

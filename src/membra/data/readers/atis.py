@@ -21,6 +21,7 @@ import numpy as np
 from ..base import LazyDataset, require_direct, resolve_T
 from ..events import make_events
 from ..registry import DatasetInfo, register_dataset
+from ..transforms import EventAugment
 from ._common import (
     FrameLoader,
     class_folders,
@@ -77,11 +78,12 @@ def _files(folder: Path) -> list[Path]:
     return sorted(folder.glob("*.bin"), key=natural_key)
 
 
-def _build(name, samples, labels, classes, sensor, T, binning, size):
+def _build(name, samples, labels, classes, sensor, T, binning, size, augment=None, seed=0):
     if not samples:
         raise FileNotFoundError(f"{name}: no .bin event files found under the given root")
     info = DatasetInfo(name, frame_shape(T, sensor, binning, size), len(classes), T)
-    return LazyDataset(samples, labels, FrameLoader(_read_file, T, sensor, binning, size), info)
+    load = FrameLoader(_read_file, T, sensor, binning, size, augment, seed)
+    return LazyDataset(samples, labels, load, info)
 
 
 @register_dataset("nmnist", builtin=False,
@@ -108,8 +110,12 @@ def nmnist(*, split, T, root, seed, encoding, binning: str = "count", size=None)
                   description="N-Caltech101 from its ATIS .bin files (root/<class>/*.bin), "
                               "frames [T, 2, 180, 240], 90/10 split per class")
 def ncaltech101(*, split, T, root, seed, encoding, binning: str = "count", size=None,
-                test_fraction: float = 0.1):
-    """N-Caltech101 event frames (default T=16, equal-count binning)."""
+                test_fraction: float = 0.1, sensor_size=(180, 240), augment: bool = False):
+    """N-Caltech101 event frames (default T=16, equal-count binning). The recordings have
+    no fixed sensor size; ``sensor_size=(180, 240)`` (H, W) is the frame size SpikingJelly
+    uses for this set; widen it if a file has events beyond it (reported with the file).
+    ``augment=True``: the recipe's flip + one of shear/translate/rotate/cutout
+    (:class:`membra.data.transforms.EventAugment`), seeded per item and epoch."""
     require_direct("ncaltech101", encoding)
     root = require_root(root, "ncaltech101", "<class>/*.bin (or Caltech101/<class>/*.bin)")
     if (root / "Caltech101").is_dir():
@@ -120,5 +126,5 @@ def ncaltech101(*, split, T, root, seed, encoding, binning: str = "count", size=
         files = split_per_class(_files(cdir), split, test_fraction)
         samples += files
         labels += [c] * len(files)
-    return _build("ncaltech101", samples, labels, classes, (180, 240), resolve_T(T, 16),
-                  binning, size)
+    return _build("ncaltech101", samples, labels, classes, tuple(sensor_size), resolve_T(T, 16),
+                  binning, size, EventAugment() if augment else None, seed)
