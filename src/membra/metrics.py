@@ -73,3 +73,5 @@ def firing_rate_stats(spikes: torch.Tensor) -> dict[str, float]:
         "saturated": (per_neuron == 1).float().mean().item() if per_neuron.numel() else 0.0,
         "spikes": spikes.float().sum().item(),
     }
+
+from .energy import E_AC, E_MAC, SOPReport, sops  # noqa: E402,F401  (SOPs live in membra.energy)

@@ -1,0 +1,125 @@
+"""``membra train``, ``membra eval``, ``membra models`` and ``membra datasets``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from . import app
+
+
+def _fail(err: Exception) -> None:
+    typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+@app.command()
+def train(
+    config: Annotated[Optional[Path], typer.Argument(  # noqa: UP045 (typer needs Optional)
+        help="TOML run file (optional with --resume).")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
+        "--set", help="Override: section.key=value (repeat).")] = None,
+    resume: Annotated[Optional[Path], typer.Option(  # noqa: UP045
+        "--resume", help="Run folder or checkpoint to continue.")] = None,
+    device: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--device", help="cpu | cuda (default: cuda if present).")] = None,
+    nproc: Annotated[int, typer.Option(
+        "--nproc", min=1, help="Processes (runs torchrun; gloo on CPU, nccl on CUDA).")] = 1,
+) -> None:
+    """Train a spiking network from a TOML run config.
+
+    Examples:
+
+      membra train configs/digits_imp_lts.toml
+
+      membra train configs/digits_imp_lts.toml --set train.epochs=3 --set run.name=quick
+
+      membra train --resume runs/digits_imp_lts
+
+      membra train configs/digits_imp_lts.toml --nproc 2
+    """
+    set_ = list(set_ or [])
+    if nproc > 1:
+        from ..train.distributed import launch
+
+        args = ["train"] + ([str(config)] if config is not None else [])
+        for s in set_:
+            args += ["--set", s]
+        if resume is not None:
+            args += ["--resume", str(resume)]
+        if device is not None:
+            args += ["--device", device]
+        raise typer.Exit(launch(args, nproc))
+    from ..train import fit, load_config
+
+    try:
+        if config is None:
+            if resume is None:
+                raise ValueError("give a CONFIG file (e.g. configs/digits_imp_lts.toml) or "
+                                 "--resume RUN_DIR")
+            from ..train.checkpoint import read_meta, resolve_checkpoint
+            from ..train.config import apply_overrides, config_from_dict
+
+            saved = read_meta(resolve_checkpoint(resume))["config"]
+            cfg = config_from_dict(apply_overrides(saved, set_))
+        else:
+            cfg = load_config(config, set_)
+        result = fit(cfg, resume=resume, device=device)
+    except (ValueError, TypeError, FileNotFoundError, OSError) as err:
+        _fail(err)
+    status = result.get("status")
+    if status == "interrupted":
+        raise typer.Exit(130)
+    if status == "nan_loss":
+        raise typer.Exit(3)
+
+
+@app.command("eval")
+def eval_(
+    run_dir: Annotated[Path, typer.Argument(help="Run folder (runs/<name>).")],
+    checkpoint: Annotated[Optional[Path], typer.Option(  # noqa: UP045
+        "--checkpoint", help="Checkpoint file to use (default: the run's latest).")] = None,
+    device: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--device", help="cpu | cuda.")] = None,
+) -> None:
+    """Re-evaluate a trained run on its test split and print per-step accuracy.
+
+    Example: membra eval runs/digits_imp_lts
+    """
+    from ..train import evaluate_run
+
+    try:
+        evaluate_run(run_dir, checkpoint=checkpoint, device=device)
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        _fail(err)
+
+
+@app.command()
+def models() -> None:
+    """List the registered models (names for model.name in a run config).
+
+    Example: membra models
+    """
+    from ..models import list_models
+
+    for name in list_models():
+        typer.echo(name)
+
+
+@app.command()
+def datasets() -> None:
+    """List the registered datasets (names for data.name in a run config).
+
+    Example: membra datasets
+    """
+    from ..data import list_datasets
+
+    for name in list_datasets():
+        typer.echo(name)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

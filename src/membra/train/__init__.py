@@ -1,0 +1,14 @@
+"""Training: TOML run configs, the training engine, checkpoints and distributed runs.
+
+Example::
+
+    from membra.train import fit, load_config
+    metrics = fit(load_config("configs/digits_imp_lts.toml", ["train.epochs=3"]))
+"""
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import RunConfig, dump_config, load_config
+from .engine import evaluate_run, fit
+
+__all__ = ["RunConfig", "load_config", "dump_config", "fit", "evaluate_run",
+           "save_checkpoint", "load_checkpoint"]
