@@ -157,16 +157,19 @@ class SpikeRule:
         for idx in range(table.size):
             table[idx] = call(cls.window_of(idx, m, n).T[::-1].copy())[-1]
         rule = cls(table, m, n)
+        trains = []
         for _ in range(probes):
             T = int(rng.integers(m + 1, 4 * m + 16))
-            X = (rng.random((T, n)) < rng.uniform(0.1, 0.9)).astype(np.int8)
-            y = call(X)
-            t = int(rng.integers(0, T - 1))
+            trains.append((rng.random((T, n)) < rng.uniform(0.1, 0.9)).astype(np.int8))
+        outputs = [call(X) for X in trains]
+        for X, y in zip(trains, outputs, strict=True):  # causality first: it explains more
+            t = int(rng.integers(0, X.shape[0] - 1))
             X2 = X.copy()
-            X2[t + 1:] = rng.random((T - t - 1, n)) < 0.5
+            X2[t + 1:] = rng.random((X.shape[0] - t - 1, n)) < 0.5
             if (call(X2)[: t + 1] != y[: t + 1]).any():
                 raise NotCausalError(f"fn is not causal: redrawing the inputs after step {t} "
                                      f"changed its output at or before step {t}")
+        for X, y in zip(trains, outputs, strict=True):
             ref = rule(X)
             if (ref != y).any():
                 s = int(np.argmax(ref != y))

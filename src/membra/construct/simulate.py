@@ -95,7 +95,8 @@ def _run_float(circ, x: np.ndarray):
     pots = np.zeros((T, B, N), dtype=np.float64)
     for sl in _layer_slices(circ):
         # inputs of this layer at every step: input lines and spikes of earlier layers
-        current = xf @ w_in[sl].T + spikes[:, :, : sl.start] @ w_nn[sl, : sl.start].T
+        cols = np.flatnonzero(w_nn[sl, : sl.start].any(axis=0))  # sources actually used
+        current = xf @ w_in[sl].T + spikes[:, :, cols] @ w_nn[sl][:, cols].T
         v = np.zeros((B, sl.stop - sl.start))
         s = np.zeros_like(v)
         for t in range(T):
