@@ -108,3 +108,16 @@ def test_hold_reaches_state_15_16_not_one():
     from fractions import Fraction
     assert Fraction(15, 16) in set(sim.potentials[:, col].tolist())
     assert sim.margin == 1 / 16
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_strictness_mutation_guard_with_load_weight_one():
+    # with a = 1 a hold neuron sits at exactly V = 1 after loading on top of b; the strict
+    # threshold keeps it silent, a ">=" simulator would make this exhaustive check fail
+    from fractions import Fraction
+
+    from membra.construct.compile import _baseline
+    for i, rule in enumerate(random_rules(1, 4, 5, seed=9)):
+        circ = _baseline(rule, a=Fraction(1))
+        res = check_windows(circ, rule, seed=i)
+        assert res.mismatches == 0 and res.margin == 0

@@ -123,9 +123,11 @@ def compile_rule(rule_or_table, m: int | None = None, *, method: str = "baseline
     return _baseline(rule)
 
 
-def _baseline(rule: SpikeRule) -> SpikingCircuit:
+def _baseline(rule: SpikeRule, a: Fraction = Fraction(15, 16)) -> SpikingCircuit:
+    """The baseline circuit; ``a`` is the hold load weight (tests use ``a = 1``, where a hold
+    state is exactly 1 and only the strict threshold keeps the circuit correct)."""
     n, m = rule.n_inputs, rule.m
-    a, bb, inh = F(15, 16), F(7, 8), F(7, 16)
+    bb, inh = F(7, 8), F(7, 16)
     xs = [f"x{c}" for c in range(n)]
     b = CircuitBuilder()
     odd, even = phase_pair(b)
