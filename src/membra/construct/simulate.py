@@ -10,9 +10,11 @@ Both implement the grid recursion (neurons in topological order within a step)
 - ``exact=True``: :class:`fractions.Fraction` arithmetic, one sample and one neuron at a time.
 - ``exact=False``: float64 numpy, one topological layer at a time (a layer's input at step
   :math:`t` is the spikes of earlier layers at the same :math:`t`). For dyadic weights and
-  :math:`\lambda` (everything :func:`~membra.construct.compile_rule` builds) every reachable
-  potential is a dyadic rational with a small denominator, so float64 is exact as well.
-  Otherwise the path reports ``margin = min |V - 1|`` and warns below ``1e-9``.
+  :math:`\lambda` (everything the baseline builds) every reachable potential is a dyadic
+  rational with a small denominator, so float64 is exact as well. Both paths report
+  ``margin = min |V - 1|`` over the potentials that are not exactly 1, and the float path warns
+  when it is below ``1e-9``. Potentials exactly equal to 1 (counted in ``at_threshold``) are
+  exactly representable, do not spike, and are used on purpose by the compact construction.
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ class Simulation:
         potentials: :math:`V` after each step ``(T[, B], N)`` (float64, or Fraction objects for
             the exact path).
         neurons: neuron names (topological order).
-        margin: ``min |V - 1|`` over all neurons and steps (``inf`` for an empty run).
+        margin: ``min |V - 1|`` over all neurons and steps with ``V != 1`` (``inf`` if none).
+        at_threshold: number of neuron-steps with ``V == 1`` exactly (no spike: strict ``>``).
     """
 
     out: np.ndarray
@@ -49,6 +52,7 @@ class Simulation:
     potentials: np.ndarray
     neurons: list
     margin: float
+    at_threshold: int = 0
 
 
 def _with_clock(circ, X) -> tuple[np.ndarray, bool]:
@@ -63,7 +67,7 @@ def simulate(circ, X, exact: bool = False, return_all: bool = False):
     """Run ``circ`` on ``X`` ``(T, n)`` or ``(T, B, n)``; see the module docstring."""
     arr, batched = _with_clock(circ, X)
     run = _run_exact if exact else _run_float
-    spikes, pots, margin = run(circ, arr)
+    spikes, pots, margin, at_one = run(circ, arr)
     if not exact and margin < MARGIN_WARN:
         warnings.warn(f"float simulation came within {margin:.3g} of the threshold; the float "
                       "path may differ from exact arithmetic, use simulate(exact=True)",
@@ -74,7 +78,7 @@ def simulate(circ, X, exact: bool = False, return_all: bool = False):
     if not return_all:
         return out
     return Simulation(out=out, spikes=spikes, potentials=pots, neurons=list(circ.neurons),
-                      margin=margin)
+                      margin=margin, at_threshold=at_one)
 
 
 def _layer_slices(circ) -> list[slice]:
@@ -104,8 +108,11 @@ def _run_float(circ, x: np.ndarray):
             s = (v > 1.0).astype(np.float64)
             pots[t, :, sl] = v
             spikes[t, :, sl] = s
-    margin = float(np.abs(pots - 1.0).min()) if pots.size else float("inf")
-    return spikes.astype(np.int8), pots, margin
+    dist = np.abs(pots - 1.0)
+    at_one = int((dist == 0).sum())
+    dist = dist[dist > 0]
+    margin = float(dist.min()) if dist.size else float("inf")
+    return spikes.astype(np.int8), pots, margin, at_one
 
 
 def _run_exact(circ, x: np.ndarray):
@@ -119,7 +126,7 @@ def _run_exact(circ, x: np.ndarray):
     spikes = np.zeros((T, B, N), dtype=np.int8)
     pots = np.empty((T, B, N), dtype=object)
     zero, one = Fraction(0), Fraction(1)
-    margin = None
+    margin, at_one = None, 0
     for b in range(B):
         v = [zero] * N
         s = [0] * N
@@ -137,8 +144,11 @@ def _run_exact(circ, x: np.ndarray):
                 v[i] = u if u > 0 else zero
                 new_s[i] = 1 if v[i] > one else 0
                 d = abs(v[i] - one)
-                margin = d if margin is None or d < margin else margin
+                if not d:
+                    at_one += 1
+                elif margin is None or d < margin:
+                    margin = d
             s = new_s
             spikes[t, b] = s
             pots[t, b] = v
-    return spikes, pots, float(margin) if margin is not None else float("inf")
+    return spikes, pots, float(margin) if margin is not None else float("inf"), at_one
