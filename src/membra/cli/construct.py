@@ -166,3 +166,18 @@ def classify_cmd(
                       f"{r.spikes_per_train:.1f}", f"{100 * r.perturbed_mean:.2f}%",
                       f"{100 * r.perturbed_min:.2f}%")
     console.print(table)
+
+
+@construct_app.command("scaling")
+def scaling_cmd(
+    out_dir: Annotated[Path, typer.Option("--out-dir", help="Folder for the report.")] = Path(
+        "reports"),
+    check: Annotated[bool, typer.Option(help="Check every built circuit exhaustively.")] = True,
+) -> None:
+    """Neurons and weights against m, baseline vs compact: writes construct_scaling.md/.png.
+
+    Example: membra construct scaling --out-dir reports
+    """
+    from ..construct.scaling import write_report
+
+    typer.echo(f"wrote {write_report(out_dir, check=check)}")

@@ -49,7 +49,7 @@ from .circuit import SpikingCircuit
 from .errors import NotInputDominatedError
 from .rule import SpikeRule
 
-__all__ = ["compile_compact", "gap_profile", "LAM", "LOAD"]
+__all__ = ["compile_compact", "gap_circuit", "gap_profile", "LAM", "LOAD"]
 
 LAM = Fraction(1023, 1024)
 LOAD = Fraction(7, 8)
@@ -82,8 +82,6 @@ def thresholds(a: list[bool]) -> list[int]:
 def compile_compact(rule: SpikeRule) -> SpikingCircuit:
     """Clock-free circuit of a gap rule (module docstring); raises ``ValueError`` for rules
     outside the family."""
-    from .compile import CircuitBuilder
-
     if not rule.is_input_dominated:
         raise NotInputDominatedError("method='compact' needs an input-dominated rule")
     a = gap_profile(rule)
@@ -92,7 +90,25 @@ def compile_compact(rule: SpikeRule) -> SpikingCircuit:
             "method='compact' supports one-input gap rules only (the output at an input spike "
             "depends only on the distance to the previous input spike in the window); this "
             "rule is not one. Use method='baseline' (see docs/construct.md)")
-    m, lam, c = rule.m, LAM, LOAD
+    meta = {"n_accepted": rule.n_accepted, "n_runs": rule.n_runs, "rule": rule.to_dict()}
+    return gap_circuit(a, meta=meta)
+
+
+def gap_circuit(a, meta: dict | None = None, lam=LAM) -> SpikingCircuit:
+    """Circuit of the gap rule with profile ``a = [a(1), ..., a(m)]`` directly, without a
+    window table (so ``m`` can be far beyond what a table holds). ``lam`` may be any rational
+    in (0, 1) (``1/2`` to compose with baseline circuits; float64 then resolves silences up
+    to 52 steps only, exact simulation any)."""
+    from .circuit import as_fraction
+    from .compile import CircuitBuilder
+
+    a = [bool(v) for v in a]
+    if not a:
+        raise ValueError("the gap profile a must have m >= 1 entries")
+    lam = as_fraction(lam, "lam")
+    if not 0 < lam < 1:
+        raise ValueError(f"lam must be in (0, 1) for gap detectors, got {lam}")
+    m, c = len(a), LOAD
     ds = thresholds(a)
     b = CircuitBuilder()
     q = []
@@ -117,6 +133,5 @@ def compile_compact(rule: SpikeRule) -> SpikingCircuit:
             out_w[name] = 2 * (int(a[d - 1]) - int(a[d]))
     b.neuron("OUT", "out", **out_w)
     return b.build(["x0"], "OUT", lam=lam, requires_clock=False,
-                   meta={"method": "compact", "m": m, "n_inputs": 1,
-                         "n_accepted": rule.n_accepted, "n_runs": rule.n_runs,
-                         "thresholds": ds, "rule": rule.to_dict()})
+                   meta={"method": "compact", "m": m, "n_inputs": 1, "thresholds": ds,
+                         "gap_profile": [int(v) for v in a], **(meta or {})})

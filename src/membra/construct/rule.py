@@ -25,12 +25,20 @@ from .errors import MemoryTooLongError, NotBinaryError, NotCausalError
 __all__ = ["SpikeRule", "window_indices"]
 
 _WARN_BITS = 16
+_MAX_BITS = 24
 
 
 def _check_pos_int(name: str, value, minimum: int = 1) -> int:
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
     return int(value)
+
+
+def _check_bits(bits: int) -> None:
+    if bits > _MAX_BITS:
+        raise ValueError(f"n_inputs * m = {bits} is too large for a window table (max "
+                         f"{_MAX_BITS}); gap rules of any m compile without a table with "
+                         "membra.construct.compact.gap_circuit")
 
 
 def _as_trains(x, n_inputs: int, name: str = "x") -> tuple[np.ndarray, bool]:
@@ -76,11 +84,9 @@ class SpikeRule:
     def __init__(self, table, m: int, n_inputs: int = 1):
         self.m = _check_pos_int("m", m)
         self.n_inputs = _check_pos_int("n_inputs", n_inputs)
-        bits = self.m * self.n_inputs
-        if bits > 24:
-            raise ValueError(f"n_inputs * m = {bits} is too large for a window table (max 24)")
+        _check_bits(self.m * self.n_inputs)
         arr = np.asarray(table)
-        size = 1 << bits
+        size = 1 << (self.m * self.n_inputs)
         if arr.ndim != 1 or arr.shape[0] != size:
             raise ValueError(f"table must have 2**(n_inputs*m) = {size} entries (n_inputs="
                              f"{self.n_inputs}, m={self.m}), got shape {arr.shape}")
@@ -102,6 +108,7 @@ class SpikeRule:
         the lag on axis 1 (``window[c, 0]`` is the current step of channel ``c``)."""
         m = _check_pos_int("m", m)
         n = _check_pos_int("n_inputs", n_inputs)
+        _check_bits(n * m)
         table = np.zeros(1 << (n * m), dtype=bool)
         for idx in range(table.size):
             out = fn(cls.window_of(idx, m, n))
@@ -138,6 +145,7 @@ class SpikeRule:
         that passes can still be outside the class on trains the probes did not draw."""
         m = _check_pos_int("m", m)
         n = _check_pos_int("n_inputs", n_inputs)
+        _check_bits(n * m)
         probes = _check_pos_int("probes", probes, 0)
         rng = np.random.default_rng(seed)
 
