@@ -69,3 +69,20 @@ def test_torch_module_rejects_bad_shape():
     circ = compile_rule(random_rules(1, 2, 1, 0)[0])
     with pytest.raises(ValueError, match=r"\[T, B, 1\]"):
         circ.to_torch()(torch.zeros(5, 1))
+
+
+def test_float_path_warns_near_threshold():
+    eps = Fraction(1, 2 ** 40)
+    circ = SpikingCircuit(["x0"], ["A"], [("x0", "A", 1 + eps)], "A")
+    X = np.ones((3, 1), dtype=np.int8)
+    with pytest.warns(RuntimeWarning, match="use simulate\\(exact=True\\)"):
+        sim = circ.simulate(X, return_all=True)
+    assert sim.out.tolist() == [1, 1, 1] and sim.margin == float(eps)
+    assert circ.simulate(X, exact=True, return_all=True).margin == float(eps)
+
+
+def test_large_window_warns():
+    from membra.construct import SpikeRule
+    with pytest.warns(UserWarning, match="2\\*\\*\\(n\\*m\\)"):
+        circ = compile_rule(SpikeRule.from_pattern([1] * 17))
+    assert circ.n_neurons == 2 * 17 + 3 + 1
