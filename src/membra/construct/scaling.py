@@ -51,7 +51,7 @@ def _spiked_ago_counts(m: int) -> tuple[int, int, int]:
 
 
 def scaling_rows(ms=range(2, 17), big=(32, 64, 128, 256), check: bool = True,
-                 T: int = 2000, max_sa_m: int = 12) -> list[dict]:
+                 T: int = 2000, max_sa_m: int = 10) -> list[dict]:
     rows = []
     for m in ms:
         k = m - 1
@@ -125,7 +125,7 @@ def write_report(out_dir="reports", check: bool = True) -> Path:
         "(\"the previous input spike was exactly k steps ago\").",
         "- spiked k ago: `y[t] = x[t] x[t-k]`, anything in between (baseline only).",
         "- Up to m = 16 the exact-gap circuits of both methods (and the spiked-k-ago baseline "
-        "up to m = 12) were built and checked: every window after random prefixes of length "
+        "up to m = 10) were built and checked: every window after random prefixes of length "
         "0..2m, plus 9 random trains of 2000 steps (rates 0.1/0.5/0.9). Beyond, compact "
         "circuits are built (not table-checked) and baseline counts are the proved formulas "
         "2m+3+A and 3+6m+A(2m-1+2).",
