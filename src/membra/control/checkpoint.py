@@ -46,6 +46,7 @@ def save_actor(path, actor: PopSANActor, meta: dict | None = None) -> Path:
     p.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().clone() for k, v in actor.state_dict().items()}
     save_file(state, str(p / "actor.safetensors"))
+    (p / "dwam.safetensors").unlink(missing_ok=True)  # calibration of older weights
     cfg = {"actor": actor.config, **(meta or {})}
     (p / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
     return p
