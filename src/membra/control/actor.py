@@ -63,11 +63,11 @@ class PopulationEncoder(nn.Module):
                 v = v + a.detach()
                 s = (v > 0.999).to(a.dtype)
                 v = v - 0.999 * s
-                out.append(s + a - a.detach())
+                out.append(s + (a - a.detach()))
         else:
             for _ in range(self.T):
                 s = torch.bernoulli(a.detach(), generator=generator)
-                out.append(s + a - a.detach())
+                out.append(s + (a - a.detach()))
         return torch.stack(out)
 
     def extra_repr(self) -> str:
