@@ -31,7 +31,7 @@ def test_weight_zero_exact_count(p):
     before = snapshot(a)
     b = D.weight_zero(a, p, seed=1)
     assert same(before, snapshot(a))  # input untouched
-    for (_, lin, _), (_, lin0, _) in zip(b.synaptic_layers(), a.synaptic_layers()):
+    for (_, lin, _), (_, lin0, _) in zip(b.synaptic_layers(), a.synaptic_layers(), strict=True):
         n = lin.weight.numel()
         assert int((lin0.weight == 0).sum()) == 0
         assert int((lin.weight == 0).sum()) == math.floor(p * n)
@@ -55,7 +55,7 @@ def test_quantize_levels(levels):
             q = p * s
             assert len(torch.unique(torch.round(q))) <= 2 * levels + 1
             torch.testing.assert_close(q, torch.round(q), atol=1e-3, rtol=0)
-    for (_, lb, _), (_, la, _) in zip(b.synaptic_layers(), a.synaptic_layers()):
+    for (_, lb, _), (_, la, _) in zip(b.synaptic_layers(), a.synaptic_layers(), strict=True):
         assert (lb.weight - la.weight).abs().max() <= 0.5 / s + 1e-6
 
 
@@ -68,9 +68,9 @@ def test_weight_gn_seeded_and_pure():
     assert same(snapshot(b1), snapshot(b2))
     assert not same(snapshot(b1), snapshot(b3))
     d = torch.cat([(lb.weight - la.weight).flatten() for (_, lb, _), (_, la, _) in
-                   zip(b1.synaptic_layers(), a.synaptic_layers())])
+                   zip(b1.synaptic_layers(), a.synaptic_layers(), strict=True)])
     assert abs(float(d.std()) - 0.05) < 0.005
-    for (_, lb, _), (_, la, _) in zip(b1.synaptic_layers(), a.synaptic_layers()):
+    for (_, lb, _), (_, la, _) in zip(b1.synaptic_layers(), a.synaptic_layers(), strict=True):
         assert torch.equal(lb.bias, la.bias)
 
 

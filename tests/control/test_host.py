@@ -9,8 +9,8 @@ import torch
 
 pytest.importorskip("gymnasium")
 
-from membra.control import evaluate, load_actor, make_env, pretrained_path  # noqa: E402
 from membra.control import degrade as D  # noqa: E402
+from membra.control import evaluate, load_actor, make_env, pretrained_path  # noqa: E402
 from membra.control.sweep import calibrated_dwam, dwam_config_for  # noqa: E402
 from membra.homeostasis import DWAM, DWAMConfig, RateRecorder  # noqa: E402
 
@@ -68,7 +68,7 @@ def test_determinism(host):  # spec test 7
     assert a[0] == b[0]
     assert np.array_equal(a[1], b[1])
     assert torch.equal(a[2], b[2])
-    assert all(torch.equal(x, y) for x, y in zip(a[3], b[3]))
+    assert all(torch.equal(x, y) for x, y in zip(a[3], b[3], strict=True))
     assert all(torch.equal(v, actor.state_dict()[k]) for k, v in before.items())  # pure
     r1 = evaluate(actor, ENV, 2, degradation="weight_zero:0.3", dwam=dwam)
     r2 = evaluate(actor, ENV, 2, degradation="weight_zero:0.3", dwam=dwam)

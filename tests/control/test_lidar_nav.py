@@ -53,11 +53,11 @@ def test_ray_distances_match_ray_marching():
         if clearance(pos, circles, boxes) < 0.05:
             continue
         d = ray_distances(pos, heading, circles, boxes)
-        for ang, di in zip(np.linspace(-math.pi / 2, math.pi / 2, 18), d):
+        for ang, di in zip(np.linspace(-math.pi / 2, math.pi / 2, 18), d, strict=True):
             th = heading + ang
             ts = np.arange(0, 3.5, 1e-3)
             pts = pos + ts[:, None] * np.array([math.cos(th), math.sin(th)])
-            hit = [t for t, p in zip(ts, pts) if clearance(p, circles, boxes) <= 0]
+            hit = [t for t, p in zip(ts, pts, strict=True) if clearance(p, circles, boxes) <= 0]
             march = hit[0] if hit else 3.5
             assert abs(march - di) < 2e-3
 

@@ -58,7 +58,7 @@ def test_k_zero_is_identity():  # spec test 1
             with torch.no_grad():
                 assert torch.equal(net(x), ref(x))
     assert dwam.steps == 200
-    for p, q in zip(net.parameters(), w0):
+    for p, q in zip(net.parameters(), w0, strict=True):
         assert torch.equal(p, q)
 
 

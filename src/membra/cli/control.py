@@ -168,6 +168,7 @@ def tune(run: str = typer.Argument(..., help="checkpoint directory"),
         dw = cfg.get("dwam", {})
         dw.setdefault("config", {})["eta"] = chosen
         dw["tuning"] = {"validation_seed": VALIDATION_SEED, "episodes": episodes,
-                        "no_dwam": dict(zip(("healthy", "weight_gn", "weight_zero"), base)),
+                        "no_dwam": dict(zip(("healthy", "weight_gn", "weight_zero"), base,
+                                            strict=True)),
                         "results": results}
         update_config(run, dwam=dw)

@@ -150,7 +150,8 @@ class PopSANActor(nn.Module):
         self.obs_norm = ObsNormalizer(obs_dim)
         self.encoder = PopulationEncoder(obs_dim, pop_in, T, encoding)
         sizes = (obs_dim * pop_in, *hidden, act_dim * pop_out)
-        self.layers = nn.ModuleList(SpikingLayer(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.layers = nn.ModuleList(SpikingLayer(a, b)
+                                    for a, b in zip(sizes[:-1], sizes[1:], strict=True))
         self.decoder = PopulationDecoder(act_dim, pop_out, act_low, act_high)
         self.generator: torch.Generator | None = None
 
@@ -177,7 +178,7 @@ class PopSANActor(nn.Module):
         return self.decoder(self.spikes(obs)[-1].mean(0))
 
     @torch.no_grad()
-    def act(self, obs) -> "numpy.ndarray":  # noqa: F821
+    def act(self, obs) -> numpy.ndarray:  # noqa: F821
         """One control step for a single raw numpy observation -> numpy action."""
         x = torch.as_tensor(obs, dtype=torch.float32).reshape(1, -1)
         return self(x)[0].numpy()

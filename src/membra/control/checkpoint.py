@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
-
 from .actor import PopSANActor
 
 __all__ = ["save_actor", "load_actor", "load_config", "update_config", "pretrained_path",

@@ -77,7 +77,7 @@ class Critic(nn.Module):
 
         def mlp():
             sizes, layers = (obs_dim + act_dim, *hidden), []
-            for a, b in zip(sizes[:-1], sizes[1:]):
+            for a, b in zip(sizes[:-1], sizes[1:], strict=True):
                 layers += [nn.Linear(a, b), nn.ReLU()]
             return nn.Sequential(*layers, nn.Linear(sizes[-1], 1))
 
@@ -114,9 +114,9 @@ def _update(actor, actor_t, critic, critic_t, opt_a, opt_c, batch, cfg, k, lo, h
         p.requires_grad_(True)
     with torch.no_grad():
         for net, tgt in ((actor, actor_t), (critic, critic_t)):
-            for p, pt in zip(net.parameters(), tgt.parameters()):
+            for p, pt in zip(net.parameters(), tgt.parameters(), strict=True):
                 pt.mul_(cfg.polyak).add_(p, alpha=1 - cfg.polyak)
-            for b, bt in zip(net.buffers(), tgt.buffers()):
+            for b, bt in zip(net.buffers(), tgt.buffers(), strict=True):
                 bt.copy_(b)
 
 

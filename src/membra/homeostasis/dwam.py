@@ -266,9 +266,9 @@ class DWAM:
                 raise ValueError(f"DWAM.load_state_dict: missing '{name}.c0'")
             dev, dt = layer.c0.device, layer.c0.dtype
 
-            def get(k, default, _n=name):
+            def get(k, default, _n=name, _dev=dev, _dt=dt):
                 v = sd.get(f"{_n}.{k}")
-                return default if v is None else v.to(dev, dt).clone()
+                return default if v is None else v.to(_dev, _dt).clone()
 
             layer.c0 = get("c0", None)
             if layer.c0.shape != layer.healthy_rate.shape:
