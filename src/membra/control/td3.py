@@ -27,7 +27,10 @@ __all__ = ["TD3Config", "ReplayBuffer", "Critic", "train_td3"]
 
 @dataclass
 class TD3Config:
-    """TD3 settings (PopSAN defaults; ``start_steps`` 10k for MuJoCo, 2k for CI)."""
+    """TD3 settings (PopSAN defaults; ``start_steps`` 10k for MuJoCo, 2k for CI).
+
+    Every ``update_every`` environment steps, ``round(utd * update_every)`` gradient updates
+    are made (``utd`` = updates per environment step; PopSAN uses 1)."""
 
     actor_lr: float = 1e-4
     critic_lr: float = 1e-3
@@ -40,6 +43,7 @@ class TD3Config:
     expl_noise: float = 0.1
     start_steps: int = 10_000
     update_every: int = 50
+    utd: float = 1.0
     buffer_size: int = 1_000_000
     critic_hidden: tuple[int, ...] = (256, 256)
     eval_every: int = 5_000
@@ -183,7 +187,7 @@ def train_td3(env_id: str, steps: int, seed: int = 0, out: str | Path | None = N
             ep_ret = 0.0
         if t > cfg.start_steps // 2 and t % cfg.update_every == 0:
             actor.train()
-            for _ in range(cfg.update_every):
+            for _ in range(max(1, round(cfg.utd * cfg.update_every))):
                 n_updates += 1
                 _update(actor, actor_t, critic, critic_t, opt_a, opt_c,
                         buf.sample(cfg.batch, rng), cfg, n_updates, lo, hi, half)
