@@ -181,5 +181,13 @@ def test_config_validation():
         DWAMConfig(a_theta=0.0)
     with pytest.raises(ValueError, match="eta"):
         DWAMConfig(eta=-1.0)
+    with pytest.raises(ValueError, match="gain"):
+        DWAMConfig(gain="bcm")
     with pytest.raises(TypeError):
         DWAM("not a module")
+
+
+def test_constant_gain_is_plain_bcm():
+    s = rule.BCMState(torch.tensor([0.2, 0.2]), torch.tensor([0.0, 0.01]), torch.tensor([0.3, 0.3]))
+    torch.testing.assert_close(rule.gain(s, 0.7, mode="constant"), torch.tensor([0.7, 0.7]))
+    assert rule.gain(s, 0.7)[0] == 0  # CV gain: a steady neuron is left alone

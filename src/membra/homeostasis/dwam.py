@@ -46,6 +46,7 @@ class DWAMConfig:
         a_stat: EMA rate of the rate mean/variance.
         rho: drift bound per weight, in units of the layer's ``mean|W_ref|``.
         eps: CV denominator guard.
+        gain: ``"cv"`` (DWAM, ``k = zeta * CV``) or ``"constant"`` (plain BCM, ``k = zeta``).
         allow_train: allow updates while the model is in training mode.
     """
 
@@ -57,6 +58,7 @@ class DWAMConfig:
     a_stat: float = 0.05
     rho: float = 1.0
     eps: float = 1e-3
+    gain: str = "cv"
     allow_train: bool = False
 
     def __post_init__(self):
@@ -69,6 +71,9 @@ class DWAMConfig:
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not 0 < v <= 1:
                 raise ValueError(f"DWAMConfig.{name} must be in (0, 1], got {v!r}")
+        if self.gain not in rule.GAIN_MODES:
+            raise ValueError(f"DWAMConfig.gain must be one of {list(rule.GAIN_MODES)}, got "
+                             f"{self.gain!r}")
         if isinstance(self.c0, str):
             if self.c0 != "calibrated":
                 raise ValueError(f"DWAMConfig.c0 must be 'calibrated' or a positive float, got "
@@ -198,7 +203,7 @@ class DWAM:
             new_w, layer.state, layer.k, _ = rule.dwam_step(
                 w.detach(), layer.state, c.to(w.dtype), c_pre.to(w.dtype), layer.c0,
                 zeta=cfg.zeta, eta=cfg.eta, a_stat=cfg.a_stat, a_theta=cfg.a_theta,
-                eps=cfg.eps, w_ref=layer.w_ref, bound=layer.bound)
+                eps=cfg.eps, w_ref=layer.w_ref, bound=layer.bound, gain_mode=cfg.gain)
             if new_w is not w:
                 w.copy_(new_w)
         if rates:

@@ -21,7 +21,9 @@ from typing import NamedTuple
 
 import torch
 
-__all__ = ["BCMState", "init_state", "update_stats", "gain", "bcm_phi",
+GAIN_MODES = ("cv", "constant")
+
+__all__ = ["GAIN_MODES", "BCMState", "init_state", "update_stats", "gain", "bcm_phi",
            "bcm_phi_two_threshold", "apply_update", "dwam_step"]
 
 
@@ -50,10 +52,15 @@ def update_stats(state: BCMState, c: torch.Tensor, c0: torch.Tensor, a_stat: flo
     return BCMState(mu, var, theta)
 
 
-def gain(state: BCMState, zeta: float, eps: float = 1e-3) -> torch.Tensor:
-    """``k = zeta * clamp(sqrt(var) / (mu + eps), 0, 1/zeta)`` (so ``0 <= k <= 1``)."""
+def gain(state: BCMState, zeta: float, eps: float = 1e-3, mode: str = "cv") -> torch.Tensor:
+    """``k = zeta * clamp(sqrt(var) / (mu + eps), 0, 1/zeta)`` (so ``0 <= k <= 1``);
+    ``mode="constant"``: plain BCM, ``k = zeta`` everywhere (comparison arm)."""
+    if mode not in GAIN_MODES:
+        raise ValueError(f"gain mode {mode!r} is not known; choose one of {list(GAIN_MODES)}")
     if zeta == 0:
         return torch.zeros_like(state.mu)
+    if mode == "constant":
+        return torch.full_like(state.mu, float(zeta))
     cv = torch.sqrt(state.var.clamp_min(0)) / (state.mu + eps)
     return zeta * cv.clamp(0.0, 1.0 / zeta)
 
@@ -79,11 +86,11 @@ def apply_update(w: torch.Tensor, phi: torch.Tensor, c_pre: torch.Tensor, eta: f
 
 def dwam_step(w: torch.Tensor, state: BCMState, c: torch.Tensor, c_pre: torch.Tensor,
               c0: torch.Tensor, *, zeta: float, eta: float, a_stat: float, a_theta: float,
-              eps: float, w_ref: torch.Tensor, bound: float):
+              eps: float, w_ref: torch.Tensor, bound: float, gain_mode: str = "cv"):
     """One DWAM update; returns ``(W_new, state_new, k, phi)``. ``W`` is returned unchanged
     (the same tensor) when ``phi`` is all zero."""
     state = update_stats(state, c, c0, a_stat, a_theta)
-    k = gain(state, zeta, eps)
+    k = gain(state, zeta, eps, gain_mode)
     phi = bcm_phi(c, state.theta, k)
     if not bool(phi.any()):
         return w, state, k, phi
