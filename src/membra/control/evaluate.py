@@ -66,8 +66,8 @@ def evaluate(actor, env_fn, episodes: int = 10, seed: int = 1000, degradation=No
             ``derive_seed(degradation_seed, name, severity, model_id)``.
         dwam: ``None`` (off), a :class:`~membra.homeostasis.DWAMConfig` (calibrated here on the
             healthy actor, env seeds ``calibration_seed + e``) or a calibrated
-            :class:`~membra.homeostasis.DWAM` on the healthy actor (its calibration and config
-            are used).
+            :class:`~membra.homeostasis.DWAM` on the healthy actor (its calibration, config and
+            adapted layers are used).
         reset_each_episode: reset DWAM (weights and statistics) at every episode start.
         healthy_rates: ``{layer: rates}`` reference for ``rate_dev`` when ``dwam`` is None.
 
@@ -85,14 +85,14 @@ def evaluate(actor, env_fn, episodes: int = 10, seed: int = 1000, degradation=No
         raise ValueError(f"episodes must be a positive int, got {episodes!r}")
     if isinstance(degradation, str):
         degradation = parse_degradation(degradation)
-    calib = None
+    calib, layers = None, None
     if isinstance(dwam, DWAMConfig):
         cal = DWAM(actor, dwam)
         cal.calibrate(env_fn, calibration_episodes, seed=calibration_seed, max_steps=max_steps)
         calib, cfg = cal.calibration_dict(), dwam
         cal.remove()
     elif isinstance(dwam, DWAM):
-        calib, cfg = dwam.calibration_dict(), dwam.config
+        calib, cfg, layers = dwam.calibration_dict(), dwam.config, list(dwam.layers)
     elif dwam is not None:
         raise TypeError(f"dwam must be None, a DWAMConfig or a DWAM, got {type(dwam).__name__}")
     if calib is not None and healthy_rates is None:
@@ -104,7 +104,7 @@ def evaluate(actor, env_fn, episodes: int = 10, seed: int = 1000, degradation=No
     model, env_fn_d = apply_degradation(model, env_fn, degradation, dseed)
     adapter = None
     if calib is not None:
-        adapter = DWAM(model, cfg)
+        adapter = DWAM(model, cfg, layers=layers)
         adapter.load_state_dict(calib)
     rec = RateRecorder(model, list(adapter.layers) if adapter else None, history=True)
     env = env_fn_d()
