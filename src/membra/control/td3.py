@@ -127,14 +127,15 @@ def _update(actor, actor_t, critic, critic_t, opt_a, opt_c, batch, cfg, k, lo, h
 def train_td3(env_id: str, steps: int, seed: int = 0, out: str | Path | None = None,
               config: TD3Config | None = None, actor_kwargs: dict | None = None,
               env_kwargs: dict | None = None, progress: bool = True,
-              log=print) -> tuple[PopSANActor, dict]:
+              log=print, time_limit_s: float | None = None) -> tuple[PopSANActor, dict]:
     """Train a PopSAN actor with TD3 on ``env_id`` for ``steps`` environment steps.
 
     Every ``config.eval_every`` steps the deterministic policy is evaluated on
     ``eval_episodes`` episodes (env seeds ``10_000 + e``, disjoint from test seeds) and, when
     ``out`` is given, the best actor so far is written there (``actor.safetensors`` +
     ``config.json``). Returns ``(best actor, info)``; ``info`` has the evaluation history,
-    best return, wall time.
+    best return, wall time. ``time_limit_s`` stops training early (after a final evaluation)
+    once that much wall time has passed.
     """
     from .evaluate import rollout_returns
 
@@ -192,7 +193,8 @@ def train_td3(env_id: str, steps: int, seed: int = 0, out: str | Path | None = N
                 _update(actor, actor_t, critic, critic_t, opt_a, opt_c,
                         buf.sample(cfg.batch, rng), cfg, n_updates, lo, hi, half)
             actor.eval()
-        if t % cfg.eval_every == 0 or t == steps:
+        out_of_time = time_limit_s is not None and time.time() - t0 > time_limit_s
+        if t % cfg.eval_every == 0 or t == steps or out_of_time:
             rets = rollout_returns(actor, lambda: make_env(env_id, **(env_kwargs or {})),
                                    cfg.eval_episodes, seed=10_000)
             m = float(np.mean(rets))
@@ -210,6 +212,10 @@ def train_td3(env_id: str, steps: int, seed: int = 0, out: str | Path | None = N
                                             "train_wall_s": history[-1]["wall_s"]})
         if bar is not None:
             bar[0].update(bar[1], advance=1)
+        if out_of_time:
+            log(f"[{env_id}] time limit reached after {t} steps")
+            steps = t
+            break
     if bar is not None:
         bar[0].stop()
     if best_state is not None:
