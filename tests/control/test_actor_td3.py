@@ -103,15 +103,15 @@ def test_checkpoint_round_trip(tmp_path):
 
 def test_td3_tiny_run_learns_something_and_saves(tmp_path):
     torch.manual_seed(0)
-    cfg = TD3Config(start_steps=200, eval_every=400, eval_episodes=1, update_every=50,
+    cfg = TD3Config(start_steps=150, eval_every=200, eval_episodes=1, update_every=25,
                     batch=32)
-    actor, info = train_td3("Pendulum-v1", 400, seed=0, out=tmp_path / "p", config=cfg,
+    actor, info = train_td3("Pendulum-v1", 200, seed=0, out=tmp_path / "p", config=cfg,
                             actor_kwargs={"hidden": (16, 16)}, progress=False,
                             log=lambda *a: None)
     assert len(info["history"]) == 1 and math.isfinite(info["best_eval_return"])
     loaded, meta = load_actor(tmp_path / "p")
-    assert meta["steps"] == 400 and meta["total_steps"] == 400
-    assert loaded.obs_norm.count.item() == 400
+    assert meta["steps"] == 200 and meta["total_steps"] == 200
+    assert loaded.obs_norm.count.item() == 200
     x = torch.randn(3, 3)
     with torch.no_grad():
         assert torch.equal(loaded(x), actor(x))

@@ -67,7 +67,7 @@ def test_weight_gn_seeded_and_pure():
     assert same(before, snapshot(a))
     assert same(snapshot(b1), snapshot(b2))
     assert not same(snapshot(b1), snapshot(b3))
-    d = torch.cat([(lb.weight - la.weight).flatten() for (_, lb, _), (_, la, _) in
+    d = torch.cat([(lb.weight - la.weight).detach().flatten() for (_, lb, _), (_, la, _) in
                    zip(b1.synaptic_layers(), a.synaptic_layers(), strict=True)])
     assert abs(float(d.std()) - 0.05) < 0.005
     for (_, lb, _), (_, la, _) in zip(b1.synaptic_layers(), a.synaptic_layers(), strict=True):

@@ -48,18 +48,18 @@ def test_ray_distances_match_ray_marching():
     rng = np.random.default_rng(0)
     circles = np.array([[3.0, 3.0, 0.6], [6.5, 4.0, 0.4]])
     boxes = np.array([[5.0, 7.0, 0.5, 0.3], [2.0, 6.0, 0.3, 0.6]])
-    for _ in range(5):
+    for _ in range(3):
         pos, heading = rng.uniform(1, 9, 2), rng.uniform(-math.pi, math.pi)
         if clearance(pos, circles, boxes) < 0.05:
             continue
         d = ray_distances(pos, heading, circles, boxes)
         for ang, di in zip(np.linspace(-math.pi / 2, math.pi / 2, 18), d, strict=True):
             th = heading + ang
-            ts = np.arange(0, 3.5, 1e-3)
+            ts = np.arange(0, 3.5, 2e-3)
             pts = pos + ts[:, None] * np.array([math.cos(th), math.sin(th)])
             hit = [t for t, p in zip(ts, pts, strict=True) if clearance(p, circles, boxes) <= 0]
             march = hit[0] if hit else 3.5
-            assert abs(march - di) < 2e-3
+            assert abs(march - di) < 4e-3
 
 
 def test_go_to_goal_succeeds_without_obstacles():
