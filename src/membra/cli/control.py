@@ -1,0 +1,174 @@
+"""``membra control train|eval|sweep|tune``: spiking controllers and DWAM under degradation."""
+
+from __future__ import annotations
+
+import typer
+
+from . import app
+
+control_app = typer.Typer(help="Spiking controllers (PopSAN + TD3) and DWAM homeostasis.\n\n"
+                               "Examples:\n\n  membra control train --env Pendulum-v1 --steps "
+                               "15000 --seed 0\n\n  membra control eval pendulum --degrade "
+                               "weight_gn:0.05 --dwam on\n\n  membra control sweep pendulum",
+                          no_args_is_help=True)
+app.add_typer(control_app, name="control")
+
+
+def _hidden(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(h) for h in text.split(","))
+    except ValueError:
+        raise typer.BadParameter(f"--hidden must be comma-separated ints, got {text!r}") from None
+
+
+@control_app.command()
+def train(env: str = typer.Option("Pendulum-v1", help="gymnasium id, e.g. Pendulum-v1, "
+                                  "membra/LidarNav2D-v0, HalfCheetah-v5"),
+          steps: int = typer.Option(15_000, min=1, help="environment steps"),
+          seed: int = typer.Option(0),
+          out: str = typer.Option(None, help="checkpoint directory (default runs/<env>-s<seed>)"),
+          start_steps: int = typer.Option(None, help="random steps first (default: 2000 for "
+                                          "runs under 50k steps, else 10000)"),
+          hidden: str = typer.Option("256,256", help="spiking hidden widths"),
+          eval_every: int = typer.Option(5000, min=1),
+          threads: int = typer.Option(1, min=1, help="torch CPU threads")) -> None:
+    """Train a PopSAN actor with TD3; writes actor.safetensors + config.json (best validation
+    return)."""
+    import torch
+
+    from ..control import TD3Config, train_td3
+
+    torch.set_num_threads(threads)
+    out = out or f"runs/{env.replace('/', '_')}-s{seed}"
+    cfg = TD3Config(start_steps=start_steps if start_steps is not None else
+                    (2000 if steps < 50_000 else 10_000), eval_every=eval_every)
+    _, info = train_td3(env, steps, seed=seed, out=out, config=cfg,
+                        actor_kwargs={"hidden": _hidden(hidden)}, log=typer.echo)
+    typer.echo(f"best validation return {info['best_eval_return']:.1f} after "
+               f"{info['train_wall_s']:.0f} s -> {out}")
+
+
+def _dwam_overrides(eta, zeta, rho):
+    return {"eta": eta, "zeta": zeta, "rho": rho}
+
+
+@control_app.command("eval")
+def eval_(run: str = typer.Argument(..., help="checkpoint directory or shipped name "
+                                    "(pendulum, lidarnav, halfcheetah)"),
+          degrade: str = typer.Option("healthy", help="e.g. weight_gn:0.05, weight_zero:0.3, "
+                                      "obs_gn:0.1, quantize:255, lidar_gn:0.1, dynamic"),
+          dwam: str = typer.Option("off", help="on | off"),
+          episodes: int = typer.Option(10, min=1),
+          seed: int = typer.Option(1000, help="first env seed"),
+          degradation_seed: int = typer.Option(0),
+          eta: float = typer.Option(None, help="override the DWAM learning rate"),
+          zeta: float = typer.Option(None),
+          rho: float = typer.Option(None)) -> None:
+    """Evaluate a controller: mean ± std return, success rate (navigation), per-layer firing
+    statistics."""
+    import functools
+
+    import torch
+
+    from ..control import evaluate, load_actor, make_env
+    from ..control.degrade import parse_degradation
+    from ..control.sweep import calibrated_dwam, dwam_config_for
+
+    if dwam not in ("on", "off"):
+        raise typer.BadParameter(f"--dwam must be 'on' or 'off', got {dwam!r}")
+    try:
+        deg = parse_degradation(degrade)
+        actor, cfg = load_actor(run)
+    except (ValueError, FileNotFoundError) as e:
+        raise typer.BadParameter(str(e)) from None
+    torch.set_num_threads(1)
+    env_fn = functools.partial(make_env, cfg["env_id"], **cfg.get("env_kwargs", {}))
+    adapter = calibrated_dwam(actor, run, env_fn,
+                              dwam_config_for(cfg, **_dwam_overrides(eta, zeta, rho)))
+    res = evaluate(actor, env_fn, episodes, seed=seed, degradation=deg,
+                   dwam=adapter if dwam == "on" else None, degradation_seed=degradation_seed,
+                   model_id=str(cfg.get("seed", 0)), healthy_rates=adapter.healthy_rates())
+    typer.echo(f"{cfg['env_id']}  {degrade}  DWAM {dwam}: return {res['mean']:.1f} ± "
+               f"{res['std']:.1f} over {episodes} episodes")
+    for k in ("success_rate", "collision_rate", "timeout_rate"):
+        if k in res:
+            typer.echo(f"  {k}: {res[k]:.0%}")
+    for name, st in res["layers"].items():
+        typer.echo(f"  {name}: " + ", ".join(f"{k}={v:.3f}" for k, v in st.items()))
+
+
+@control_app.command()
+def sweep(run: str = typer.Argument(..., help="checkpoint directory or shipped name"),
+          out: str = typer.Option(None, help="report directory (default RUN/sweep)"),
+          episodes: int = typer.Option(10, min=1),
+          full: bool = typer.Option(False, "--full", help="every severity of the grid (default: "
+                                    "the default severity of each degradation)"),
+          repeats: int = typer.Option(1, min=1, help="weight-degradation draws"),
+          eta: float = typer.Option(None), zeta: float = typer.Option(None),
+          rho: float = typer.Option(None)) -> None:
+    """Run the degradation grid with and without DWAM -> sweep.md, returns.png, firing.png,
+    episodes.csv."""
+    from pathlib import Path
+
+    from ..control.checkpoint import _resolve, load_config
+    from ..control.sweep import dwam_config_for, run_sweep, write_report
+
+    try:
+        cfg = load_config(run)
+    except FileNotFoundError as e:
+        raise typer.BadParameter(str(e)) from None
+    res = run_sweep(run, episodes=episodes, full=full, repeats=repeats,
+                    dwam_config=dwam_config_for(cfg, **_dwam_overrides(eta, zeta, rho)))
+    path = write_report(res, out or Path(_resolve(run)) / "sweep")
+    typer.echo((path / "sweep.md").read_text())
+    typer.echo(f"report -> {path}")
+
+
+@control_app.command()
+def tune(run: str = typer.Argument(..., help="checkpoint directory"),
+         etas: str = typer.Option("1e-4,3e-4,1e-3,3e-3", help="learning rates to try"),
+         episodes: int = typer.Option(5, min=1),
+         save: bool = typer.Option(True, help="store the chosen eta in config.json")) -> None:
+    """Choose DWAM's eta on validation seeds (2000+e, never the test seeds): the eta with the
+    best mean return over weight_gn 0.05 and weight_zero 0.3 whose healthy return drops by
+    at most 5%."""
+    import functools
+
+    import torch
+
+    from ..control import evaluate, load_actor, make_env
+    from ..control.checkpoint import update_config
+    from ..control.sweep import VALIDATION_SEED, calibrated_dwam, dwam_config_for
+
+    torch.set_num_threads(1)
+    actor, cfg = load_actor(run)
+    env_fn = functools.partial(make_env, cfg["env_id"], **cfg.get("env_kwargs", {}))
+    conds = [None, ("weight_gn", 0.05), ("weight_zero", 0.3)]
+
+    def score(adapter):
+        return [evaluate(actor, env_fn, episodes, seed=VALIDATION_SEED, degradation=c,
+                         dwam=adapter, model_id="val")["mean"] for c in conds]
+
+    base = score(None)
+    typer.echo(f"no DWAM: healthy {base[0]:.1f}, degraded {base[1]:.1f} / {base[2]:.1f}")
+    results, best = [], None
+    for eta in (float(e) for e in etas.split(",")):
+        adapter = calibrated_dwam(actor, run, env_fn, dwam_config_for(cfg, eta=eta))
+        s = score(adapter)
+        ok = s[0] >= base[0] - 0.05 * abs(base[0])
+        results.append({"eta": eta, "healthy": s[0], "weight_gn": s[1], "weight_zero": s[2],
+                        "healthy_ok": ok})
+        typer.echo(f"eta {eta:g}: healthy {s[0]:.1f}, degraded {s[1]:.1f} / {s[2]:.1f}"
+                   f"{'' if ok else '  (healthy loss > 5%)'}")
+        if ok and (best is None or s[1] + s[2] > best[1]):
+            best = (eta, s[1] + s[2])
+    chosen = best[0] if best else min(float(e) for e in etas.split(","))
+    typer.echo(f"chosen eta {chosen:g}")
+    if save:
+        dw = cfg.get("dwam", {})
+        dw.setdefault("config", {})["eta"] = chosen
+        dw["tuning"] = {"validation_seed": VALIDATION_SEED, "episodes": episodes,
+                        "no_dwam": dict(zip(("healthy", "weight_gn", "weight_zero"), base,
+                                            strict=True)),
+                        "results": results}
+        update_config(run, dwam=dw)

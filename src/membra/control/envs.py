@@ -1,0 +1,35 @@
+"""Environment construction for membra's control tasks (gymnasium imported lazily)."""
+
+from __future__ import annotations
+
+__all__ = ["require_gymnasium", "make_env", "register_envs"]
+
+LIDAR_ID = "membra/LidarNav2D-v0"
+
+
+def require_gymnasium():
+    try:
+        import gymnasium
+    except ImportError as e:  # pragma: no cover - depends on the install
+        raise ImportError("membra.control needs gymnasium: pip install 'membra[control]'") from e
+    return gymnasium
+
+
+def register_envs() -> None:
+    """Register ``membra/LidarNav2D-v0`` with gymnasium (idempotent)."""
+    gym = require_gymnasium()
+    if LIDAR_ID not in gym.registry:
+        gym.register(id=LIDAR_ID, entry_point="membra.control.lidar_nav:LidarNav2D",
+                     max_episode_steps=None)
+
+
+def make_env(env_id: str, **kwargs):
+    """``gymnasium.make(env_id)``; MuJoCo tasks need ``membra[control]`` (mujoco)."""
+    gym = require_gymnasium()
+    register_envs()
+    if not isinstance(env_id, str):
+        raise TypeError(f"env_id must be a string such as 'Pendulum-v1', got {env_id!r}")
+    try:
+        return gym.make(env_id, **kwargs)
+    except gym.error.DependencyNotInstalled as e:
+        raise ImportError(f"{env_id} needs mujoco: pip install 'membra[control]' ({e})") from e
