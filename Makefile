@@ -18,8 +18,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -c $(VENV)/torch-constraint.txt -e ".[$(EXTRAS)]"
 	@touch $(STAMP)
 
+# The main job: train a spiking MLP with a learnable initial potential on the bundled digits.
 demo: setup
-	$(BIN)/python -m membra.demo
+	$(BIN)/membra train configs/digits_imp_lts.toml
 
 test: setup
 	$(BIN)/python -m pytest -m "not slow and not gpu" -n 2

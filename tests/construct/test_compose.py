@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from helpers import random_rules
+from construct_cases import random_rules
 
 from membra.construct import SpikeRule, compile_rule, compose
 

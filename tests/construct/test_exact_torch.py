@@ -5,7 +5,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 import torch
-from helpers import random_rules
+from construct_cases import random_rules
 
 from membra.construct import SpikingCircuit, compile_rule
 

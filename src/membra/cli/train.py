@@ -97,29 +97,5 @@ def eval_(
         _fail(err)
 
 
-@app.command()
-def models() -> None:
-    """List the registered models (names for model.name in a run config).
-
-    Example: membra models
-    """
-    from ..models import list_models
-
-    for name in list_models():
-        typer.echo(name)
-
-
-@app.command()
-def datasets() -> None:
-    """List the registered datasets (names for data.name in a run config).
-
-    Example: membra datasets
-    """
-    from ..data import list_datasets
-
-    for name in list_datasets():
-        typer.echo(name)
-
-
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(app())

@@ -309,6 +309,8 @@ class _Trainer:
         ``"interrupted"``/``"nan_loss"``/``"max_steps"``."""
         tc = self.cfg.train
         self.sampler.set_epoch(self.epoch)
+        if hasattr(self.train_ds, "set_epoch"):  # per-epoch Poisson encoding / augmentation
+            self.train_ds.set_epoch(self.epoch)
         sampler = SkipSampler(self.sampler, self.batch_in_epoch * self.batch)
         loader = self._loader(self.train_ds, sampler, self.batch)
         task = progress.add_task(f"epoch {self.epoch + 1}/{tc.epochs}",
@@ -508,9 +510,19 @@ def evaluate_run(run_dir, *, checkpoint=None, device=None, model=None, show: boo
     ev = evaluate(model, loader, build_loss(cfg.train), ctx.device)
     ev.update(readout=cfg.eval.readout, test_acc=ev[f"test_acc_{cfg.eval.readout}"],
               checkpoint=str(path), epoch=meta["epoch"], step=meta["step"])
+    from ..energy import sops
+
+    x_first, _ = next(iter(loader))  # synaptic operations per sample, on the first test batch
+    with torch.no_grad():
+        energy = sops(model.eval(), x_first.to(ctx.device).transpose(0, 1))
+    ev["energy"] = energy.as_dict()
     if show:
         from rich.console import Console
 
-        Console().print(per_step_table(ev, cfg.eval.readout,
-                                       title=f"{path.name}: test accuracy per time step"))
+        console = Console()
+        console.print(per_step_table(ev, cfg.eval.readout,
+                                     title=f"{path.name}: test accuracy per time step"))
+        console.print(f"synaptic operations per sample ({energy.batch} test samples, "
+                      "45 nm: 4.6 pJ/MAC, 0.9 pJ/SOP):")
+        console.print(energy.to_markdown(), markup=False, highlight=False, soft_wrap=True)
     return ev
