@@ -12,7 +12,8 @@ from .. import __version__
 app = typer.Typer(
     name="membra",
     help="Spiking neural networks built around the membrane potential.\n\n"
-         "Examples:\n\n  membra info\n\n  membra demo",
+         "Examples:\n\n  membra train configs/digits_imp_lts.toml\n\n"
+         "  membra eval runs/digits_imp_lts\n\n  membra models\n\n  membra info",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

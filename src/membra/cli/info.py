@@ -1,4 +1,4 @@
-"""``membra info`` and ``membra demo``."""
+"""``membra info``."""
 
 from __future__ import annotations
 
@@ -25,13 +25,3 @@ def info() -> None:
     if torch.cuda.is_available():
         typer.echo(f"available on cuda: {', '.join(available_backends('cuda'))}")
 
-
-@app.command()
-def demo() -> None:
-    """Train a tiny LIF network with a learnable initial potential and print per-step accuracy.
-
-    Example: membra demo
-    """
-    from ..demo import main
-
-    main()
