@@ -31,6 +31,10 @@ def train(env: str = typer.Option("Pendulum-v1", help="gymnasium id, e.g. Pendul
                                           "runs under 50k steps, else 10000)"),
           hidden: str = typer.Option("256,256", help="spiking hidden widths"),
           eval_every: int = typer.Option(5000, min=1),
+          utd: float = typer.Option(1.0, min=0.0, help="TD3 updates per environment step"),
+          time_limit: float = typer.Option(None, "--time-limit", min=1.0,
+                                           help="stop after this many seconds (a final "
+                                           "evaluation is run, the best actor is kept)"),
           threads: int = typer.Option(1, min=1, help="torch CPU threads")) -> None:
     """Train a PopSAN actor with TD3; writes actor.safetensors + config.json (best validation
     return)."""
@@ -41,9 +45,10 @@ def train(env: str = typer.Option("Pendulum-v1", help="gymnasium id, e.g. Pendul
     torch.set_num_threads(threads)
     out = out or f"runs/{env.replace('/', '_')}-s{seed}"
     cfg = TD3Config(start_steps=start_steps if start_steps is not None else
-                    (2000 if steps < 50_000 else 10_000), eval_every=eval_every)
+                    (2000 if steps < 50_000 else 10_000), eval_every=eval_every, utd=utd)
     _, info = train_td3(env, steps, seed=seed, out=out, config=cfg,
-                        actor_kwargs={"hidden": _hidden(hidden)}, log=typer.echo)
+                        actor_kwargs={"hidden": _hidden(hidden)}, log=typer.echo,
+                        time_limit_s=time_limit)
     typer.echo(f"best validation return {info['best_eval_return']:.1f} after "
                f"{info['train_wall_s']:.0f} s -> {out}")
 
