@@ -145,6 +145,25 @@ def test_evaluate_run_matches_training_metrics(tmp_path):
     assert ev["test_loss"] == pytest.approx(out["test_loss"], rel=1e-6)
 
 
+def test_evaluate_run_counts_synaptic_operations(tmp_path):
+    """membra eval's SOP table: the first Linear sees a static analog input (one dense pass,
+    8 x 16 MACs), the second one the LIF spikes (3 accumulates per spike), per sample."""
+    from membra.train import evaluate_run
+
+    fit(cfg("train.epochs=1"), run_dir=tmp_path / "r")
+    model = _tiny.tiny_model()
+    ev = evaluate_run(tmp_path / "r", show=False, model=model)
+    test = _tiny.Blobs("test", 3, n=48)
+    x = torch.stack([test[i][0] for i in range(16)]).transpose(0, 1)  # first eval batch
+    with torch.no_grad():
+        spikes = model[:3](x).sum().item() / x.shape[1]
+    first, second = ev["energy"]["layers"]
+    assert (first["macs"], first["sops"]) == (8 * 16, 0)
+    assert second["spikes"] == pytest.approx(spikes)
+    assert second["sops"] == pytest.approx(3 * spikes)
+    assert ev["energy"]["ann_macs"] == 8 * 16 + 16 * 3
+
+
 def test_training_learns(tmp_path):
     out = fit(cfg("train.epochs=6", "data.options={n=192}"), run_dir=tmp_path / "r")
     assert out["test_acc"] > 0.8
