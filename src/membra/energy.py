@@ -37,7 +37,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["E_MAC", "E_AC", "WEIGHT_LAYERS", "LayerOps", "SOPReport", "sops"]
+__all__ = ["E_MAC", "E_AC", "WEIGHT_LAYERS", "LayerOps", "SOPReport", "sops", "ones_op"]
 
 E_MAC = 4.6e-12
 """Energy of one 32-bit float multiply-accumulate at 45 nm, joules."""
@@ -116,17 +116,24 @@ class SOPReport:
         return "\n".join([head, *rows, total, ann])
 
 
-def _ones_op(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``module`` applied to ``x`` with all-ones weights and no bias, summed."""
+def ones_op(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``module`` (Linear or Conv) applied to ``x`` with all-ones weights and no bias: at each
+    output, the number of input events in its receptive field (exact at borders, strides and
+    groups). Summed, it is the synaptic operations caused by the event map ``x``."""
     w = torch.ones_like(module.weight)
     if isinstance(module, nn.Linear):
-        return (x.sum(-1) * module.out_features).sum()
+        return x.sum(-1, keepdim=True).expand(*x.shape[:-1], module.out_features)
     if module.padding_mode != "zeros":
         raise ValueError(f"sops: {type(module).__name__} with padding_mode="
                          f"{module.padding_mode!r} is not supported (zeros padding only)")
     conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[w.dim() - 2]
-    return conv(x, w, None, module.stride, module.padding, module.dilation,
-                module.groups).sum()
+    return conv(x, w.to(x.dtype), None, module.stride, module.padding, module.dilation,
+                module.groups)
+
+
+def _ones_op(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``module`` applied to ``x`` with all-ones weights and no bias, summed."""
+    return ones_op(module, x).sum()
 
 
 def _dense_macs(module: nn.Module, out: torch.Tensor) -> float:

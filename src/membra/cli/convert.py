@@ -1,0 +1,114 @@
+"""``membra convert train|run|report``: QCFS training and ANN-to-SNN conversion."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from . import app
+
+convert_app = typer.Typer(help="ANN-to-SNN conversion: QCFS training, naive IF conversion, "
+                               "PASCAL (exactly equal to the QCFS ANN), AL levels.\n\n"
+                               "Examples:\n\n  membra convert train configs/convert_digits.toml"
+                               "\n\n  membra convert run runs/convert_digits --mode pascal\n\n"
+                               "  membra convert run runs/convert_digits --mode naive --T 16\n\n"
+                               "  membra convert report runs/convert_digits",
+                          no_args_is_help=True)
+app.add_typer(convert_app, name="convert")
+
+
+def _fail(err: Exception) -> None:
+    typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+@convert_app.command("train")
+def train(
+    config: Annotated[Path, typer.Argument(help="TOML run file with a [convert] table.")],
+    set_: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045 (typer needs Optional)
+        "--set", help="Override: section.key=value, incl. convert.L=4 (repeat).")] = None,
+    device: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--device", help="cpu | cuda (default: cuda if present).")] = None,
+) -> None:
+    """Train the QCFS ANN with membra's engine (stage 1, uniform L), then, with
+    convert.al = true, choose per-layer levels and fine-tune (stage 2, RUN/al).
+
+    Example: membra convert train configs/convert_digits.toml --set convert.L=4
+    """
+    from ..convert.train import load_convert_config, train_convert
+
+    try:
+        cfg, sec = load_convert_config(config, list(set_ or []))
+        record = train_convert(cfg, sec, device=device, log=typer.echo)
+    except (ValueError, TypeError, FileNotFoundError, OSError) as err:
+        _fail(err)
+    for st in record["stages"]:
+        typer.echo(f"stage {st['name']}: L = {list(st['L'].values())} (sum "
+                   f"{sum(st['L'].values())}), ANN test accuracy {100 * st['test_acc']:.2f}%")
+
+
+@convert_app.command("run")
+def run(
+    run_dir: Annotated[Path, typer.Argument(help="Conversion run folder (or a path in it).")],
+    mode: Annotated[str, typer.Option(help="pascal | naive")] = "pascal",
+    T: Annotated[Optional[int], typer.Option(  # noqa: UP045
+        "--T", min=1, help="Time steps of naive mode (default 32).")] = None,
+    stage: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        help="uniform | al (default: the last trained).")] = None,
+    neuron: Annotated[str, typer.Option(help="PASCAL neuron: two_phase | signed")] = "two_phase",
+    bias: Annotated[str, typer.Option(help="PASCAL bias: split | first")] = "split",
+    simulate: Annotated[str, typer.Option(help="temporal | counts")] = "temporal",
+    float64: Annotated[bool, typer.Option("--float64", help="Simulate in float64.")] = False,
+) -> None:
+    """Convert a trained run and evaluate the SNN on the test split next to the ANN: accuracy,
+    prediction agreement, logit difference, time steps, spikes, SOPs and energy per layer.
+
+    Example: membra convert run runs/convert_digits --mode naive --T 16
+    """
+    import torch
+
+    from ..convert.report import evaluate_snn, test_batches
+    from ..convert.train import load_stage
+
+    if mode not in ("pascal", "naive"):
+        _fail(ValueError(f"--mode must be pascal or naive, got {mode!r}"))
+    if mode == "pascal" and T is not None:
+        _fail(ValueError("--T is for --mode naive; PASCAL's time steps follow from L"))
+    try:
+        net, cfg, st = load_stage(run_dir, stage)
+        kw = {} if mode == "naive" else {"neuron": neuron, "bias": bias, "simulate": simulate}
+        res = evaluate_snn(net, test_batches(cfg), mode, T=(T or 32) if mode == "naive" else None,
+                           dtype=torch.float64 if float64 else None, **kw)
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        _fail(err)
+    typer.echo(f"stage {st['name']}, L = {list(st['L'].values())}; {mode} SNN, "
+               f"{res['time_steps']} time steps")
+    typer.echo(f"ANN accuracy {100 * res['ann_acc']:.2f}%  SNN accuracy "
+               f"{100 * res['snn_acc']:.2f}%  same prediction {100 * res['agreement']:.1f}%  "
+               f"max |logit diff| {res['max_logit_diff']:.2e}")
+    typer.echo(res["markdown"])
+
+
+@convert_app.command("report")
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="Conversion run folder.")],
+    out: Annotated[Optional[Path], typer.Option(  # noqa: UP045
+        help="Report folder (default RUN/report).")] = None,
+    naive_T: Annotated[int, typer.Option("--naive-T", min=1,
+                                         help="Longest naive T of the curve.")] = 64,
+) -> None:
+    """Write report.md, report.json and plots: naive accuracy vs T against the ANN line and the
+    PASCAL point, spikes and SOPs per layer, uniform L vs AL.
+
+    Example: membra convert report runs/convert_digits --out reports/convert
+    """
+    from ..convert.report import write_report
+
+    try:
+        path = write_report(run_dir, out, naive_T)
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        _fail(err)
+    typer.echo((path / "report.md").read_text().split("\n## ")[0])
+    typer.echo(f"report -> {path}")

@@ -1,0 +1,24 @@
+"""ANN-to-SNN conversion: QCFS training, naive IF conversion, PASCAL spike accumulation (the
+SNN equals the QCFS ANN exactly) and adaptive layer-wise levels (AL-QCFS).
+
+Example::
+
+    from membra.convert import replace_relu, to_snn, al_select, set_L
+    model = replace_relu(ann, L=8, lam_init=2.0)          # train it (membra convert train)
+    snn = to_snn(model.eval(), mode="pascal")             # BN folded inside
+    logits = snn(x)                                       # == model(x)
+    print(snn.report().to_markdown())                     # L, windows, spikes, SOPs, energy
+    naive = to_snn(model, mode="naive", T=32)
+    per_step = naive(x, return_all_steps=True)            # [T, B, K] running means
+"""
+
+from .al import al_select, distortion, pascal_hist_statistic
+from .graph import UnsupportedLayerError, capture, fold_bn
+from .nets import NETS, build_net
+from .qcfs import QCFS, Residual, get_L, qcfs, qcfs_count, qcfs_layers, replace_relu, set_L
+from .snn import ConversionReport, ConvertedSNN, signed_counts, to_snn, two_phase_counts
+
+__all__ = ["QCFS", "Residual", "replace_relu", "set_L", "get_L", "qcfs", "qcfs_count",
+           "qcfs_layers", "fold_bn", "capture", "to_snn", "ConvertedSNN", "ConversionReport",
+           "al_select", "distortion", "pascal_hist_statistic", "UnsupportedLayerError",
+           "two_phase_counts", "signed_counts", "NETS", "build_net"]

@@ -1,0 +1,117 @@
+"""Evaluate a trained conversion run (ANN, PASCAL, naive over T) and write its report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from .snn import to_snn
+from .train import load_stage, stages
+
+__all__ = ["test_batches", "evaluate_snn", "evaluate_stage", "write_report"]
+
+_SUMMED = {"spikes", "sops", "macs", "reverse_spikes"}
+
+
+def test_batches(cfg, batch_size: int | None = None):
+    """``[(x [B, ...], y)]`` of the run's test split (the ANN's input: time step 0)."""
+    from ..train.engine import build_datasets
+
+    test_ds = build_datasets(cfg)[1]
+    loader = torch.utils.data.DataLoader(test_ds, batch_size=batch_size or
+                                         cfg.data.eval_batch_size, shuffle=False)
+    return [(x.transpose(0, 1)[0], y) for x, y in loader]
+
+
+def evaluate_snn(net, batches, mode: str, T: int | None = None, dtype=None, **kw) -> dict:
+    """Accuracy of the ANN and of its SNN on ``batches``, prediction agreement, the largest
+    logit difference, time steps, and the per-layer report summed over the batches (per
+    sample). Naive mode also returns ``acc_per_T`` (running-mean readout after each step)."""
+    snn = to_snn(net, mode, T=T, dtype=dtype, **kw)
+    n = correct_ann = correct_snn = agree = 0
+    max_diff = 0.0
+    per_T = None
+    rows = None
+    for x, y in batches:
+        with torch.no_grad():
+            ann = net(x.to(next(net.parameters()).dtype))
+        if mode == "naive":
+            steps = snn(x, return_all_steps=True)
+            hits = (steps.argmax(-1) == y).sum(-1).double()
+            per_T = hits if per_T is None else per_T + hits
+            out = steps[-1]
+        else:
+            out = snn(x)
+        pa, ps = ann.argmax(-1), out.argmax(-1)
+        n += len(y)
+        correct_ann += int((pa == y).sum())
+        correct_snn += int((ps == y).sum())
+        agree += int((pa == ps).sum())
+        max_diff = max(max_diff, float((out.double() - ann.double()).abs().max()))
+        rep = snn.report()
+        if rows is None:
+            rows = [{k: v for k, v in r.items() if k not in _SUMMED} for r in rep.rows]
+        for acc, r in zip(rows, rep.rows, strict=True):
+            for k in _SUMMED & set(r):
+                acc[k] = acc.get(k, 0.0) + r[k] * len(y)
+    for r in rows:  # per sample over the whole split
+        for k in _SUMMED & set(r):
+            r[k] /= n
+    rep.rows = rows
+    out = {"mode": mode, "ann_acc": correct_ann / n, "snn_acc": correct_snn / n,
+           "agreement": agree / n, "max_logit_diff": max_diff, "time_steps": snn.time_steps,
+           "report": rep.as_dict(), "markdown": rep.to_markdown()}
+    if per_T is not None:
+        out["acc_per_T"] = (per_T / n).tolist()
+    return out
+
+
+def evaluate_stage(run, stage=None, naive_T: int = 64, dtype=torch.float32) -> dict:
+    """ANN, PASCAL (temporal) and naive (T = 1..naive_T) results of one stage of a run."""
+    net, cfg, st = load_stage(run, stage)
+    batches = test_batches(cfg)
+    pascal = evaluate_snn(net, batches, "pascal", dtype=dtype)
+    naive = evaluate_snn(net, batches, "naive", T=naive_T)
+    return {"stage": st["name"], "L": st["L"], "sum_L": sum(st["L"].values()),
+            "pascal": pascal, "naive": naive}
+
+
+def write_report(run, out=None, naive_T: int = 64) -> Path:
+    """``report.md``, ``report.json`` and plots (naive accuracy vs T against the ANN line and
+    the PASCAL point; spikes and SOPs per layer; uniform L vs AL) for every stage of ``run``."""
+    from .plots import plot_layers, plot_naive_curve, plot_stages
+
+    root, record = stages(run)
+    out = Path(out) if out is not None else root / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    results = [evaluate_stage(root, s["name"], naive_T) for s in record["stages"]]
+    (out / "report.json").write_text(json.dumps(
+        [{k: v for k, v in r.items()} for r in results], indent=2, default=str))
+    figs = [plot_naive_curve(results, out / "naive_vs_T.png"),
+            plot_layers(results, out / "layers.png")]
+    if len(results) > 1:
+        figs.append(plot_stages(results, out / "uniform_vs_al.png"))
+    lines = [f"# Conversion report: {root.name}", "",
+             f"Net `{record['net']}`; test split of the run's dataset. PASCAL runs the "
+             "temporal simulation (IF neurons, float32); naive mode is IF conversion with "
+             "threshold lambda, v(0) = lambda/2, soft reset, read out as the running mean.", "",
+             "| stage | levels L | sum L | ANN acc | PASCAL acc | PASCAL = ANN predictions | "
+             "max abs logit diff | PASCAL time steps | naive acc T=1 / 4 / 8 / 16 / 64 |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---|"]
+    for r in results:
+        p, nv = r["pascal"], r["naive"]["acc_per_T"]
+        pick = " / ".join(f"{100 * nv[t - 1]:.1f}" for t in (1, 4, 8, 16, 64) if t <= len(nv))
+        lines.append(f"| {r['stage']} | {list(r['L'].values())} | {r['sum_L']} | "
+                     f"{100 * p['ann_acc']:.2f}% | {100 * p['snn_acc']:.2f}% | "
+                     f"{100 * p['agreement']:.1f}% | {p['max_logit_diff']:.2e} | "
+                     f"{p['time_steps']} | {pick} |")
+    for r in results:
+        lines += ["", f"## Stage `{r['stage']}`: PASCAL per layer (per test sample)", "",
+                  r["pascal"]["markdown"], "",
+                  f"Naive at T = {len(r['naive']['acc_per_T'])}, per layer:", "",
+                  r["naive"]["markdown"]]
+    lines += [""] + [f"![{f.stem}]({f.name})" for f in figs]
+    (out / "report.md").write_text("\n".join(lines) + "\n")
+    return out

@@ -1,0 +1,435 @@
+r"""Converted spiking networks: naive IF conversion and PASCAL spike accumulation.
+
+**PASCAL** (``mode="pascal"``): layer ``l`` emits during a window of ``L_l`` steps that opens
+when its inputs' windows have closed. The two-phase neuron (default) keeps its membrane in
+units of the quantum :math:`\theta = \lambda/L`:
+
+.. math::
+
+    v = \tfrac12 + \Big(\sum_{t \in \text{input window}} I(t)\Big)\, L/\lambda, \qquad
+    s_k = [v \ge 1],\; v \leftarrow v - s_k \quad (k = 1..L),
+
+so it emits :math:`\mathrm{clip}(\lfloor z/\theta + 1/2 \rfloor, 0, L)` front-loaded spikes,
+the QCFS count, and the network's logits (the current integrated over the last window) equal
+the QCFS ANN's. The emission phase runs as IF neurons of :mod:`membra.kernels` (zero input,
+threshold 1, soft reset). ``neuron="signed"`` fires during accumulation (threshold θ, start θ/2,
+soft reset), then corrects with ``max(T_in, L) - 1`` steps of +1 / reverse -1 spikes and
+re-emits the net count front-loaded. ``simulate="counts"`` skips the time loop: counts times θ
+through the ANN's own ops, bitwise equal to the ANN. Time steps: ``1 + sum of L`` on the
+longest path (plus the correction steps of the signed neuron).
+
+**Naive** (``mode="naive"``): each QCFS becomes an IF neuron with threshold λ, ``v(0) = λ/2``,
+soft reset and output ``λ s(t)``; all layers run for the same ``T`` steps on the analog input
+repeated every step, biases added every step; the output is the running mean of the logits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..energy import E_AC, E_MAC, ones_op
+from ..kernels import if_sequence
+from .graph import UnsupportedLayerError, capture, fold_bn
+from .qcfs import qcfs_count
+
+__all__ = ["to_snn", "ConvertedSNN", "ConversionReport", "two_phase_counts", "signed_counts"]
+
+
+def _fold_time(module, x: torch.Tensor) -> torch.Tensor:
+    """``module`` on every step of ``x [W, B, ...]`` (time folded into the batch)."""
+    W, B = x.shape[:2]
+    y = module(x.reshape(W * B, *x.shape[2:]))
+    return y.reshape(W, B, *y.shape[1:])
+
+
+def _weight_only(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    if isinstance(module, nn.Linear):
+        return nn.functional.linear(x, module.weight)
+    return module._conv_forward(x, module.weight, None)
+
+
+def _emit(v0: torch.Tensor, L: int) -> torch.Tensor:
+    """``L`` steps of IF neurons (zero input, threshold 1, soft reset) from ``v0``:
+    ``s_k = [v >= 1]; v -= s_k``. Front-loaded binary spikes ``[L, ...]``."""
+    x = v0.new_zeros((L, *v0.shape))
+    spikes, _ = if_sequence(x, v0, v_th=1.0, v_reset=0.0, reset="soft")
+    return spikes
+
+
+def two_phase_counts(z: torch.Tensor, lam, L: int) -> torch.Tensor:
+    """Spikes ``[L, ...]`` of the two-phase neuron with integrated input ``z``."""
+    return _emit(z * (L / lam) + 0.5, L)
+
+
+def signed_counts(currents: torch.Tensor, lam, L: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Signed-correction neuron on input currents ``[T_in, ...]``: ``(spikes [L, ...],
+    reverse spikes per neuron)``. Fires during accumulation (threshold θ, start θ/2, soft
+    reset), corrects for ``max(T_in, L) - 1`` steps (+1 at ``v >= θ``, -1 and ``v += θ`` at
+    ``v < 0``), then re-emits the net count front-loaded over ``L`` steps."""
+    theta = lam / L
+    acc, v = if_sequence(currents, torch.full_like(currents[0], theta / 2), v_th=theta,
+                         v_reset=0.0, reset="soft")
+    count = acc.sum(0)
+    reverse = torch.zeros_like(count)
+    for _ in range(max(currents.shape[0], L) - 1):
+        pos = (v >= theta).to(v.dtype)
+        neg = (v < 0).to(v.dtype)
+        v = v - theta * pos + theta * neg
+        count = count + pos - neg
+        reverse = reverse + neg
+    k = torch.arange(1, L + 1, dtype=count.dtype, device=count.device)
+    return (k.view(-1, *[1] * count.dim()) <= count).to(count.dtype), reverse
+
+
+@dataclass
+class _Win:
+    """Output of an op over global time: ``values [W, B, ...]`` for steps ``start..start+W``."""
+
+    start: int
+    values: torch.Tensor
+
+    @property
+    def end(self) -> int:
+        return self.start + self.values.shape[0]
+
+
+def _align(a: _Win, b: _Win) -> tuple[int, torch.Tensor, torch.Tensor]:
+    start, end = min(a.start, b.start), max(a.end, b.end)
+
+    def pad(w):
+        out = w.values.new_zeros((end - start, *w.values.shape[1:]))
+        out[w.start - start:w.end - start] = w.values
+        return out
+
+    return start, pad(a), pad(b)
+
+
+@dataclass
+class ConversionReport:
+    """Per-layer spikes, synaptic operations and windows of one forward pass (per sample)."""
+
+    mode: str
+    time_steps: int
+    rows: list[dict] = field(default_factory=list)
+
+    @property
+    def spikes(self) -> float:
+        return sum(r.get("spikes", 0.0) for r in self.rows)
+
+    @property
+    def sops(self) -> float:
+        return sum(r.get("sops", 0.0) for r in self.rows)
+
+    @property
+    def macs(self) -> float:
+        return sum(r.get("macs", 0.0) for r in self.rows)
+
+    @property
+    def ann_macs(self) -> float:
+        return sum(r.get("ann_macs", 0.0) for r in self.rows)
+
+    @property
+    def energy_j(self) -> float:
+        """``E_MAC * MACs + E_AC * SOPs`` per sample (45 nm: 4.6 pJ, 0.9 pJ)."""
+        return E_MAC * self.macs + E_AC * self.sops
+
+    @property
+    def ann_energy_j(self) -> float:
+        return E_MAC * self.ann_macs
+
+    def as_dict(self) -> dict:
+        return {"mode": self.mode, "time_steps": self.time_steps, "rows": self.rows,
+                "spikes": self.spikes, "sops": self.sops, "macs": self.macs,
+                "ann_macs": self.ann_macs, "energy_j": self.energy_j,
+                "ann_energy_j": self.ann_energy_j}
+
+    def to_markdown(self) -> str:
+        head = ("| layer | kind | L | window | spikes | SOPs | MACs | ANN MACs |\n"
+                "|---|---|---:|---|---:|---:|---:|---:|")
+
+        def cell(r, k, fmt="{:,.0f}"):
+            return fmt.format(r[k]) if k in r else ""
+
+        rows = [f"| {r['layer']} | {r['kind']} | {cell(r, 'L', '{}')} | "
+                f"{cell(r, 'window', '{}')} | {cell(r, 'spikes')} | {cell(r, 'sops')} | "
+                f"{cell(r, 'macs')} | {cell(r, 'ann_macs')} |" for r in self.rows]
+        total = (f"| **total** ({self.mode}, {self.time_steps} time steps) | | | | "
+                 f"{self.spikes:,.0f} | {self.sops:,.0f} | {self.macs:,.0f} | "
+                 f"{self.ann_macs:,.0f} |")
+        energy = (f"\nEnergy per sample (45 nm: 4.6 pJ/MAC, 0.9 pJ/SOP): SNN "
+                  f"{self.energy_j * 1e9:.3f} nJ, QCFS ANN {self.ann_energy_j * 1e9:.3f} nJ.")
+        return "\n".join([head, *rows, total]) + "\n" + energy
+
+
+class ConvertedSNN(nn.Module):
+    """A converted network; build it with :func:`to_snn`. ``forward(x)`` takes the ANN's input
+    ``[B, ...]`` and returns logits ``[B, K]`` (naive: the mean over ``T`` steps, or every
+    step's running mean ``[T, B, K]`` with ``return_all_steps=True``). After a call,
+    ``counts`` holds each QCFS layer's spike count per neuron and :meth:`report` the
+    per-layer table."""
+
+    def __init__(self, model: nn.Module, *, mode: str, neuron: str, bias: str, simulate: str,
+                 T: int | None, dtype, allow_spike_maxpool: bool):
+        super().__init__()
+        self.mode, self.neuron, self.bias, self.simulate = mode, neuron, bias, simulate
+        self.T, self.dtype = T, dtype
+        self.net, self.ops = capture(fold_bn(model))
+        if dtype is not None:
+            self.net = self.net.to(dtype)
+        self._check(allow_spike_maxpool)
+        self.counts: dict[str, torch.Tensor] = {}
+        self.reverse: dict[str, torch.Tensor] = {}
+        self.windows: dict[str, tuple[int, int]] = {}
+        self._batch = 0
+        self._input_shape: tuple[int, ...] = ()
+
+    # -- validation ---------------------------------------------------------------------
+    def _check(self, allow_spike_maxpool: bool) -> None:
+        users: dict[int, list[int]] = {}
+        for i, op in enumerate(self.ops):
+            for j in op.inputs:
+                users.setdefault(j, []).append(i)
+            if op.kind == "bn":
+                raise UnsupportedLayerError(op.path, type(op.module).__name__,
+                                            "a BatchNorm must follow a Conv/Linear")
+        for i, op in enumerate(self.ops):
+            if op.kind == "maxpool":
+                src = self.ops[op.inputs[0]]
+                if self.mode == "naive" and not allow_spike_maxpool:
+                    raise UnsupportedLayerError(
+                        op.path, type(op.module).__name__,
+                        "naive conversion cannot max-pool rates: use AvgPool2d before "
+                        "training, convert with mode='pascal', or pass "
+                        "allow_spike_maxpool=True (per-step max over spikes, approximate)")
+                if src.kind != "qcfs":
+                    raise UnsupportedLayerError(
+                        op.path, type(op.module).__name__,
+                        f"MaxPool must act directly on the spikes of a QCFS layer, but its "
+                        f"input is {src.path!r} ({src.kind}); move it after the activation")
+            if op.kind == "add":
+                nxt = [self.ops[u] for u in users.get(i, [])]
+                if not nxt or any(n.kind not in ("qcfs", "output") for n in nxt):
+                    raise UnsupportedLayerError(
+                        op.path, "residual add", "a residual sum must feed a QCFS (or be the "
+                        "output): the neuron has to integrate both branches before firing")
+
+    # -- simulation ---------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, return_all_steps: bool = False) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+            raise TypeError("the converted SNN takes a floating-point input tensor [B, ...]")
+        if self.dtype is not None:
+            x = x.to(self.dtype)
+        self.counts, self.reverse, self.windows = {}, {}, {}
+        self._batch, self._input_shape = x.shape[0], tuple(x.shape[1:])
+        with torch.no_grad():
+            if self.mode == "naive":
+                return self._naive(x, return_all_steps)
+            if self.simulate == "counts":
+                return self._counts(x)
+            return self._pascal(x)
+
+    def _counts(self, x):
+        hooks = []
+        for op in self.ops:
+            if op.kind == "qcfs":
+                def hook(m, args, out, path=op.path):
+                    self.counts[path] = qcfs_count(args[0], m.lam, m.L)
+                hooks.append(op.module.register_forward_hook(hook))
+        try:
+            out = self.net(x)
+        finally:
+            for h in hooks:
+                h.remove()
+        self._windows_from_levels()
+        return out
+
+    def _windows_from_levels(self):
+        ends: dict[int, int] = {}
+        for i, op in enumerate(self.ops):
+            if op.kind == "input":
+                ends[i] = 1
+            elif op.kind == "qcfs":
+                start = max(ends[j] for j in op.inputs)
+                ends[i] = start + op.module.L
+                self.windows[op.path] = (start, ends[i])
+            else:
+                ends[i] = max(ends[j] for j in op.inputs)
+        self._T_total = ends[len(self.ops) - 1]
+
+    def _pascal(self, x):
+        env: dict[int, _Win] = {}
+        for i, op in enumerate(self.ops):
+            if op.kind == "input":
+                env[i] = _Win(0, x.unsqueeze(0))
+                continue
+            if op.kind == "output":
+                w = env[op.inputs[0]]
+                out = w.values[0]
+                for t in range(1, w.values.shape[0]):
+                    out = out + w.values[t]
+                self._T_total = w.end
+                return out
+            w = env[op.inputs[0]]
+            if op.kind == "weight":
+                cur = _fold_time(lambda a, m=op.module: _weight_only(m, a), w.values)
+                b = op.module.bias
+                if b is not None:
+                    shape = (1, 1, -1) + (1,) * (cur.dim() - 3)
+                    if self.bias == "split":
+                        cur = cur + (b / w.values.shape[0]).view(shape)
+                    else:
+                        cur = torch.cat([cur[:1] + b.view(shape), cur[1:]])
+                env[i] = _Win(w.start, cur)
+            elif op.kind in ("linear", "maxpool"):
+                env[i] = _Win(w.start, _fold_time(op.module, w.values))
+            elif op.kind == "add":
+                start, a, b = _align(w, env[op.inputs[1]])
+                env[i] = _Win(start, a + b)
+            elif op.kind == "qcfs":
+                lam, L = op.module.lam.detach(), op.module.L
+                if self.neuron == "two_phase":
+                    z = w.values[0]
+                    for t in range(1, w.values.shape[0]):
+                        z = z + w.values[t]
+                    spikes, start = two_phase_counts(z, lam, L), w.end
+                else:
+                    spikes, rev = signed_counts(w.values, float(lam), L)
+                    self.reverse[op.path] = rev
+                    start = w.end + max(w.values.shape[0], L) - 1
+                self.counts[op.path] = spikes.sum(0)
+                self.windows[op.path] = (start, start + L)
+                env[i] = _Win(start, spikes * (lam / L))
+        raise RuntimeError("captured graph has no output")  # pragma: no cover
+
+    def _naive(self, x, return_all_steps):
+        T = self.T
+        env: dict[int, torch.Tensor] = {}
+        for i, op in enumerate(self.ops):
+            if op.kind == "input":
+                env[i] = x.unsqueeze(0).expand(T, *x.shape)
+                continue
+            if op.kind == "output":
+                y = env[op.inputs[0]]
+                steps = torch.arange(1, T + 1, dtype=y.dtype, device=y.device)
+                running = y.cumsum(0) / steps.view(-1, *[1] * (y.dim() - 1))
+                self._T_total = T
+                return running if return_all_steps else running[-1]
+            a = env[op.inputs[0]]
+            if op.kind in ("weight", "linear", "maxpool"):
+                env[i] = _fold_time(op.module, a)
+            elif op.kind == "add":
+                env[i] = a + env[op.inputs[1]]
+            elif op.kind == "qcfs":
+                lam = float(op.module.lam)
+                s, _ = if_sequence(a.contiguous(), torch.full_like(a[0], lam / 2), v_th=lam,
+                                   v_reset=0.0, reset="soft")
+                self.counts[op.path] = s.sum(0)
+                self.windows[op.path] = (0, T)
+                env[i] = s * lam
+        raise RuntimeError("captured graph has no output")  # pragma: no cover
+
+    # -- accounting ---------------------------------------------------------------------
+    @property
+    def time_steps(self) -> int:
+        """Steps of the last forward: ``1 + sum L`` on the longest path (pascal), ``T`` (naive)."""
+        if not hasattr(self, "_T_total"):
+            raise RuntimeError("run the SNN on an input first")
+        return self._T_total
+
+    def report(self) -> ConversionReport:
+        """Per layer (per sample, from the last forward): L, window and spikes of each neuron
+        layer; SOPs (event input) or MACs (analog input) of each weight layer, next to the
+        ANN's MACs. AvgPool between spikes and a weight layer is folded into it (each spike
+        reaches the composed receptive field)."""
+        if not self.counts and not self._batch:
+            raise RuntimeError("run the SNN on an input first")
+        B = self._batch
+        rep = ConversionReport(self.mode, self.time_steps)
+        dtype = next(self.net.parameters()).dtype
+        ev: dict[int, torch.Tensor | None] = {}   # event-count map, None for analog values
+        shapes: dict[int, tuple] = {}
+        for i, op in enumerate(self.ops):
+            if op.kind == "input":
+                ev[i], shapes[i] = None, (B, *self._input_shape)
+                continue
+            if op.kind == "output":
+                break
+            src = ev[op.inputs[0]]
+            probe = torch.zeros(shapes[op.inputs[0]], dtype=dtype)
+            if op.kind == "qcfs":
+                c = self.counts[op.path].to(dtype)
+                ev[i], shapes[i] = c, tuple(c.shape)
+                row = {"layer": op.path, "kind": "neuron", "L": op.module.L,
+                       "window": self.windows[op.path], "spikes": float(c.sum()) / B}
+                if op.path in self.reverse:
+                    row["reverse_spikes"] = float(self.reverse[op.path].sum()) / B
+                rep.rows.append(row)
+                continue
+            if op.kind == "weight":
+                out_numel = op.module(probe).numel() / B
+                fan_in = op.module.weight[0].numel()
+                row = {"layer": op.path, "kind": type(op.module).__name__,
+                       "ann_macs": out_numel * fan_in}
+                if src is None:
+                    row["macs"] = out_numel * fan_in
+                else:
+                    row["sops"] = float(ones_op(op.module, src).sum()) / B
+                rep.rows.append(row)
+                ev[i] = None
+                shapes[i] = tuple(op.module(probe).shape)
+            elif op.kind == "add":
+                a, b = src, ev[op.inputs[1]]
+                ev[i] = None if a is None or b is None else a + b
+                shapes[i] = shapes[op.inputs[0]]
+            else:  # linear ops and max pooling act on event maps too
+                m = op.module
+                if src is not None and isinstance(m, (nn.AvgPool1d, nn.AvgPool2d,
+                                                      nn.AdaptiveAvgPool1d,
+                                                      nn.AdaptiveAvgPool2d)):
+                    pooled = m(src)
+                    ev[i] = pooled * (src.sum() / pooled.sum().clamp_min(1e-30))
+                else:
+                    ev[i] = m(src) if src is not None else None
+                shapes[i] = tuple(m(probe).shape)
+        return rep
+
+
+_MODES = ("pascal", "naive")
+_NEURONS = ("two_phase", "signed")
+_BIAS = ("split", "first")
+_SIMULATE = ("temporal", "counts")
+
+
+def to_snn(model: nn.Module, mode: str = "pascal", *, neuron: str = "two_phase",
+           bias: str = "split", simulate: str = "temporal", T: int | None = None,
+           dtype: torch.dtype | None = None,
+           allow_spike_maxpool: bool = False) -> ConvertedSNN:
+    """Convert a QCFS ANN (BN folded here) into a spiking network.
+
+    Args:
+        model: the trained ANN with :class:`~membra.convert.QCFS` activations (eval mode is
+            used; the model itself is not modified).
+        mode: ``"pascal"`` (exact: equal to the ANN) or ``"naive"`` (IF neurons, rate code).
+        neuron: PASCAL neuron, ``"two_phase"`` or ``"signed"``.
+        bias: PASCAL bias injection, ``"split"`` (``b / T_in`` at each input step) or
+            ``"first"`` (``b`` at the window's first step).
+        simulate: PASCAL ``"temporal"`` (step by step, IF neurons of membra.kernels) or
+            ``"counts"`` (counts times θ through the ANN's ops: bitwise equal to the ANN).
+        T: time steps of naive mode.
+        dtype: run the SNN in this dtype (``torch.float64`` for exactness checks).
+        allow_spike_maxpool: naive mode only, max over spikes per step (approximate).
+    """
+    for name, value, valid in (("mode", mode, _MODES), ("neuron", neuron, _NEURONS),
+                               ("bias", bias, _BIAS), ("simulate", simulate, _SIMULATE)):
+        if value not in valid:
+            raise ValueError(f"{name} must be one of {valid}, got {value!r}")
+    if mode == "naive":
+        if isinstance(T, bool) or not isinstance(T, int) or T < 1:
+            raise ValueError(f"naive conversion needs T, a positive int of time steps, got {T!r}")
+    elif T is not None:
+        raise ValueError("T is for mode='naive'; PASCAL's time steps follow from the levels L")
+    return ConvertedSNN(model, mode=mode, neuron=neuron, bias=bias, simulate=simulate, T=T,
+                        dtype=dtype, allow_spike_maxpool=allow_spike_maxpool)

@@ -1,0 +1,213 @@
+"""QCFS training through membra's engine (:func:`membra.train.fit`), with the AL stage, and
+loading a trained conversion run back.
+
+A conversion run file is a ``membra train`` TOML file plus a ``[convert]`` table
+(:class:`ConvertSection`). Stage 1 trains the QCFS ANN at a uniform ``L``; with ``al = true``
+:func:`~membra.convert.al_select` then picks per-layer levels on training batches and stage 2
+fine-tunes for ``al_epochs`` at ``al_lr`` (run folder ``<run>/al``). ``convert.json`` in the
+run folder records the net, the levels of each stage and where their checkpoints are.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .al import al_select
+from .nets import build_net
+from .qcfs import get_L, replace_relu, set_L
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = ["ConvertSection", "StaticANN", "load_convert_config", "train_convert",
+           "load_stage", "stages"]
+
+
+@dataclass(frozen=True)
+class ConvertSection:
+    """``[convert]``: the ANN, its QCFS levels and the AL stage."""
+
+    net: str = "digits_net"                 # membra.convert.NETS
+    options: dict = field(default_factory=dict)   # keyword options of the net builder
+    L: int = 8                              # uniform level of stage 1
+    lam_init: float = 8.0                   # initial clip value of every QCFS
+    al: bool = False                        # run the AL stage
+    al_epochs: int = 20                     # stage-2 epochs
+    al_lr: float = 1e-3                     # stage-2 peak learning rate
+    al_tau: float = 0.1                     # distortion threshold
+    al_candidates: tuple = (1, 2, 4, 8, 16)
+    calib_batches: int = 8                  # training batches for AL statistics
+
+
+def _section(raw: dict) -> ConvertSection:
+    names = {f.name: f for f in dataclasses.fields(ConvertSection)}
+    unknown = sorted(set(raw) - set(names))
+    if unknown:
+        raise ValueError(f"unknown config key 'convert.{unknown[0]}'; valid keys: "
+                         f"{', '.join(sorted(names))}")
+    defaults = ConvertSection()
+    out = {}
+    for k, v in raw.items():
+        want = type(getattr(defaults, k))
+        if k == "al_candidates":
+            if not isinstance(v, (list, tuple)) or not all(
+                    isinstance(c, int) and not isinstance(c, bool) and c >= 1 for c in v):
+                raise ValueError(f"convert.al_candidates must be a list of positive ints, got "
+                                 f"{v!r}")
+            v = tuple(v)
+        elif want is float and isinstance(v, int) and not isinstance(v, bool):
+            v = float(v)
+        elif not isinstance(v, want) or isinstance(v, bool) != (want is bool):
+            raise ValueError(f"convert.{k} must be {want.__name__}, got {v!r}")
+        out[k] = v
+    sec = ConvertSection(**out)
+    for k in ("L", "al_epochs", "calib_batches"):
+        if getattr(sec, k) < 1:
+            raise ValueError(f"convert.{k} must be >= 1, got {getattr(sec, k)!r}")
+    for k in ("lam_init", "al_lr", "al_tau"):
+        if not getattr(sec, k) > 0:
+            raise ValueError(f"convert.{k} must be > 0, got {getattr(sec, k)!r}")
+    return sec
+
+
+def load_convert_config(path, overrides=()):
+    """``(RunConfig, ConvertSection)`` of a conversion run file; ``convert.key=value``
+    overrides go to the ``[convert]`` table, the others to the run config."""
+    from ..train.config import apply_overrides, config_from_dict, parse_override
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"config file {str(p)!r} not found (expected a TOML run file "
+                                "with a [convert] table, e.g. configs/convert_digits.toml)")
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"config file {str(p)!r} is not valid TOML: {err}") from None
+    conv = dict(data.pop("convert", {}))
+    rest = []
+    for text in overrides or ():
+        key, value = parse_override(text)
+        if key[0] == "convert":
+            conv[key[1]] = value
+        else:
+            rest.append(text)
+    cfg = config_from_dict(apply_overrides(data, rest))
+    if cfg.data.T != 1:
+        raise ValueError(f"data.T must be 1 for QCFS training (the ANN sees each sample once), "
+                         f"got {cfg.data.T}")
+    return cfg, _section(conv)
+
+
+class StaticANN(nn.Module):
+    """The ANN as an engine model: ``[1, B, ...] -> [1, B, K]``."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] != 1:
+            raise ValueError(f"the QCFS ANN takes one time step ([1, B, ...]), got T={x.shape[0]}")
+        return self.net(x[0]).unsqueeze(0)
+
+
+def _build(cfg, sec: ConvertSection, L) -> nn.Module:
+    from ..train.engine import _info, build_datasets
+
+    info = _info(build_datasets(cfg)[1])
+    torch.manual_seed(cfg.run.seed)
+    net = build_net(sec.net, in_shape=info.in_shape, num_classes=info.num_classes,
+                    **sec.options)
+    return replace_relu(net, L=L, lam_init=sec.lam_init)
+
+
+def _calibration(cfg, sec):
+    from ..train.engine import build_datasets
+
+    train_ds = build_datasets(cfg)[0]
+    g = torch.Generator().manual_seed(cfg.run.seed)
+    loader = torch.utils.data.DataLoader(train_ds, batch_size=cfg.data.batch_size,
+                                         shuffle=True, generator=g)
+    return loader
+
+
+def train_convert(cfg, sec: ConvertSection, *, run_dir=None, device=None, log=print) -> dict:
+    """Stage 1 (uniform L) and, when ``sec.al``, AL selection + stage 2; returns the
+    ``convert.json`` record."""
+    from ..train import fit
+    from ..train.config import config_to_dict
+
+    net = _build(cfg, sec, sec.L)
+    m1 = fit(cfg, run_dir=run_dir, device=device, model=StaticANN(net))
+    run = Path(m1["run_dir"])
+    record = {"net": sec.net, "options": sec.options, "lam_init": sec.lam_init,
+              "convert": dataclasses.asdict(sec),
+              "stages": [{"name": "uniform", "L": get_L(net), "run_dir": ".",
+                          "test_acc": m1["test_acc"], "status": m1["status"]}]}
+    _write_record(run, record)
+    if sec.al and m1["status"] == "completed":
+        L_map = al_select(net, _calibration(cfg, sec), candidates=sec.al_candidates,
+                          tau=sec.al_tau, max_batches=sec.calib_batches,
+                          prepare=lambda x: x.transpose(0, 1)[0])
+        log(f"AL levels: {L_map} (sum {sum(L_map.values())}, uniform "
+            f"{sec.L * len(L_map)})")
+        set_L(net, L_map)
+        d = config_to_dict(cfg)
+        d["train"].update(epochs=sec.al_epochs, lr=sec.al_lr, warmup_epochs=0.0)
+        from ..train.config import config_from_dict
+
+        m2 = fit(config_from_dict(d), run_dir=run / "al", device=device, model=StaticANN(net))
+        record["stages"].append({"name": "al", "L": L_map, "run_dir": "al",
+                                 "test_acc": m2["test_acc"], "status": m2["status"]})
+        _write_record(run, record)
+    return record
+
+
+def _write_record(run: Path, record: dict) -> None:
+    tmp = run / "convert.json.tmp"
+    tmp.write_text(json.dumps(record, indent=2))
+    tmp.replace(run / "convert.json")
+
+
+def stages(run) -> tuple[Path, dict]:
+    """``(run folder, convert.json record)`` of a conversion run folder (or a path inside it)."""
+    p = Path(run)
+    for cand in (p, *p.parents):
+        if (cand / "convert.json").is_file():
+            return cand, json.loads((cand / "convert.json").read_text())
+    raise FileNotFoundError(f"{str(p)!r} is not inside a conversion run folder (no "
+                            "convert.json; train one with `membra convert train CONFIG`)")
+
+
+def load_stage(run, stage: str | None = None, device=None):
+    """``(ANN in eval mode, RunConfig, stage record)`` of a conversion run; ``stage`` is
+    ``"uniform"`` or ``"al"`` (default: the last one trained)."""
+    from ..train.checkpoint import load_checkpoint, load_model_state, resolve_checkpoint
+    from ..train.config import config_from_dict
+
+    root, record = stages(run)
+    names = [s["name"] for s in record["stages"]]
+    if stage is None:
+        stage = names[-1]
+    if stage not in names:
+        raise ValueError(f"run {str(root)!r} has stages {names}, not {stage!r}")
+    st = record["stages"][names.index(stage)]
+    path = resolve_checkpoint(root / st["run_dir"])
+    tensors, meta = load_checkpoint(path)
+    cfg = config_from_dict(meta["config"])
+    sec = _section({k: v for k, v in record["convert"].items()})
+    net = _build(cfg, sec, st["L"] if isinstance(st["L"], int) else sec.L)
+    set_L(net, st["L"])
+    model = StaticANN(net)
+    state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    load_model_state(model, state, source=f"checkpoint {str(path)!r}")
+    return net.eval().to(device or "cpu"), cfg, st
