@@ -82,7 +82,7 @@ class QCFS(nn.Module):
         return qcfs(z, self.lam, self.L)
 
     def extra_repr(self) -> str:
-        return f"L={self.L}, lam={float(self.lam):.4g}"
+        return f"L={self.L}, lam={self.lam.item():.4g}"
 
 
 class Residual(nn.Module):

@@ -10,12 +10,12 @@ import torch
 from .snn import to_snn
 from .train import load_stage, stages
 
-__all__ = ["test_batches", "evaluate_snn", "evaluate_stage", "write_report"]
+__all__ = ["eval_batches", "evaluate_snn", "evaluate_stage", "write_report"]
 
 _SUMMED = {"spikes", "sops", "macs", "reverse_spikes"}
 
 
-def test_batches(cfg, batch_size: int | None = None):
+def eval_batches(cfg, batch_size: int | None = None):
     """``[(x [B, ...], y)]`` of the run's test split (the ANN's input: time step 0)."""
     from ..train.engine import build_datasets
 
@@ -71,7 +71,7 @@ def evaluate_snn(net, batches, mode: str, T: int | None = None, dtype=None, **kw
 def evaluate_stage(run, stage=None, naive_T: int = 64, dtype=torch.float32) -> dict:
     """ANN, PASCAL (temporal) and naive (T = 1..naive_T) results of one stage of a run."""
     net, cfg, st = load_stage(run, stage)
-    batches = test_batches(cfg)
+    batches = eval_batches(cfg)
     pascal = evaluate_snn(net, batches, "pascal", dtype=dtype)
     naive = evaluate_snn(net, batches, "naive", T=naive_T)
     return {"stage": st["name"], "L": st["L"], "sum_L": sum(st["L"].values()),

@@ -323,7 +323,7 @@ class ConvertedSNN(nn.Module):
             elif op.kind == "add":
                 env[i] = a + env[op.inputs[1]]
             elif op.kind == "qcfs":
-                lam = float(op.module.lam)
+                lam = float(op.module.lam.detach())
                 s, _ = if_sequence(a.contiguous(), torch.full_like(a[0], lam / 2), v_th=lam,
                                    v_reset=0.0, reset="soft")
                 self.counts[op.path] = s.sum(0)
