@@ -65,3 +65,20 @@ def test_config_errors(tmp_path):
     assert r.exit_code == 2 and "data.T must be 1" in r.output
     r = CliRunner().invoke(app, ["convert", "run", str(tmp_path)])
     assert r.exit_code == 2 and "no convert.json" in r.output
+
+
+@pytest.mark.parametrize("name", ["convert_digits", "convert_cifar10_vgg16",
+                                  "convert_cifar10_resnet18", "convert_imagenet_resnet34"])
+def test_shipped_configs_load_and_build(name):
+    import inspect
+
+    from membra.convert import NETS
+    from membra.convert.train import load_convert_config
+    from membra.data.registry import dataset_entries
+
+    cfg, sec = load_convert_config(f"configs/{name}.toml")
+    assert sec.net in NETS
+    entry = {e.name: e for e in dataset_entries()}[cfg.data.name]
+    params = inspect.signature(entry.builder).parameters
+    assert set(cfg.data.options) <= set(params), cfg.data.options
+    assert set(sec.options) <= set(inspect.signature(NETS[sec.net]).parameters)
