@@ -69,7 +69,7 @@ def run(
     """
     import torch
 
-    from ..convert.report import evaluate_snn, test_batches
+    from ..convert.report import evaluate_snn, eval_batches
     from ..convert.train import load_stage
 
     if mode not in ("pascal", "naive"):
@@ -79,7 +79,7 @@ def run(
     try:
         net, cfg, st = load_stage(run_dir, stage)
         kw = {} if mode == "naive" else {"neuron": neuron, "bias": bias, "simulate": simulate}
-        res = evaluate_snn(net, test_batches(cfg), mode, T=(T or 32) if mode == "naive" else None,
+        res = evaluate_snn(net, eval_batches(cfg), mode, T=(T or 32) if mode == "naive" else None,
                            dtype=torch.float64 if float64 else None, **kw)
     except (ValueError, TypeError, FileNotFoundError) as err:
         _fail(err)
