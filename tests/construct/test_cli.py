@@ -69,3 +69,30 @@ def test_classify_tiny():
                               "--n", "400"])
     assert res.exit_code == 0, res.output
     assert "compiled circuit" in res.output and "100.00%" in res.output
+
+
+def test_bad_files_and_options_give_clean_errors(tmp_path):
+    circ = tmp_path / "c.json"
+    runner.invoke(app, ["construct", "compile", "--pattern", "1,1", "--out", str(circ)])
+    cases = [
+        ("not json", ["check"], "is not valid JSON"),
+        (json.dumps([1, 2]), ["check"], "must be a dict"),
+        (json.dumps({"inputs": ["x0"], "neurons": ["A"], "synapses": [["x0", "A"]],
+                     "output": "A"}), ["plot"], "a synapse must be"),
+        (json.dumps({"m": 2, "table": [0, 1]}), ["compile", "--out", str(tmp_path / "o.json")],
+         "= 4 entries"),
+    ]
+    for text, verb, msg in cases:
+        bad = tmp_path / "bad.json"
+        bad.write_text(text)
+        res = runner.invoke(app, ["construct", verb[0], str(bad), *verb[1:]])
+        assert res.exit_code == 2 and msg in flat(res.output), (verb, res.output)
+        assert "Traceback" not in res.output
+    for opts, msg in ((["--rate", "2"], "rate must be in [0, 1]"),
+                      (["--steps", "0"], "steps must be an int >= 1")):
+        res = runner.invoke(app, ["construct", "plot", str(circ), "--out",
+                                  str(tmp_path / "r.png"), *opts])
+        assert res.exit_code == 2 and msg in flat(res.output)
+    for opts, msg in ((["--n", "401"], "n must be even"), (["--trials", "0"], "trials must be")):
+        res = runner.invoke(app, ["construct", "classify", "--epochs", "1", *opts])
+        assert res.exit_code == 2 and msg in flat(res.output)

@@ -41,6 +41,8 @@ def _load_rule(path: Path):
         return SpikeRule.from_dict(json.loads(path.read_text()))
     except json.JSONDecodeError as e:
         raise typer.BadParameter(f"{str(path)!r} is not valid JSON: {e}") from None
+    except (ValueError, TypeError) as e:
+        raise typer.BadParameter(f"rule file {str(path)!r}: {e}") from None
 
 
 def _load_circuit(path: Path):
@@ -50,6 +52,8 @@ def _load_circuit(path: Path):
         return SpikingCircuit.load(path)
     except FileNotFoundError as e:
         raise typer.BadParameter(str(e)) from None
+    except (ValueError, TypeError, KeyError) as e:
+        raise typer.BadParameter(f"circuit file {str(path)!r}: {e}") from None
 
 
 @construct_app.command("compile")
@@ -87,8 +91,11 @@ def check_cmd(
     T: Annotated[int, typer.Option("--steps", help="Length of each random train.")] = 4000,
     seed: int = 0,
 ) -> None:
-    """Exhaustive equivalence over every window (after prefixes of length 0..2m) and random
-    trains at rates 0.1/0.5/0.9; exits with status 1 on any mismatch.
+    """Check a circuit against its rule: every window and long random trains.
+
+    Every window after random prefixes of length 0..2m, then 3 trains at each of the rates
+    0.1/0.5/0.9, compared at every step; prints the counts and the margin min |V - 1| and
+    exits with status 1 on any mismatch.
 
     Example: membra construct check circuit.json
     """
@@ -132,7 +139,10 @@ def plot_cmd(
     from ..construct.plot import plot_raster
 
     circ = _load_circuit(circuit)
-    path = plot_raster(circ, out, steps=steps, rate=rate, seed=seed)
+    try:
+        path = plot_raster(circ, out, steps=steps, rate=rate, seed=seed)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
     typer.echo(f"wrote {path}")
 
 
@@ -154,8 +164,11 @@ def classify_cmd(
     from ..construct.classify import run_demo
 
     console = Console(width=max(Console().width, 130))
-    reports = run_demo(n=n, n_train=3 * n // 4, epochs=epochs, trials=trials, seed=seed,
-                       log=lambda s: console.print(f"[dim]{s}[/]"))
+    try:
+        reports = run_demo(n=n, n_train=3 * n // 4, epochs=epochs, trials=trials, seed=seed,
+                           log=lambda s: console.print(f"[dim]{s}[/]"))
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
     table = Table(title=f"class 1 iff 1,0,1,1 occurs in a T=64 Bernoulli(0.3) train; "
                         f"{n - 3 * n // 4} test trains")
     for col in ("model", "test acc", "weights/params", "neurons", "spikes/train",

@@ -127,6 +127,11 @@ def lif_predict(net: LIFDetector, X) -> tuple[np.ndarray, float]:
 def run_demo(*, n: int = 4000, n_train: int = 3000, epochs: int = 30, trials: int = 50,
              seed: int = 0, log=None) -> list[ModelReport]:
     """The classification demo; returns one :class:`ModelReport` per model."""
+    for name, value, lo in (("n", n, 4), ("epochs", epochs, 1), ("trials", trials, 1)):
+        if not isinstance(value, int) or value < lo:
+            raise ValueError(f"{name} must be an int >= {lo}, got {value!r}")
+    if not 0 < n_train < n:
+        raise ValueError(f"n_train must be in [1, n - 1] = [1, {n - 1}], got {n_train}")
     X, y = make_dataset(n=n, seed=seed)
     Xtr, ytr, Xte, yte = X[:, :n_train], y[:n_train], X[:, n_train:], y[n_train:]
     rng = np.random.default_rng(seed + 1)

@@ -24,6 +24,8 @@ def plot_raster(circ, out, *, steps: int = 32, rate: float = 0.5, seed: int = 0,
         raise ImportError("plotting needs matplotlib: pip install 'membra[plot]'") from e
     if not 0 <= rate <= 1:
         raise ValueError(f"rate must be in [0, 1], got {rate}")
+    if X is None and (not isinstance(steps, int) or steps < 1):
+        raise ValueError(f"steps must be an int >= 1, got {steps!r}")
     if X is None:  # the first seed from `seed` on whose train makes the output spike
         for s in range(seed, seed + 100):
             rng = np.random.default_rng(s)
