@@ -71,10 +71,23 @@ def test_counts(n, m):
 @pytest.mark.parametrize("m,n,neurons,weights,A", [
     (2, 1, 8, 20, 1), (3, 1, 13, 47, 4), (4, 1, 16, 70, 5), (5, 1, 27, 187, 14),
     (6, 1, 49, 478, 34), (2, 2, 20, 95, 9), (3, 2, 43, 373, 28)])
-def test_spec_prototype_table_neurons(m, n, neurons, weights, A):
-    # the spec's prototype rows: neurons = 2nm + 3 + A, weights within the bound
-    assert neurons == 2 * n * m + 3 + A
-    assert weights <= 3 + 6 * n * m + A * (n * (2 * m - 1) + 2)
+def test_spec_prototype_table(m, n, neurons, weights, A):
+    # The spec's prototype rows (section 8). A term with P one-bits has n(2m-1) + 1 weights plus
+    # a clock weight unless P = 1, so a row's weights fix how many of its A windows have
+    # P != 1. Build a table with exactly that mix and compare the compiled counts to the row.
+    q = weights - 3 - 6 * n * m - A * (n * (2 * m - 1) + 1)
+    ones = [i for i in range(1 << (n * m)) if bin(i).count("1") == 1]
+    other = [i for i in range(1 << (n * m)) if bin(i).count("1") != 1]
+    assert 0 <= q <= A and A - q <= len(ones)
+    rng = np.random.default_rng(m + 10 * n)
+    table = np.zeros(1 << (n * m), dtype=bool)
+    table[rng.choice(ones, A - q, replace=False)] = True
+    table[rng.choice(other, q, replace=False)] = True
+    rule = SpikeRule.from_table(table, m, n)
+    circ = compile_rule(rule)
+    assert (rule.n_accepted, circ.n_neurons, circ.n_weights) == (A, neurons, weights)
+    assert circ.n_weights <= 3 + 6 * n * m + A * (n * (2 * m - 1) + 2)
+    assert check_windows(circ, rule, max_prefix=2).mismatches == 0
 
 
 def test_strict_threshold_state_one_never_spikes():
@@ -121,3 +134,21 @@ def test_strictness_mutation_guard_with_load_weight_one():
         res = check_windows(circ, rule, seed=i)
         sim = circ.simulate(np.array([0, 0, 1, 0, 0, 0])[:, None], return_all=True)
         assert res.mismatches == 0 and sim.at_threshold >= 1
+
+
+def test_every_single_weight_perturbation_of_one_percent_keeps_the_circuit_exact():
+    # the classification demo's robustness claim, for every weight and both signs: the 1/16
+    # margin absorbs a 1% change of any one weight
+    from membra.construct.classify import perturb_circuit
+
+    rule = SpikeRule.from_pattern([1, 0, 1, 1])
+    circ = compile_rule(rule)
+    for k in range(circ.n_weights):
+        for factor in ("101/100", "99/100"):
+            bent = perturb_circuit(circ, k, factor)
+            res = check_windows(bent, rule, max_prefix=4, seed=k)
+            res += check_random(bent, rule, T=500, seed=k)
+            assert res.mismatches == 0 and res.margin > 1 / 32, (circ.synapses[k], factor)
+    # a change beyond the margin does break it: the OUT synapse from the term at 2/5
+    out = next(i for i, s in enumerate(circ.synapses) if s.dst == "OUT")
+    assert check_random(perturb_circuit(circ, out, "1/5"), rule, T=500).mismatches > 0
