@@ -67,6 +67,36 @@ def test_conv_counts_borders_and_stride():
     assert rep.ann_macs == 2 * 25 * 9 + 3 * 9 * 18
 
 
+@pytest.mark.parametrize("T,B", [(4, 2), (4, 4), (3, 3), (1, 5)])
+def test_ann_macs_per_sample_any_t_and_b(T, B):
+    # raw Linear on [T, B, N] and TimeDistributed on [T*B, N]: same per-sample counts, also
+    # when T == B (the batch is not mistaken for a stem computed once)
+    torch.manual_seed(0)
+    for wrap in (lambda m: m, TimeDistributed):
+        net = nn.Sequential(wrap(nn.Linear(3, 4)), IF(shape=(4,)), wrap(nn.Linear(4, 2)))
+        rep = sops(net, torch.rand(T, B, 3), static_input_once=False)
+        assert rep.ann_macs == 3 * 4 + 4 * 2
+        assert rep.layers[0].macs == T * 3 * 4
+
+
+def test_stem_once_counted_once():
+    # a stem run once on [B, ...] and repeated over T: one pass, also when T == B
+    class Stem(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Conv2d(1, 2, 3, padding=1)
+            self.head = TimeDistributed(nn.Conv2d(2, 2, 1))
+
+        def forward(self, x):
+            s = self.stem(x[0])
+            return self.head(s.unsqueeze(0).expand(x.shape[0], *s.shape))
+
+    for T, B in ((4, 4), (3, 2)):
+        rep = sops(Stem(), torch.rand(T, B, 1, 4, 4) + 0.01, static_input_once=False)
+        assert rep.layers[0].ann_macs == 2 * 16 * 9 and rep.layers[0].macs == 2 * 16 * 9
+        assert rep.ann_macs == 2 * 16 * 9 + 2 * 16 * 2
+
+
 def test_integer_counts_are_spikes_fractions_are_macs():
     net = nn.Sequential(nn.Linear(2, 3, bias=False), nn.Linear(3, 1, bias=False),
                         nn.Linear(1, 1, bias=False))

@@ -142,6 +142,14 @@ def _dense_macs(module: nn.Module, out: torch.Tensor) -> float:
     return float(out.numel()) * fan_in
 
 
+def _items(module: nn.Module, x: torch.Tensor) -> int:
+    """Number of samples one call of ``module`` processes: the vectors of a Linear input
+    (``[T, B, N]`` and ``[T*B, N]`` both give ``T*B``), the batch of a Conv input."""
+    if isinstance(module, nn.Linear):
+        return x.numel() // module.in_features
+    return x.shape[0] if x.dim() == module.weight.dim() else 1
+
+
 def _static(x: torch.Tensor, T: int, B: int) -> bool:
     """True when ``x`` (``[T, B, ...]`` or ``[T*B, ...]``) is the same at every step."""
     if T < 2:
@@ -201,7 +209,7 @@ def sops(model: nn.Module, x: torch.Tensor, *, first_layer_macs: bool = False,
             dense = _dense_macs(module, out)
             row.calls += 1
             # per-step layers see T*B items; a stem computed once and repeated sees B
-            items = B if out.shape[0] == B and T > 1 else T * B
+            items = B if _items(module, inp) == B and T > 1 else T * B
             row.ann_macs += dense / items
             if analog:
                 kind = "analog"

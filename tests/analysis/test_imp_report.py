@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from membra.analysis.imp_report import aggregate, arm_of, imp_report, load_runs
+from membra.analysis.imp_report import aggregate, arm_of, imp_report, is_static, load_runs
 from membra.analysis.study import ARMS, build_model, load_study_config, run_arm
 
 
@@ -36,6 +36,7 @@ def test_runner_writes_run_folder(tiny_runs):
     m = json.loads((run / "metrics.json").read_text())
     assert m["seed"] == 1 and len(m["per_step_accuracy"]) == 4
     assert 0.0 <= m["acc_mean"] <= 1.0 and m["sops"]["sops"] > 0
+    assert m["static_input"] is True                 # digits, direct encoding
     runs = load_runs([run])
     assert set(runs[0]["init_potentials"]) == {"body.2", "body.5"}    # two LIF layers
     assert runs[0]["init_potentials"]["body.2"].shape == (1, 16)
@@ -60,6 +61,47 @@ def test_report_markdown_and_figures(tiny_runs, tmp_path):
     assert "Equally-sized ANN" in md
     assert (tmp_path / "rep" / "curves_digits.png").stat().st_size > 1000
     assert (tmp_path / "rep" / "imp_hist_digits.png").stat().st_size > 1000
+
+
+def write_metrics(folder, dataset, arm, seed, step1, **extra):
+    spec = ARMS[arm]
+    folder.mkdir(parents=True)
+    m = {"dataset": dataset, "seed": seed, "loss": spec["loss"],
+         "init_potential": spec["init_potential"], "per_step_accuracy": [step1, 0.9],
+         "acc_mean": 0.9, "acc_last": 0.9, **extra}
+    (folder / "metrics.json").write_text(json.dumps(m))
+
+
+def test_step1_criterion_only_for_static_input(tmp_path):
+    # the spec's ">= 4 points at step 1" criterion is about a static image repeated T times;
+    # event and sequence sets get the paired differences but no criterion line
+    for arm, step1 in (("baseline", 0.80), ("lts", 0.78), ("imp", 0.90), ("imp_lts", 0.88)):
+        write_metrics(tmp_path / "runs" / f"digits_{arm}", "digits", arm, 0, step1)
+        write_metrics(tmp_path / "runs" / f"dvs_{arm}", "digits-dvs", arm, 0, step1,
+                      static_input=False)
+        write_metrics(tmp_path / "runs" / f"rate_{arm}", "digits", arm, 0, step1,
+                      static_input=False)
+    runs = load_runs([tmp_path / "runs"])
+    agg = aggregate(runs)
+    assert agg["digits"]["imp"]["static"] is False          # one rate-coded run is mixed in
+    md = imp_report([tmp_path / "runs" / f"digits_{a}" for a in ("baseline", "lts", "imp",
+                                                                 "imp_lts")],
+                    tmp_path / "a", plots=False).read_text()
+    assert "Spec criterion for a static input" in md
+    assert "imp_lts 88.0% − best zero-start arm baseline 80.0% = **+8.0 points** (met)" in md
+    md = imp_report([tmp_path / "runs" / f"dvs_{a}" for a in ("baseline", "lts", "imp",
+                                                              "imp_lts")],
+                    tmp_path / "b", plots=False).read_text()
+    assert "## digits-dvs" in md and "imp − baseline (mean CE) = **+10.0**" in md
+    assert "Spec criterion" not in md
+
+
+def test_is_static():
+    assert is_static({"dataset": "digits"}) and is_static({"dataset": "cifar10"})
+    assert not is_static({"dataset": "digits", "encoding": "rate"})
+    assert not is_static({"dataset": "mnist1d"}) and not is_static({"dataset": "digits-dvs"})
+    assert not is_static({"dataset": "digits", "static_input": False})
+    assert is_static({"dataset": "my-set", "static_input": True})
 
 
 def test_cli_report_imp(tiny_runs, tmp_path):

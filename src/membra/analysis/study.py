@@ -18,7 +18,8 @@ needs so the study runs before/without the full engine:
   checkpoints, per-epoch evaluation and plots) with the same meaning.
 
 Run folder: ``config.json`` (resolved config), ``metrics.json`` (``per_step_accuracy [T]``,
-``acc_mean``, ``acc_last``, ``sops``...), ``model.safetensors`` (state dict; IMP tensors are the
+``acc_mean``, ``acc_last``, ``static_input`` (the input is the same at every step),
+``sops``...), ``model.safetensors`` (state dict; IMP tensors are the
 keys ending in ``init_potential``).
 """
 
@@ -176,6 +177,7 @@ def run_arm(config: str | Path | dict, *, seed: int | None = None,
         "per_step_accuracy": per_step_accuracy(out, yte).tolist(),
         "acc_mean": readout_accuracy(out, yte, "mean"),
         "acc_last": readout_accuracy(out, yte, "last"),
+        "static_input": bool(xte.shape[1] > 1 and (xte == xte[:, :1]).all()),
         "train_loss": total / len(xtr), "train_seconds": train_s,
         "sops": {k: v for k, v in rep.as_dict().items() if k != "layers"},
     }

@@ -70,7 +70,7 @@ def run_study(
     """Train every config with every seed (the IMP study runner) and write run folders that
     `membra report imp` aggregates.
 
-    Example: membra report run-study configs/study/digits_*.toml --out runs/study
+    Example: membra report run-study configs/study/digits/*.toml --out runs/study
     """
     import torch
 
