@@ -83,6 +83,17 @@ def test_functional_relu_and_products_are_refused():
         to_snn(M())
 
 
+@pytest.mark.parametrize("name,shape", [("mlp", (64,)), ("cnn", (1, 8, 8)),
+                                        ("sew_resnet18", (2, 16, 16))])
+def test_spiking_zoo_models_are_refused_with_a_pointer_to_the_convertible_nets(name, shape):
+    from membra.models import create_model
+
+    net = create_model(name, in_shape=shape, num_classes=3)
+    with pytest.raises(UnsupportedLayerError, match=r"\((LIF|TimeDistributed)\): this is "
+                       r"already a spiking.*membra.convert.NETS \(digits_net, resnet18"):
+        to_snn(net)
+
+
 def test_maxpool_rules():
     analog = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.MaxPool2d(2), QCFS(2),
                            nn.Flatten(), nn.Linear(32, 2)).eval()

@@ -143,7 +143,8 @@ def write_report(run, out=None, naive_T: int = 64) -> Path:
                      f"{reach if reach else f'> {len(nv)}'} | "
                      f"{same if same else f'> {len(nv)}'} |")
     lines += ["", "The trained ANN runs unfolded in float32; PASCAL is built from the BN-folded "
-              "ANN, which it equals count for count. Folding rounds differently in float32, so "
+              "ANN, and the count-mismatch column compares the two spike count by spike count. "
+              "Folding rounds differently in float32, so "
               "a pre-activation within rounding distance of a level boundary can change its "
               "count between the two (a logit difference of one quantum); the predictions "
               "column shows whether any prediction changed."]
