@@ -66,6 +66,13 @@ def test_time_steps_are_one_plus_sum_of_L_on_the_longest_path():
     signed = to_snn(model, "pascal", neuron="signed")
     signed(x)
     assert signed.time_steps > snn.time_steps  # correction steps
+    # on a chain, the signed neuron adds max(L_in, L) - 1 correction steps per layer
+    mlp, xm = random_mlp(4)
+    levels = [m.L for m in mlp.modules() if isinstance(m, QCFS)]
+    signed = to_snn(mlp, "pascal", neuron="signed")
+    signed(xm)
+    extra = sum(max(a, b) - 1 for a, b in zip([1] + levels, levels, strict=False))
+    assert signed.time_steps == 1 + sum(levels) + extra
 
 
 def test_report_counts_spikes_and_synaptic_operations():
