@@ -5,7 +5,7 @@ import pytest
 from typer.testing import CliRunner
 
 from membra.cli import app
-from membra.convert.report import evaluate_snn, eval_batches
+from membra.convert.report import eval_batches, evaluate_snn
 from membra.convert.train import load_stage
 
 CONFIG = "configs/convert_digits.toml"
@@ -26,7 +26,8 @@ def test_pascal_equals_the_ann_and_naive_approaches_it(run_dir):
     batches = eval_batches(cfg)
     pascal = evaluate_snn(net, batches, "pascal")
     assert pascal["snn_acc"] == pascal["ann_acc"] and pascal["agreement"] == 1.0
-    assert pascal["max_logit_diff"] < 1e-4
+    assert pascal["count_mismatches"] == 0 and pascal["neurons"] == 597 * 4160
+    assert pascal["folded_logit_diff"] < 1e-4
     assert pascal["time_steps"] == 1 + sum(st["L"].values())
     naive = evaluate_snn(net, batches, "naive", T=16)
     acc = naive["acc_per_T"]
@@ -39,7 +40,7 @@ def test_al_halves_the_levels_within_accuracy(run_dir):
     net, cfg, al = load_stage(run_dir, "al")
     assert sum(al["L"].values()) <= 0.5 * sum(uni["L"].values())
     pascal = evaluate_snn(net, eval_batches(cfg), "pascal")
-    assert pascal["snn_acc"] == pascal["ann_acc"]
+    assert pascal["snn_acc"] == pascal["ann_acc"] and pascal["count_mismatches"] == 0
     assert pascal["snn_acc"] >= uni["test_acc"] - 0.015
 
 
@@ -54,6 +55,7 @@ def test_cli_run_and_report(run_dir, tmp_path):
     assert r.exit_code == 0, r.output
     md = (tmp_path / "report.md").read_text()
     assert "| uniform |" in md and "| al |" in md
+    assert md.count(" 0 of 2,483,520 |") == 2  # PASCAL counts == folded ANN, both stages
     for png in ("naive_vs_T.png", "layers.png", "uniform_vs_al.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
 

@@ -2,9 +2,10 @@
 
 import pytest
 import torch
-from convert_cases import random_cnn, random_mlp
+from convert_cases import qcfs_counts, random_cnn, random_mlp
 
-from membra.convert import fold_bn, qcfs_count, to_snn
+import membra.convert.snn as snn_module
+from membra.convert import QCFS, fold_bn, to_snn
 
 SEEDS = range(20)
 VARIANTS = [("two_phase", "split"), ("two_phase", "first"), ("signed", "split"),
@@ -13,16 +14,7 @@ VARIANTS = [("two_phase", "split"), ("two_phase", "first"), ("signed", "split"),
 
 def ann_counts(model, x):
     """Count of every QCFS layer of the folded ANN (float64), keyed by path."""
-    folded = fold_bn(model).double()
-    counts = {}
-    hooks = [m.register_forward_hook(
-        lambda m, a, o, p=p: counts.__setitem__(p, qcfs_count(a[0], m.lam, m.L)))
-        for p, m in folded.named_modules() if type(m).__name__ == "QCFS"]
-    with torch.no_grad():
-        out = folded(x.double())
-    for h in hooks:
-        h.remove()
-    return out, counts
+    return qcfs_counts(fold_bn(model).double(), x.double())
 
 
 @pytest.mark.parametrize("build", [random_mlp, random_cnn], ids=["mlp", "cnn"])
@@ -74,6 +66,13 @@ def test_time_steps_are_one_plus_sum_of_L_on_the_longest_path():
     signed = to_snn(model, "pascal", neuron="signed")
     signed(x)
     assert signed.time_steps > snn.time_steps  # correction steps
+    # on a chain, the signed neuron adds max(L_in, L) - 1 correction steps per layer
+    mlp, xm = random_mlp(4)
+    levels = [m.L for m in mlp.modules() if isinstance(m, QCFS)]
+    signed = to_snn(mlp, "pascal", neuron="signed")
+    signed(xm)
+    extra = sum(max(a, b) - 1 for a, b in zip([1] + levels, levels, strict=False))
+    assert signed.time_steps == 1 + sum(levels) + extra
 
 
 def test_report_counts_spikes_and_synaptic_operations():
@@ -95,3 +94,26 @@ def test_report_counts_spikes_and_synaptic_operations():
                                if isinstance(m, torch.nn.Linear))
     assert rep.energy_j == pytest.approx(4.6e-12 * rep.macs + 0.9e-12 * rep.sops)
     assert "time steps" in rep.to_markdown()
+
+
+@pytest.mark.parametrize("mode,kw", [("pascal", {}), ("pascal", {"neuron": "signed"}),
+                                     ("naive", {"T": 4, "allow_spike_maxpool": True})])
+def test_temporal_mode_runs_if_neurons_of_membra_kernels(monkeypatch, mode, kw):
+    """Every QCFS layer is simulated by one membra.kernels.if_sequence call over time."""
+    calls = []
+
+    def spy(x, *args, **kwargs):
+        calls.append(tuple(x.shape))
+        return real(x, *args, **kwargs)
+
+    real = snn_module.if_sequence
+    monkeypatch.setattr(snn_module, "if_sequence", spy)
+    model, x = random_cnn(2)
+    snn = to_snn(model, mode, **kw)
+    snn(x)
+    levels = [m.L for m in model.modules() if isinstance(m, QCFS)]
+    assert len(calls) == len(levels)
+    if mode == "naive":
+        assert all(c[:2] == (4, len(x)) for c in calls)
+    elif "neuron" not in kw:  # two-phase: the emission phase runs L steps
+        assert [c[0] for c in calls] == levels

@@ -1,8 +1,10 @@
 """BN folding, torch.fx capture of torchvision-style nets, and the unsupported-layer errors."""
 
+import copy
+
 import pytest
 import torch
-from convert_cases import random_cnn, randomize_bn
+from convert_cases import qcfs_counts, random_cnn, randomize_bn
 from torch import nn
 
 from membra.convert import (
@@ -21,14 +23,22 @@ def test_fold_bn_matches_the_unfolded_net():
     folded = fold_bn(model)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
     assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())  # input untouched
-    # compare pre-activations: replace QCFS by identity in both
-    plain = [m for m in model.modules() if isinstance(m, QCFS)]
-    for m in plain:
-        m.L = 1 << 20  # (almost) no quantization
-        m.lam.data.fill_(1e6)
-    folded = fold_bn(model)
+    # without quantization (QCFS -> ReLU) the folded net equals the unfolded one to 1e-5
+    plain = copy.deepcopy(model)
+    for module in list(plain.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, QCFS):
+                setattr(module, name, nn.ReLU())
     with torch.no_grad():
-        torch.testing.assert_close(folded(x), model(x), rtol=1e-5, atol=1e-5)
+        ref = plain(x)
+        torch.testing.assert_close(fold_bn(plain)(x), ref, rtol=1e-5, atol=1e-5)
+    assert ref.abs().max() > 0.1  # a real comparison, not of zeros
+    # with QCFS, in float64, folding changes no spike count and the logits to 1e-12
+    out, counts = qcfs_counts(model.double(), x.double())
+    out_f, counts_f = qcfs_counts(fold_bn(model), x.double())
+    assert counts.keys() == counts_f.keys() and len(counts) == 6
+    assert all(torch.equal(counts[p], counts_f[p]) for p in counts)
+    torch.testing.assert_close(out_f, out, rtol=0, atol=1e-12)
 
 
 def test_standalone_batchnorm_is_refused():
@@ -71,6 +81,17 @@ def test_functional_relu_and_products_are_refused():
 
     with pytest.raises(UnsupportedLayerError, match="function mul"):
         to_snn(M())
+
+
+@pytest.mark.parametrize("name,shape", [("mlp", (64,)), ("cnn", (1, 8, 8)),
+                                        ("sew_resnet18", (2, 16, 16))])
+def test_spiking_zoo_models_are_refused_with_a_pointer_to_the_convertible_nets(name, shape):
+    from membra.models import create_model
+
+    net = create_model(name, in_shape=shape, num_classes=3)
+    with pytest.raises(UnsupportedLayerError, match=r"\((LIF|TimeDistributed)\): this is "
+                       r"already a spiking.*membra.convert.NETS \(digits_net, resnet18"):
+        to_snn(net)
 
 
 def test_maxpool_rules():

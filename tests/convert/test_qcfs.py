@@ -60,6 +60,28 @@ def test_two_phase_neuron_emits_the_qcfs_count_front_loaded(L):
     assert torch.equal(spikes, (k <= n).to(spikes.dtype))  # thermometer code
 
 
+@pytest.mark.parametrize("lam,L", [(1.0, 1), (2.0, 4), (0.5, 2), (1.0, 16)])
+def test_both_neurons_at_exact_ties(lam, L):
+    """z / theta + 1/2 = k exactly (dyadic theta): both neurons emit clip(k, 0, L), the
+    rounding of floor(k) = k, checked against integers, not the same float expression."""
+    theta = lam / L
+    ks = list(range(-3, L + 4))
+    z = torch.tensor([(k - 0.5) * theta for k in ks], dtype=torch.float64)
+    v0 = z * (L / lam) + 0.5
+    assert torch.equal(v0, torch.tensor(ks, dtype=torch.float64))  # the ties are exact
+    want = torch.tensor([min(max(k, 0), L) for k in ks], dtype=torch.float64)
+    assert torch.equal(two_phase_counts(z, lam, L).sum(0), want)
+    # signed neuron: the same totals arriving as 3 uneven currents (dyadic, so sums are exact)
+    g = torch.Generator().manual_seed(L)
+    a = torch.randint(-16, 17, (2, len(ks)), generator=g).double() * (theta / 8)
+    currents = torch.stack([a[0], a[1], z - a[0] - a[1]])
+    assert torch.equal(currents.sum(0), z)
+    spikes, _ = signed_counts(currents, lam, L)
+    assert torch.equal(spikes.sum(0), want)
+    for dtype in (torch.float32, torch.float64):
+        assert torch.equal(qcfs_count(z.to(dtype), lam, L).double(), want)
+
+
 @pytest.mark.parametrize("T_in,L", [(1, 4), (3, 2), (4, 4), (8, 2), (2, 16)])
 def test_signed_neuron_counts_equal_qcfs_for_any_current_order(T_in, L):
     g = torch.Generator().manual_seed(T_in * 31 + L)

@@ -26,7 +26,7 @@ def _fail(err: Exception) -> None:
 
 @convert_app.command("train")
 def train(
-    config: Annotated[Path, typer.Argument(help="TOML run file with a [convert] table.")],
+    config: Annotated[Path, typer.Argument(help="TOML run file with a \\[convert] table.")],
     set_: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045 (typer needs Optional)
         "--set", help="Override: section.key=value, incl. convert.L=4 (repeat).")] = None,
     device: Annotated[Optional[str], typer.Option(  # noqa: UP045
@@ -69,7 +69,7 @@ def run(
     """
     import torch
 
-    from ..convert.report import evaluate_snn, eval_batches
+    from ..convert.report import eval_batches, evaluate_snn
     from ..convert.train import load_stage
 
     if mode not in ("pascal", "naive"):
@@ -88,6 +88,10 @@ def run(
     typer.echo(f"ANN accuracy {100 * res['ann_acc']:.2f}%  SNN accuracy "
                f"{100 * res['snn_acc']:.2f}%  same prediction {100 * res['agreement']:.1f}%  "
                f"max |logit diff| {res['max_logit_diff']:.2e}")
+    if mode == "pascal":
+        typer.echo(f"vs the BN-folded ANN it is built from: {res['count_mismatches']} count "
+                   f"mismatches of {res['neurons']:,} neuron outputs, max |logit diff| "
+                   f"{res['folded_logit_diff']:.2e}")
     typer.echo(res["markdown"])
 
 

@@ -21,6 +21,7 @@ import torch
 import torch.fx as fx
 from torch import nn
 
+from ..nn import SpikingNeuron, TimeDistributed
 from .qcfs import QCFS, Residual
 
 __all__ = ["UnsupportedLayerError", "Op", "capture", "fold_bn", "WEIGHTS", "LINEAR_OPS"]
@@ -70,9 +71,28 @@ class _Tracer(fx.Tracer):
         return isinstance(m, _LEAVES) or not any(True for _ in m.children())
 
 
+def _refuse_spiking(model: nn.Module) -> None:
+    """Already-spiking models (membra.models zoo, membra.nn neurons) are not ANNs."""
+    for path, m in model.named_modules():
+        if isinstance(m, (SpikingNeuron, TimeDistributed)):
+            raise UnsupportedLayerError(
+                path or type(model).__name__, type(m).__name__,
+                "this is already a spiking (time-first) network; conversion takes an ANN "
+                "whose activations are QCFS: build one from membra.convert.NETS "
+                f"({', '.join(_net_names())}) or nn.Sequential / torchvision-style blocks, "
+                "then replace_relu")
+
+
+def _net_names() -> list[str]:
+    from .nets import NETS
+
+    return sorted(NETS)
+
+
 def _trace(model: nn.Module) -> fx.GraphModule:
     if isinstance(model, fx.GraphModule):
         return model
+    _refuse_spiking(model)
     try:
         graph = _Tracer().trace(model)
     except Exception as err:  # torch.fx raises many types for data-dependent code
