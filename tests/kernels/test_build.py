@@ -45,3 +45,25 @@ def test_cache_key_depends_on_the_source(tmp_path, monkeypatch):
         with pytest.raises(RuntimeError, match="stop before"):
             build.build_extension("probe", a)
     assert len(set(seen)) == 2 and all(s.startswith("probe-") for s in seen)
+
+
+def test_cache_key_separates_checkouts_with_the_same_source(tmp_path, monkeypatch):
+    # ninja rebuilds when the recorded command (which names the source path) changes, so two
+    # checkouts sharing one cache must not share one build directory
+    from membra.kernels import build
+
+    seen = []
+
+    def fake_load(name, sources, build_directory, **kwargs):
+        seen.append(Path(build_directory).name)
+        raise RuntimeError("stop before compiling")
+
+    monkeypatch.setenv("MEMBRA_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr("torch.utils.cpp_extension.load", fake_load)
+    for checkout in ("one", "two", "one"):
+        src = tmp_path / checkout / "k.cpp"
+        src.parent.mkdir(exist_ok=True)
+        src.write_text("int a;")
+        with pytest.raises(RuntimeError, match="stop before"):
+            build.build_extension("probe", src)
+    assert seen[0] != seen[1] and seen[0] == seen[2]

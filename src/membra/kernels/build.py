@@ -2,9 +2,9 @@
 
 The extension is compiled once, at first use, with :func:`torch.utils.cpp_extension.load`
 (``ninja`` from PyPI drives the build), into
-``$MEMBRA_CACHE_DIR`` or ``~/.cache/membra/kernels/<key>``, where ``<key>`` hashes the source,
-the compiler flags, the torch and Python versions and the CPU (the build uses
-``-march=native``). Later processes import the cached library without compiling.
+``$MEMBRA_CACHE_DIR`` or ``~/.cache/membra/kernels/<key>``, where ``<key>`` hashes the source (its text and its
+path), the compiler flags, the torch and Python versions, torch's install path and the CPU
+(the build uses ``-march=native``). Later processes import the cached library without compiling.
 
 Concurrent first uses (pytest-xdist workers, several ranks) are serialised by an ``flock`` on
 a lock file in the cache directory; the lock is released by the kernel if a process dies, so a
@@ -82,8 +82,13 @@ def build_extension(name: str, source: Path) -> ctypes.CDLL:
     from torch.utils import cpp_extension
 
     text = source.read_bytes()
+    # The source path and torch's install path are in the key too: ninja rebuilds when the
+    # command line it recorded changes, and that line names both, so two checkouts or two
+    # venvs sharing one cache would otherwise keep rebuilding each other's library.
     key_src = b"\0".join([text, " ".join(CFLAGS + LDFLAGS).encode(), torch.__version__.encode(),
-                          sys.version.encode(), _machine_id().encode()])
+                          sys.version.encode(), _machine_id().encode(),
+                          str(source.resolve()).encode(),
+                          os.path.dirname(os.path.abspath(torch.__file__)).encode()])
     key = hashlib.sha256(key_src).hexdigest()[:16]
     build_dir = cache_root() / f"{name}-{key}"
     build_dir.mkdir(parents=True, exist_ok=True)
