@@ -51,6 +51,25 @@ def test_cli_errors_are_clear(tmp_path, monkeypatch):
     assert res.exit_code == 2 and "--resume" in res.output
     res = runner.invoke(app, ["eval", str(tmp_path)])
     assert res.exit_code == 2 and "no checkpoint" in res.output
+    res = runner.invoke(app, ["eval", str(tmp_path / "nowhere")])
+    assert res.exit_code == 2 and "nowhere" in res.output and "run folder" in res.output
+
+
+def test_nproc_checks_the_config_before_starting_processes(monkeypatch):
+    from membra.train import distributed
+
+    def no_launch(*args):
+        raise AssertionError("torchrun must not start for a bad config")
+
+    monkeypatch.setattr(distributed, "launch", no_launch)
+    runner = CliRunner()
+    digits = str(ROOT / "configs/digits_imp_lts.toml")
+    res = runner.invoke(app, ["train", digits, "--nproc", "2", "--set", "train.lrr=1"])
+    assert res.exit_code == 2 and "did you mean 'lr'" in res.output
+    res = runner.invoke(app, ["train", digits, "--nproc", "2", "--set", "data.name=digts"])
+    assert res.exit_code == 2 and "data.name='digts'" in res.output and "digits-dvs" in res.output
+    res = runner.invoke(app, ["train", digits, "--nproc", "2", "--set", "model.name=vgg"])
+    assert res.exit_code == 2 and "model.name='vgg'" in res.output and "vgg11" in res.output
 
 
 def test_registry_listings():
@@ -88,3 +107,24 @@ def test_python_m_membra_train_digits(tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout + res.stderr
     assert f"{100 * last['test_acc']:.2f}%" in res.stdout
+
+
+@pytest.mark.slow
+def test_membra_train_nproc_2_gloo(tmp_path):
+    """`membra train --nproc 2` starts torchrun with two gloo processes; rank 0 alone writes
+    the run folder and the metrics cover the whole data."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    cmd = [sys.executable, "-m", "membra", "train", str(ROOT / "configs/digits_imp_lts.toml"),
+           "--nproc", "2", "--device", "cpu", "--set", "train.epochs=1",
+           "--set", f"run.out_dir='{tmp_path}'", "--set", "run.plots=false",
+           "--set", "run.progress=false"]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert res.stdout.count("x 2 processes") == 1 and res.stdout.count("epoch   1/1") == 1
+    run = tmp_path / "digits_imp_lts"
+    assert not (tmp_path / "digits_imp_lts-1").exists()
+    last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["test_samples"] == 597 and last["step"] == 19  # ceil(1200 / 64 global)
+    from membra.train import checkpoint as ck
+
+    assert ck.read_meta(ck.resolve_checkpoint(run))["world_size"] == 2

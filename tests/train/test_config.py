@@ -139,11 +139,15 @@ IN_SHAPES = {"digits": (64,), "digits-dvs": (2, 16, 16), "cifar10-dvs": (2, 128,
                          ids=lambda p: p.name)
 def test_shipped_config_builds_its_model(path):
     """Dataset name and model options of every shipped config are valid."""
-    from membra.data import list_datasets
+    import inspect
+
+    from membra.data import dataset_entries, list_datasets
     from membra.models import create_model
 
     cfg = load_config(path)
     assert cfg.data.name in list_datasets()
+    builder = next(e.builder for e in dataset_entries() if e.name == cfg.data.name)
+    assert set(cfg.data.options) <= set(inspect.signature(builder).parameters), cfg.data.options
     model = create_model(cfg.model.name, in_shape=IN_SHAPES[cfg.data.name], num_classes=10,
                          neuron=cfg.model.neuron, neuron_kwargs=dict(cfg.model.neuron_kwargs),
                          **cfg.model.options)

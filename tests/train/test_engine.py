@@ -92,6 +92,21 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, capsys):
     assert all(torch.isfinite(t).all() for k, t in tensors.items() if k.startswith("model."))
 
 
+def test_non_finite_weights_after_a_finite_loss_never_become_a_checkpoint(tmp_path, capsys):
+    def poison(event, info):
+        if event == "batch_end" and info["step"] == 12:  # last batch of epoch 2
+            with torch.no_grad():
+                info["model"][0].weight[0, 0] = float("inf")
+
+    out = fit(cfg("train.epochs=3"), run_dir=tmp_path / "r", callbacks=[poison])
+    assert out["status"] == "nan_loss" and out["epochs_done"] == 1
+    assert "not finite after epoch 2" in capsys.readouterr().out
+    path = ck.resolve_checkpoint(tmp_path / "r")
+    assert path.name == "epoch_0001.safetensors"
+    tensors, _ = ck.load_checkpoint(path)
+    assert all(torch.isfinite(t).all() for t in tensors.values() if t.is_floating_point())
+
+
 def test_shape_mismatch_names_layer_and_shapes(tmp_path):
     model = torch.nn.Sequential(torch.nn.Linear(10, 3))
     with pytest.raises(ValueError) as e:

@@ -16,6 +16,37 @@ def _fail(err: Exception) -> None:
     raise typer.Exit(2)
 
 
+def _resolve_config(config: Path | None, set_: list[str], resume: Path | None):
+    """The run config of ``membra train``: ``CONFIG`` plus ``--set`` overrides, or the one
+    stored in the ``--resume`` checkpoint."""
+    from ..train import load_config
+
+    if config is None:
+        if resume is None:
+            raise ValueError("give a CONFIG file (e.g. configs/digits_imp_lts.toml) or "
+                             "--resume RUN_DIR")
+        from ..train.checkpoint import read_meta, resolve_checkpoint
+        from ..train.config import apply_overrides, config_from_dict
+
+        saved = read_meta(resolve_checkpoint(resume))["config"]
+        cfg = config_from_dict(apply_overrides(saved, set_))
+    else:
+        cfg = load_config(config, set_)
+    return cfg
+
+
+def _check_names(cfg) -> None:
+    """Unknown dataset/model names, caught before ``--nproc`` starts its processes."""
+    from ..data import list_datasets
+    from ..models import list_models
+
+    for key, name, known, verb in (("data.name", cfg.data.name, list_datasets(), "datasets"),
+                                   ("model.name", cfg.model.name, list_models(), "models")):
+        if name not in known:
+            raise ValueError(f"{key}={name!r} is not known; choose one of {known} (`membra "
+                             f"{verb}` lists them)")
+
+
 @app.command()
 def train(
     config: Annotated[Optional[Path], typer.Argument(  # noqa: UP045 (typer needs Optional)
@@ -42,6 +73,13 @@ def train(
       membra train configs/digits_imp_lts.toml --nproc 2
     """
     set_ = list(set_ or [])
+    try:
+        # resolved before any process starts, so a bad config is one clear error
+        cfg = _resolve_config(config, set_, resume)
+        if nproc > 1:
+            _check_names(cfg)
+    except (ValueError, TypeError, FileNotFoundError, OSError) as err:
+        _fail(err)
     if nproc > 1:
         from ..train.distributed import launch
 
@@ -53,20 +91,9 @@ def train(
         if device is not None:
             args += ["--device", device]
         raise typer.Exit(launch(args, nproc))
-    from ..train import fit, load_config
+    from ..train import fit
 
     try:
-        if config is None:
-            if resume is None:
-                raise ValueError("give a CONFIG file (e.g. configs/digits_imp_lts.toml) or "
-                                 "--resume RUN_DIR")
-            from ..train.checkpoint import read_meta, resolve_checkpoint
-            from ..train.config import apply_overrides, config_from_dict
-
-            saved = read_meta(resolve_checkpoint(resume))["config"]
-            cfg = config_from_dict(apply_overrides(saved, set_))
-        else:
-            cfg = load_config(config, set_)
         result = fit(cfg, resume=resume, device=device)
     except (ValueError, TypeError, FileNotFoundError, OSError) as err:
         _fail(err)

@@ -107,7 +107,7 @@ def get_dataset(name: str, *, split: str = "train", T: int | None = None, root=N
     _ensure_builtins()
     if name not in _REGISTRY:
         close = difflib.get_close_matches(str(name), list(_REGISTRY), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = f"; did you mean {close[0]!r}?" if close else "."
         raise ValueError(f"dataset {name!r} is not known{hint} Known datasets: "
                          f"{sorted(_REGISTRY)}")
     if split not in SPLITS:

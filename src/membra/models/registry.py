@@ -103,7 +103,7 @@ def create_model(name: str, *, in_shape, num_classes: int, neuron: str = "lif",
     _ensure_builtins()
     if name not in _REGISTRY:
         close = difflib.get_close_matches(str(name), list(_REGISTRY), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = f"; did you mean {close[0]!r}?" if close else "."
         raise ValueError(f"model {name!r} is not known{hint} Known models: {sorted(_REGISTRY)}")
     shape = _check_in_shape(in_shape)
     if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:

@@ -188,7 +188,8 @@ def resolve_checkpoint(path) -> Path:
     if path.is_dir():
         raise FileNotFoundError(f"no checkpoint in {str(path)!r} (expected "
                                 f"{str(path / 'checkpoints' / LATEST)!r})")
-    raise FileNotFoundError(f"checkpoint {str(path)!r} not found")
+    raise FileNotFoundError(f"{str(path)!r} not found (expected a run folder such as "
+                            "runs/<name> or a .safetensors checkpoint written by membra)")
 
 
 # ---- state flattening ----------------------------------------------------------------------

@@ -284,6 +284,13 @@ class _Trainer:
         self.reporter.write_history(self.history)
         self.reporter.print(f"resumed from {path} (epoch {self.epoch}, step {self.step})")
 
+    def _state_is_finite(self) -> bool:
+        """All floating-point parameters and buffers finite (on every rank)."""
+        bad = any(not bool(torch.isfinite(t).all()) for t in self.model.state_dict().values()
+                  if t.is_floating_point())
+        (bad,) = self._flags(bad)
+        return not bad
+
     # ---- one epoch ---------------------------------------------------------------------
     def _loader(self, ds, sampler, batch):
         return torch.utils.data.DataLoader(
@@ -393,11 +400,17 @@ class _Trainer:
             with _Stop(rep) as stopper, rep.progress() as progress:
                 while self.epoch < tc.epochs:
                     reason = self.train_epoch(progress, stopper)
+                    what = f"loss is not finite at epoch {self.epoch + 1}, step {self.step + 1}"
+                    if reason != "nan_loss" and not self._state_is_finite():
+                        # a finite loss can still leave inf/NaN weights or BN statistics
+                        # behind; such a state never becomes a checkpoint
+                        reason = "nan_loss"
+                        what = (f"weights or buffers are not finite after epoch "
+                                f"{self.epoch + 1}, step {self.step}")
                     if reason == "nan_loss":
                         status = "nan_loss"
                         latest = self.ckpt_dir / ckpt.LATEST
-                        rep.print(f"[red]loss is not finite at epoch {self.epoch + 1}, step "
-                                  f"{self.step + 1}; stopped.[/] Last good checkpoint: "
+                        rep.print(f"[red]{what}; stopped.[/] Last good checkpoint: "
                                   + (str(ckpt.resolve_checkpoint(self.run_dir))
                                      if latest.exists() else "none (first epoch)")
                                   + ". Lower train.lr or set train.grad_clip.")
