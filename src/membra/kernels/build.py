@@ -1,11 +1,10 @@
 """Just-in-time build of membra's C++ kernels into a per-machine cache directory.
 
 The extension is compiled once, at first use, with :func:`torch.utils.cpp_extension.load`
-(``ninja`` from PyPI drives the build), into
-``$MEMBRA_CACHE_DIR`` or ``~/.cache/membra/kernels/<key>``, where ``<key>`` hashes the source (its text and its
-path), the compiler flags, the torch and Python versions, torch's install path and the CPU
-(the build uses ``-march=native``). Later processes import the cached library without
-compiling.
+(``ninja`` from PyPI drives the build), into ``$MEMBRA_CACHE_DIR`` or
+``~/.cache/membra/kernels/<key>``, where ``<key>`` hashes the source (its text and its path),
+the compiler flags, the torch and Python versions, torch's install path and the CPU (the build
+uses ``-march=native``). Later processes import the cached library without compiling.
 
 Concurrent first uses (pytest-xdist workers, several ranks) are serialised by an ``flock`` on
 a lock file in the cache directory; the lock is released by the kernel if a process dies, so a
