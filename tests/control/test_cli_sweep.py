@@ -53,3 +53,8 @@ def test_cli_eval_and_errors():
     assert r.exit_code != 0
     r = runner.invoke(app, ["control", "eval", "/nonexistent/run"])
     assert r.exit_code != 0 and "not a controller checkpoint" in r.output
+    for bad, msg in (("weight_zero:2", "p must"), ("ray_dropout:4", "LidarNav2D")):
+        r = runner.invoke(app, ["control", "eval", "pendulum", "--degrade", bad])
+        assert r.exit_code == 2 and msg in r.output, r.output  # a usage error, no traceback
+    r = runner.invoke(app, ["control", "eval", "pendulum", "--eta", "-1"])
+    assert r.exit_code == 2 and "eta" in r.output
