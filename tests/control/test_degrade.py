@@ -142,3 +142,14 @@ def test_parse_and_errors():
         D.ray_dropout(make_env("Pendulum-v1"), 2)
     with pytest.raises(ValueError, match="needs a LidarNav2D"):
         D.lidar_gn(make_env("Pendulum-v1"), 0.1)
+
+
+def test_degraded_copy_is_detached_from_an_adapter_on_the_input():
+    from membra.homeostasis import DWAM, DWAMConfig
+
+    a = actor()
+    dwam = DWAM(a, DWAMConfig(c0=0.1))
+    for fn, sev in ((D.weight_gn, 0.05), (D.weight_zero, 0.3), (D.quantize, 15)):
+        with torch.no_grad():
+            fn(a, sev, seed=0)(torch.zeros(4, 3))
+    assert dwam._rec.pop() == {}

@@ -25,14 +25,13 @@ Every function takes ``seed``; wrappers re-seed their noise at each ``reset(seed
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import math
 
 import numpy as np
 import torch
 
-from ..homeostasis.recorder import find_synaptic_layers
+from ..homeostasis.recorder import copy_without_rate_hooks, find_synaptic_layers
 
 __all__ = ["derive_seed", "weight_gn", "weight_zero", "quantize", "obs_gn", "joint_pos_noise",
            "joint_vel_noise", "lidar_gn", "ray_dropout", "JOINT_INDICES", "WEIGHT_DEGRADATIONS",
@@ -84,7 +83,7 @@ SEVERITY_CHECKS = {
 
 
 def _copy_layers(model, seed):
-    new = copy.deepcopy(model)
+    new = copy_without_rate_hooks(model)
     gen = torch.Generator().manual_seed(int(seed))
     return new, [lin for _, lin, _ in find_synaptic_layers(new)], gen
 
