@@ -18,6 +18,14 @@ needs_pendulum = pytest.mark.skipif(
     reason="shipped Pendulum controller missing")
 
 
+def test_cli_train_bad_env():
+    runner = CliRunner()
+    r = runner.invoke(app, ["control", "train", "--env", "Nope-v0", "--steps", "10"])
+    assert r.exit_code == 2 and "unknown gymnasium environment" in r.output, r.output
+    r = runner.invoke(app, ["control", "train", "--env", "CartPole-v1", "--steps", "10"])
+    assert r.exit_code == 2 and "Box" in r.output, r.output
+
+
 def test_grid_per_task():
     g = degradation_grid("Pendulum-v1")
     assert g[0] is None and ("weight_gn", 0.05) in g and ("weight_zero", 0.3) in g

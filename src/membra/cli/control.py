@@ -46,9 +46,12 @@ def train(env: str = typer.Option("Pendulum-v1", help="gymnasium id, e.g. Pendul
     out = out or f"runs/{env.replace('/', '_')}-s{seed}"
     cfg = TD3Config(start_steps=start_steps if start_steps is not None else
                     (2000 if steps < 50_000 else 10_000), eval_every=eval_every, utd=utd)
-    _, info = train_td3(env, steps, seed=seed, out=out, config=cfg,
-                        actor_kwargs={"hidden": _hidden(hidden)}, log=typer.echo,
-                        time_limit_s=time_limit)
+    try:
+        _, info = train_td3(env, steps, seed=seed, out=out, config=cfg,
+                            actor_kwargs={"hidden": _hidden(hidden)}, log=typer.echo,
+                            time_limit_s=time_limit)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
     typer.echo(f"best validation return {info['best_eval_return']:.1f} after "
                f"{info['train_wall_s']:.0f} s -> {out}")
 
