@@ -18,6 +18,14 @@ needs_pendulum = pytest.mark.skipif(
     reason="shipped Pendulum controller missing")
 
 
+def test_cli_train_bad_env():
+    runner = CliRunner()
+    r = runner.invoke(app, ["control", "train", "--env", "Nope-v0", "--steps", "10"])
+    assert r.exit_code == 2 and "unknown gymnasium environment" in r.output, r.output
+    r = runner.invoke(app, ["control", "train", "--env", "CartPole-v1", "--steps", "10"])
+    assert r.exit_code == 2 and "Box" in r.output, r.output
+
+
 def test_grid_per_task():
     g = degradation_grid("Pendulum-v1")
     assert g[0] is None and ("weight_gn", 0.05) in g and ("weight_zero", 0.3) in g
@@ -53,3 +61,8 @@ def test_cli_eval_and_errors():
     assert r.exit_code != 0
     r = runner.invoke(app, ["control", "eval", "/nonexistent/run"])
     assert r.exit_code != 0 and "not a controller checkpoint" in r.output
+    for bad, msg in (("weight_zero:2", "p must"), ("ray_dropout:4", "LidarNav2D")):
+        r = runner.invoke(app, ["control", "eval", "pendulum", "--degrade", bad])
+        assert r.exit_code == 2 and msg in r.output, r.output  # a usage error, no traceback
+    r = runner.invoke(app, ["control", "eval", "pendulum", "--eta", "-1"])
+    assert r.exit_code == 2 and "eta" in r.output

@@ -40,6 +40,9 @@ def test_weight_zero_exact_count(p):
     # encoder and decoder untouched
     assert torch.equal(b.encoder.mean, a.encoder.mean)
     assert torch.equal(b.decoder.weight, a.decoder.weight)
+    # seeded: the same seed zeroes the same entries, another seed other entries
+    assert same(snapshot(b), snapshot(D.weight_zero(a, p, seed=1)))
+    assert not same(snapshot(b), snapshot(D.weight_zero(a, p, seed=2)))
 
 
 @pytest.mark.parametrize("levels", [255, 15])
@@ -122,3 +125,31 @@ def test_parse_and_errors():
         D.weight_zero(actor(), 1.5)
     with pytest.raises(ValueError, match="levels"):
         D.quantize(actor(), 0)
+    # severities are range-checked when parsed, before anything runs
+    for bad, msg in (("weight_gn:-1", "sigma must"), ("weight_zero:2", "p must"),
+                     ("obs_gn:nan", "sigma must"), ("quantize:0.5", "must be an int"),
+                     ("quantize:0", "levels must"), ("ray_dropout:40", "k must")):
+        with pytest.raises(ValueError, match=msg):
+            D.parse_degradation(bad)
+    # and checked against the task when it is named
+    assert D.parse_degradation("lidar_gn:0.1", "membra/LidarNav2D-v0") == ("lidar_gn", 0.1)
+    assert D.parse_degradation("joint_vel_noise:10", "HalfCheetah-v5") == ("joint_vel_noise", 10)
+    for bad, env_id in (("ray_dropout:4", "Pendulum-v1"), ("dynamic", "HalfCheetah-v5"),
+                        ("joint_pos_noise:0.1", "membra/LidarNav2D-v0")):
+        with pytest.raises(ValueError, match=bad.split(":")[0]):
+            D.parse_degradation(bad, env_id)
+    with pytest.raises(ValueError, match="needs a LidarNav2D"):
+        D.ray_dropout(make_env("Pendulum-v1"), 2)
+    with pytest.raises(ValueError, match="needs a LidarNav2D"):
+        D.lidar_gn(make_env("Pendulum-v1"), 0.1)
+
+
+def test_degraded_copy_is_detached_from_an_adapter_on_the_input():
+    from membra.homeostasis import DWAM, DWAMConfig
+
+    a = actor()
+    dwam = DWAM(a, DWAMConfig(c0=0.1))
+    for fn, sev in ((D.weight_gn, 0.05), (D.weight_zero, 0.3), (D.quantize, 15)):
+        with torch.no_grad():
+            fn(a, sev, seed=0)(torch.zeros(4, 3))
+    assert dwam._rec.pop() == {}

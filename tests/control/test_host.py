@@ -106,3 +106,26 @@ def test_ci_sized_pendulum_experiment(tmp_path):  # spec 9.1 (about 5-10 min on 
     for deg in ("weight_gn:0.05", "weight_zero:0.3", "obs_gn:0.1"):
         r = evaluate(actor, ENV, 10, degradation=deg, dwam=dwam)
         assert np.isfinite(r["mean"])
+
+
+def test_shipped_halfcheetah_runs_with_dwam():
+    """The shipped HalfCheetah-v5 controller loads, its calibration matches its layers, and a
+    short degraded episode runs with DWAM adapting every layer (needs mujoco)."""
+    pytest.importorskip("mujoco")
+    if not (pretrained_path("halfcheetah") / "actor.safetensors").is_file():
+        pytest.skip("shipped HalfCheetah controller missing")
+    torch.set_num_threads(1)
+    actor, cfg = load_actor("halfcheetah")
+    assert cfg["env_id"] == "HalfCheetah-v5" and cfg["actor"]["obs_dim"] == 17
+    env_fn = functools.partial(make_env, "HalfCheetah-v5")
+    dwam = calibrated_dwam(actor, "halfcheetah", env_fn, dwam_config_for(cfg))
+    assert set(dwam.layers) == {"layers.0", "layers.1", "layers.2"}
+    assert all(bool((lay.c0 >= 0.02).all()) for lay in dwam.layers.values())
+    kw = dict(seed=1000, degradation="joint_vel_noise:10", max_steps=60,
+              healthy_rates=dwam.healthy_rates())
+    off = evaluate(actor, env_fn, 1, **kw)
+    on = evaluate(actor, env_fn, 1, dwam=dwam, **kw)
+    assert off["lengths"] == on["lengths"] == [60]
+    assert np.isfinite(off["mean"]) and np.isfinite(on["mean"])
+    assert all(v["drift"] > 0 for v in on["layers"].values())
+    assert off["returns"] != on["returns"]  # DWAM changed the weights, hence the actions

@@ -191,3 +191,22 @@ def test_constant_gain_is_plain_bcm():
     s = rule.BCMState(torch.tensor([0.2, 0.2]), torch.tensor([0.0, 0.01]), torch.tensor([0.3, 0.3]))
     torch.testing.assert_close(rule.gain(s, 0.7, mode="constant"), torch.tensor([0.7, 0.7]))
     assert rule.gain(s, 0.7)[0] == 0  # CV gain: a steady neuron is left alone
+
+
+def test_copies_do_not_feed_the_original_adapter():
+    """A copy of an adapted model (e.g. a degraded one) carries none of the adapter's hooks."""
+    from membra.homeostasis.recorder import copy_without_rate_hooks
+
+    net = tiny_host()
+    dwam = DWAM(net, DWAMConfig(eta=0.5, c0=0.05))
+    dwam.reset()
+    marker = []
+    net[0].register_forward_hook(lambda m, i, o: marker.append(1))  # a user hook is kept
+    with dwam.active():
+        twin = copy_without_rate_hooks(net)
+        with torch.no_grad():
+            for x in inputs(20):
+                twin(x * 3)
+    assert dwam.steps == 0 and dwam._rec.pop() == {}
+    assert len(marker) == 20
+    assert torch.equal(net[0].weight, dwam.layers["0"].w_ref)

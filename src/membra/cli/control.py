@@ -46,9 +46,12 @@ def train(env: str = typer.Option("Pendulum-v1", help="gymnasium id, e.g. Pendul
     out = out or f"runs/{env.replace('/', '_')}-s{seed}"
     cfg = TD3Config(start_steps=start_steps if start_steps is not None else
                     (2000 if steps < 50_000 else 10_000), eval_every=eval_every, utd=utd)
-    _, info = train_td3(env, steps, seed=seed, out=out, config=cfg,
-                        actor_kwargs={"hidden": _hidden(hidden)}, log=typer.echo,
-                        time_limit_s=time_limit)
+    try:
+        _, info = train_td3(env, steps, seed=seed, out=out, config=cfg,
+                            actor_kwargs={"hidden": _hidden(hidden)}, log=typer.echo,
+                            time_limit_s=time_limit)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
     typer.echo(f"best validation return {info['best_eval_return']:.1f} after "
                f"{info['train_wall_s']:.0f} s -> {out}")
 
@@ -82,14 +85,14 @@ def eval_(run: str = typer.Argument(..., help="checkpoint directory or shipped n
     if dwam not in ("on", "off"):
         raise typer.BadParameter(f"--dwam must be 'on' or 'off', got {dwam!r}")
     try:
-        deg = parse_degradation(degrade)
         actor, cfg = load_actor(run)
+        deg = parse_degradation(degrade, cfg["env_id"])
+        dwam_cfg = dwam_config_for(cfg, **_dwam_overrides(eta, zeta, rho))
     except (ValueError, FileNotFoundError) as e:
         raise typer.BadParameter(str(e)) from None
     torch.set_num_threads(1)
     env_fn = functools.partial(make_env, cfg["env_id"], **cfg.get("env_kwargs", {}))
-    adapter = calibrated_dwam(actor, run, env_fn,
-                              dwam_config_for(cfg, **_dwam_overrides(eta, zeta, rho)))
+    adapter = calibrated_dwam(actor, run, env_fn, dwam_cfg)
     res = evaluate(actor, env_fn, episodes, seed=seed, degradation=deg,
                    dwam=adapter if dwam == "on" else None, degradation_seed=degradation_seed,
                    model_id=str(cfg.get("seed", 0)), healthy_rates=adapter.healthy_rates())
@@ -104,7 +107,8 @@ def eval_(run: str = typer.Argument(..., help="checkpoint directory or shipped n
 
 @control_app.command()
 def sweep(run: str = typer.Argument(..., help="checkpoint directory or shipped name"),
-          out: str = typer.Option(None, help="report directory (default RUN/sweep)"),
+          out: str = typer.Option(None, help="report directory (default RUN/sweep; "
+                                  "runs/sweep-NAME for a shipped controller)"),
           episodes: int = typer.Option(10, min=1),
           full: bool = typer.Option(False, "--full", help="every severity of the grid (default: "
                                     "the default severity of each degradation)"),
@@ -115,16 +119,19 @@ def sweep(run: str = typer.Argument(..., help="checkpoint directory or shipped n
     episodes.csv."""
     from pathlib import Path
 
-    from ..control.checkpoint import _resolve, load_config
+    from ..control.checkpoint import PRETRAINED, _resolve, load_config
     from ..control.sweep import dwam_config_for, run_sweep, write_report
 
     try:
         cfg = load_config(run)
-    except FileNotFoundError as e:
+        dwam_cfg = dwam_config_for(cfg, **_dwam_overrides(eta, zeta, rho))
+    except (ValueError, FileNotFoundError) as e:
         raise typer.BadParameter(str(e)) from None
-    res = run_sweep(run, episodes=episodes, full=full, repeats=repeats,
-                    dwam_config=dwam_config_for(cfg, **_dwam_overrides(eta, zeta, rho)))
-    path = write_report(res, out or Path(_resolve(run)) / "sweep")
+    if out is None:  # a shipped controller's report goes to the working directory
+        out = Path(f"runs/sweep-{run}") if run in PRETRAINED and not Path(run).exists() else \
+            Path(_resolve(run)) / "sweep"
+    res = run_sweep(run, episodes=episodes, full=full, repeats=repeats, dwam_config=dwam_cfg)
+    path = write_report(res, out)
     typer.echo((path / "sweep.md").read_text())
     typer.echo(f"report -> {path}")
 

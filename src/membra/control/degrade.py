@@ -25,18 +25,18 @@ Every function takes ``seed``; wrappers re-seed their noise at each ``reset(seed
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import math
 
 import numpy as np
 import torch
 
-from ..homeostasis.recorder import find_synaptic_layers
+from ..homeostasis.recorder import copy_without_rate_hooks, find_synaptic_layers
 
 __all__ = ["derive_seed", "weight_gn", "weight_zero", "quantize", "obs_gn", "joint_pos_noise",
            "joint_vel_noise", "lidar_gn", "ray_dropout", "JOINT_INDICES", "WEIGHT_DEGRADATIONS",
-           "ENV_DEGRADATIONS", "apply_degradation", "parse_degradation"]
+           "ENV_DEGRADATIONS", "NAV_ONLY", "SEVERITY_CHECKS", "apply_degradation",
+           "parse_degradation"]
 
 # (position indices, velocity indices) of the observation, per task.
 JOINT_INDICES = {
@@ -63,8 +63,27 @@ def _check_num(name, v, lo=0.0, hi=math.inf, lo_open=False):
                          f"got {v!r}")
 
 
+def _check_int(name, v, lo, hi=None):
+    if not isinstance(v, int) or isinstance(v, bool) or v < lo or (hi is not None and v > hi):
+        rng = f"[{lo}, {hi}]" if hi is not None else f">= {lo}"
+        raise ValueError(f"{name} must be an int {rng}, got {v!r}")
+
+
+# The severity check of each degradation (used by the functions and by parse_degradation).
+SEVERITY_CHECKS = {
+    "weight_gn": lambda v: _check_num("sigma", v),
+    "weight_zero": lambda v: _check_num("p", v, 0.0, 1.0),
+    "quantize": lambda v: _check_int("levels", v, 1),
+    "obs_gn": lambda v: _check_num("sigma", v),
+    "joint_pos_noise": lambda v: _check_num("sigma", v),
+    "joint_vel_noise": lambda v: _check_num("sigma", v),
+    "lidar_gn": lambda v: _check_num("sigma", v),
+    "ray_dropout": lambda v: _check_int("k", v, 0, len(LIDAR_RAYS)),
+}
+
+
 def _copy_layers(model, seed):
-    new = copy.deepcopy(model)
+    new = copy_without_rate_hooks(model)
     gen = torch.Generator().manual_seed(int(seed))
     return new, [lin for _, lin, _ in find_synaptic_layers(new)], gen
 
@@ -72,7 +91,7 @@ def _copy_layers(model, seed):
 @torch.no_grad()
 def weight_gn(model, sigma: float, seed: int = 0):
     """Copy of ``model`` with ``W += N(0, sigma^2)`` on its synaptic weights."""
-    _check_num("sigma", sigma)
+    SEVERITY_CHECKS["weight_gn"](sigma)
     new, lins, gen = _copy_layers(model, seed)
     for lin in lins:
         w = lin.weight
@@ -83,7 +102,7 @@ def weight_gn(model, sigma: float, seed: int = 0):
 @torch.no_grad()
 def weight_zero(model, p: float, seed: int = 0):
     """Copy of ``model`` with ``floor(p * numel)`` synaptic weights per layer set to 0."""
-    _check_num("p", p, 0.0, 1.0)
+    SEVERITY_CHECKS["weight_zero"](p)
     new, lins, gen = _copy_layers(model, seed)
     for lin in lins:
         w = lin.weight
@@ -97,8 +116,7 @@ def weight_zero(model, p: float, seed: int = 0):
 def quantize(model, levels: int = 255, seed: int = 0):
     """Copy of ``model`` with synaptic weights and biases on ``2*levels+1`` uniform levels
     (one joint scale ``levels / max|theta|``), dequantized. ``seed`` is unused (deterministic)."""
-    if not isinstance(levels, int) or isinstance(levels, bool) or levels < 1:
-        raise ValueError(f"levels must be a positive int, got {levels!r}")
+    SEVERITY_CHECKS["quantize"](levels)
     new, lins, _ = _copy_layers(model, seed)
     params = [p for lin in lins for p in (lin.weight, lin.bias) if p is not None]
     m = max(float(p.abs().max()) for p in params)
@@ -153,7 +171,7 @@ def _make(env, seed, transform, new_episode=None, name="Degraded"):
 
 def obs_gn(env, sigma: float, seed: int = 0):
     """Wrap ``env``: i.i.d. ``N(0, sigma^2)`` added to every raw observation dim each step."""
-    _check_num("sigma", sigma)
+    SEVERITY_CHECKS["obs_gn"](sigma)
     return _make(env, seed, lambda w, o: (o + w.rng.normal(0, sigma, o.shape)).astype(o.dtype),
                  name="ObsGaussianNoise")
 
@@ -195,9 +213,18 @@ def joint_vel_noise(env, sigma: float = 10.0, seed: int = 0, indices=None):
     return _joint_noise(env, sigma, seed, 1, indices)
 
 
+def _require_lidar(env, what):
+    shape = getattr(getattr(env, "observation_space", None), "shape", None)
+    if shape != (LIDAR_RAYS[-1] + 1,):
+        raise ValueError(f"{what} needs a LidarNav2D environment (observation of "
+                         f"{LIDAR_RAYS[-1] + 1} floats, rays at {LIDAR_RAYS[0]}..{LIDAR_RAYS[-1]}),"
+                         f" got {_task(env)!r} with observation shape {shape}")
+
+
 def lidar_gn(env, sigma: float = 0.1, seed: int = 0):
     """Wrap a LidarNav2D env: ``N(0, sigma^2)`` on ray values, clipped to ``[0, 1]``."""
-    _check_num("sigma", sigma)
+    SEVERITY_CHECKS["lidar_gn"](sigma)
+    _require_lidar(env, "lidar_gn")
     idx = np.array(LIDAR_RAYS)
 
     def transform(w, o):
@@ -210,8 +237,8 @@ def lidar_gn(env, sigma: float = 0.1, seed: int = 0):
 
 def ray_dropout(env, k: int = 4, seed: int = 0):
     """Wrap a LidarNav2D env: ``k`` rays, chosen per episode, read 0 (no return)."""
-    if not isinstance(k, int) or not 0 <= k <= len(LIDAR_RAYS):
-        raise ValueError(f"k must be an int in [0, {len(LIDAR_RAYS)}], got {k!r}")
+    SEVERITY_CHECKS["ray_dropout"](k)
+    _require_lidar(env, "ray_dropout")
 
     def new_episode(w, obs):
         w.dead = np.array(LIDAR_RAYS)[w.rng.choice(len(LIDAR_RAYS), k, replace=False)]
@@ -232,15 +259,30 @@ ENV_DEGRADATIONS = {"obs_gn": obs_gn, "joint_pos_noise": joint_pos_noise,
 _INT_ARG = {"quantize", "ray_dropout"}
 
 
-def parse_degradation(spec: str | None) -> tuple[str, float] | None:
+NAV_ONLY = ("lidar_gn", "ray_dropout", "dynamic")
+
+
+def parse_degradation(spec: str | None, env_id: str | None = None) -> tuple[str, float] | None:
     """``"weight_gn:0.05"`` -> ``("weight_gn", 0.05)``; ``"healthy"``/``None`` -> ``None``;
-    ``"dynamic"`` -> ``("dynamic", 1)``."""
+    ``"dynamic"`` -> ``("dynamic", 1)``. The severity is range-checked; with ``env_id`` the
+    degradation must also apply to that task (navigation-only conditions need LidarNav2D,
+    joint noise a task of :data:`JOINT_INDICES`). Raises ``ValueError`` naming the problem."""
     if spec is None or spec in ("", "none", "healthy"):
         return None
+    if not isinstance(spec, str):
+        raise TypeError(f"degradation must be a string such as 'weight_gn:0.05', got {spec!r}")
     name, _, sev = spec.partition(":")
     known = sorted(WEIGHT_DEGRADATIONS) + sorted(ENV_DEGRADATIONS) + ["dynamic"]
     if name not in known:
         raise ValueError(f"degradation {name!r} is not known; choose one of {known}")
+    if env_id is not None:
+        task = env_id.split("/")[-1].split("-")[0]
+        if name in NAV_ONLY and task != "LidarNav2D":
+            raise ValueError(f"degradation {name!r} applies to membra/LidarNav2D-v0 only, not "
+                             f"{env_id!r}")
+        if name.startswith("joint_") and task not in JOINT_INDICES:
+            raise ValueError(f"degradation {name!r} needs joint indices, none known for "
+                             f"{env_id!r} (known: {sorted(JOINT_INDICES)})")
     if name == "dynamic":
         return name, 1
     if not sev:
@@ -248,7 +290,12 @@ def parse_degradation(spec: str | None) -> tuple[str, float] | None:
     try:
         val = int(sev) if name in _INT_ARG else float(sev)
     except ValueError:
-        raise ValueError(f"degradation {spec!r}: severity must be a number") from None
+        kind = "an int" if name in _INT_ARG else "a number"
+        raise ValueError(f"degradation {spec!r}: severity must be {kind}") from None
+    try:
+        SEVERITY_CHECKS[name](val)
+    except ValueError as e:
+        raise ValueError(f"degradation {spec!r}: {e}") from None
     return name, val
 
 

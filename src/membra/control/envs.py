@@ -33,3 +33,6 @@ def make_env(env_id: str, **kwargs):
         return gym.make(env_id, **kwargs)
     except gym.error.DependencyNotInstalled as e:
         raise ImportError(f"{env_id} needs mujoco: pip install 'membra[control]' ({e})") from e
+    except (gym.error.NameNotFound, gym.error.VersionNotFound,
+            gym.error.DeprecatedEnv) as e:
+        raise ValueError(f"unknown gymnasium environment {env_id!r}: {e}") from None

@@ -76,9 +76,8 @@ def evaluate(actor, env_fn, episodes: int = 10, seed: int = 1000, degradation=No
     over episodes: ``mean_rate``, ``cv``, ``rate_dev``, ``silent_frac``, ``saturated_frac``,
     ``drift``) and ``episodes`` (one row per episode).
     """
-    import copy
-
     from ..homeostasis import DWAM, DWAMConfig, RateRecorder
+    from ..homeostasis.recorder import copy_without_rate_hooks
     from .degrade import apply_degradation, derive_seed, parse_degradation
 
     if not isinstance(episodes, int) or episodes <= 0:
@@ -99,7 +98,7 @@ def evaluate(actor, env_fn, episodes: int = 10, seed: int = 1000, degradation=No
         healthy_rates = {k[:-len(".healthy_rate")]: v for k, v in calib.items()
                          if k.endswith(".healthy_rate")}
 
-    model = copy.deepcopy(actor).eval()
+    model = copy_without_rate_hooks(actor).eval()
     dseed = derive_seed(degradation_seed, *degradation, model_id) if degradation else 0
     model, env_fn_d = apply_degradation(model, env_fn, degradation, dseed)
     adapter = None

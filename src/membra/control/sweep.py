@@ -13,6 +13,7 @@ import numpy as np
 
 from ..homeostasis import DWAM, DWAMConfig
 from .checkpoint import _resolve, load_actor
+from .degrade import NAV_ONLY
 from .envs import make_env
 from .evaluate import evaluate
 
@@ -32,7 +33,6 @@ _GRID = {
     "ray_dropout": ((2, 4, 8), 4),
     "dynamic": ((1,), 1),
 }
-_NAV_ONLY = ("lidar_gn", "ray_dropout", "dynamic")
 _JOINT = ("joint_pos_noise", "joint_vel_noise")
 
 
@@ -43,7 +43,7 @@ def degradation_grid(env_id: str, full: bool = False) -> list[tuple[str, float] 
     nav = "LidarNav2D" in env_id
     out: list = [None]
     for name, (sevs, default) in _GRID.items():
-        if (name in _NAV_ONLY and not nav) or (name in _JOINT and nav):
+        if (name in NAV_ONLY and not nav) or (name in _JOINT and nav):
             continue
         out += [(name, s) for s in (sevs if full else (default,))]
     return out

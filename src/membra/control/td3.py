@@ -145,6 +145,10 @@ def train_td3(env_id: str, steps: int, seed: int = 0, out: str | Path | None = N
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     env = make_env(env_id, **(env_kwargs or {}))
+    for what, space in (("observation", env.observation_space), ("action", env.action_space)):
+        if type(space).__name__ != "Box" or len(space.shape) != 1:
+            raise ValueError(f"train_td3 needs a flat continuous (Box) {what} space; {env_id} "
+                             f"has {space}")
     obs_dim = env.observation_space.shape[0]
     act_dim = env.action_space.shape[0]
     lo_np, hi_np = env.action_space.low.astype(np.float32), env.action_space.high.astype(

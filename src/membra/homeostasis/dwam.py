@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from . import rule
-from .recorder import RateRecorder
+from .recorder import MembraHook, RateRecorder
 
 __all__ = ["DWAMConfig", "DWAM"]
 
@@ -81,6 +81,18 @@ class DWAMConfig:
         elif not isinstance(self.c0, (int, float)) or not self.c0 > 0:
             raise ValueError(f"DWAMConfig.c0 must be 'calibrated' or a positive float, got "
                              f"{self.c0!r}")
+
+
+class _StepHook(MembraHook):
+    """Model forward hook of :meth:`DWAM.active`: one update after each forward."""
+
+    __slots__ = ("dwam",)
+
+    def __init__(self, dwam):
+        self.dwam = dwam
+
+    def __call__(self, module, inp, out):
+        self.dwam.step()
 
 
 class _Layer:
@@ -214,7 +226,7 @@ class DWAM:
         """Within the block, :meth:`step` runs after every forward of the model."""
         if self.model.training and not self.config.allow_train:
             raise RuntimeError("DWAM.active: the model is in training mode; call model.eval()")
-        handle = self.model.register_forward_hook(lambda m, i, o: self.step())
+        handle = self.model.register_forward_hook(_StepHook(self))
         try:
             yield self
         finally:

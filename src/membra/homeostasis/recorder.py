@@ -18,7 +18,7 @@ from torch import nn
 
 from ..nn.neurons import SpikingNeuron
 
-__all__ = ["find_synaptic_layers", "RateRecorder"]
+__all__ = ["find_synaptic_layers", "RateRecorder", "copy_without_rate_hooks"]
 
 
 def find_synaptic_layers(model: nn.Module, layers=None) -> list[tuple[str, nn.Linear, nn.Module]]:
@@ -68,6 +68,38 @@ class _Acc:
         return r
 
 
+class MembraHook:
+    """Base of the forward hooks membra's recorders and DWAM attach (stripped from copies by
+    :func:`copy_without_rate_hooks`)."""
+
+    __slots__ = ()
+
+
+class _RateHook(MembraHook):
+    """Forward hook adding a tensor (the input or the output) to an accumulator."""
+
+    __slots__ = ("acc", "use_input")
+
+    def __init__(self, acc: _Acc, use_input: bool):
+        self.acc, self.use_input = acc, use_input
+
+    def __call__(self, module, inp, out):
+        self.acc.add(inp[0] if self.use_input else out)
+
+
+def copy_without_rate_hooks(model: nn.Module) -> nn.Module:
+    """``copy.deepcopy(model)`` minus the hooks of any :class:`RateRecorder` or DWAM attached
+    to ``model`` (:class:`MembraHook`): without this the copy's forwards would be counted, and
+    stepped, by the original's adapter. Other hooks are kept."""
+    import copy
+
+    new = copy.deepcopy(model)
+    for mod in new.modules():
+        for hid in [k for k, h in mod._forward_hooks.items() if isinstance(h, MembraHook)]:
+            del mod._forward_hooks[hid]
+    return new
+
+
 class RateRecorder:
     """Hooks recording pre/post rates per synaptic layer between calls of :meth:`pop`.
 
@@ -82,11 +114,9 @@ class RateRecorder:
         self._acc = {name: (_Acc(), _Acc()) for name, _, _ in self.pairs}
         self._handles = []
         for name, lin, post in self.pairs:
-            pre_acc, post_acc = self._acc[name][1], self._acc[name][0]
-            self._handles.append(lin.register_forward_hook(
-                lambda m, inp, out, a=pre_acc: a.add(inp[0])))
-            self._handles.append(post.register_forward_hook(
-                lambda m, inp, out, a=post_acc: a.add(out)))
+            post_acc, pre_acc = self._acc[name]
+            self._handles.append(lin.register_forward_hook(_RateHook(pre_acc, True)))
+            self._handles.append(post.register_forward_hook(_RateHook(post_acc, False)))
 
     def pop(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         out = {}
