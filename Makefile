@@ -29,7 +29,7 @@ test-all: setup
 	$(BIN)/python -m pytest
 
 bench: setup
-	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m membra.bench.run --out benchmarks/results
 
 # The peer libraries (SpikingJelly, snnTorch, Norse) go into a separate venv that sees the main
 # one's packages (torch 2.13.0 included) through a .pth file, so torch is never reinstalled and
@@ -47,10 +47,10 @@ bench-peers: setup
 	-$(PEERS)/bin/python -m pip download -q --no-deps --no-binary norse -d $(PEERS)/sdist norse==1.1.0 && \
 	  $(PEERS)/bin/python -m pip install -q -c $(VENV)/torch-constraint.txt --no-build-isolation --no-deps $(PEERS)/sdist/norse-1.1.0.tar.gz && \
 	  $(PEERS)/bin/python -m pip install -q -c $(VENV)/torch-constraint.txt nirtorch
-	$(PEERS)/bin/python -m benchmarks.run
+	$(PEERS)/bin/python -m membra.bench.run --out benchmarks/results
 
 lint: setup
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests
 
 clean:
 	rm -rf $(VENV) $(PEERS) build dist src/*.egg-info .pytest_cache

@@ -1,22 +1,38 @@
-"""`make bench` runs end to end on a tiny size (its timings are never asserted)."""
+"""`membra bench` / `make bench` run end to end on a tiny size (timings are never asserted)."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from typer.testing import CliRunner
+
+from membra.bench.run import main
+from membra.cli import app
 
 
-def test_bench_writes_json_and_markdown(tmp_path, monkeypatch):
-    monkeypatch.syspath_prepend(str(ROOT))
-    from benchmarks.run import main
-
-    main(["--steps", "2", "--neurons", "64", "--repeats", "1", "--no-compile", "--no-conv",
-          "--out", str(tmp_path)])
-    data = json.loads((tmp_path / "kernels.json").read_text())
-    row = data["neuron"]["cpu"]["by_T"]["2"]
+def _check(out, T):
+    data = json.loads((out / "kernels.json").read_text())
+    row = data["neuron"]["cpu"]["by_T"][str(T)]
     assert "membra-reference" in row["methods"]
     assert row["limits"]["copy_x3"]["median_ms"] > 0
-    md = (tmp_path / "kernels.md").read_text()
-    assert "forward + backward" in md and "T=2" in md
+    md = (out / "kernels.md").read_text()
+    assert "forward + backward" in md and f"T={T}" in md
+
+
+def test_bench_writes_json_and_markdown(tmp_path):
+    main(["--steps", "2", "--neurons", "64", "--repeats", "1", "--no-compile", "--no-conv",
+          "--out", str(tmp_path)])
+    _check(tmp_path, 2)
+
+
+def test_membra_bench_cli(tmp_path):
+    r = CliRunner().invoke(app, ["bench", "--steps", "3", "--neurons", "32", "--repeats", "1",
+                                 "--no-compile", "--no-conv", "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    _check(tmp_path, 3)
+
+
+def test_membra_bench_bad_steps(tmp_path):
+    r = CliRunner().invoke(app, ["bench", "--steps", "4,x", "--out", str(tmp_path)])
+    assert r.exit_code == 2 and "--steps" in r.output
+    assert not (tmp_path / "kernels.json").exists()

@@ -1,8 +1,10 @@
-"""``python -m benchmarks.run`` (``make bench``): neuron kernels and a conv SNN training step.
+"""``membra bench`` / ``python -m membra.bench.run`` (``make bench``): neuron kernels and a
+conv SNN training step.
 
-Writes ``benchmarks/results/kernels.json`` (all medians and repeats) and
-``benchmarks/results/kernels.md`` (the tables, as ratios). Timings are never asserted
-anywhere; on a shared machine they are noisy, so compare ratios from the same run.
+Writes ``OUT/kernels.json`` (all medians and repeats) and ``OUT/kernels.md`` (the tables, as
+ratios); ``make bench`` uses ``OUT = benchmarks/results``, ``membra bench`` ``runs/bench``.
+Timings are never asserted anywhere; on a shared machine they are noisy, so compare ratios
+from the same run.
 """
 
 from __future__ import annotations
@@ -21,15 +23,14 @@ import torch
 from .neurons import run_neuron_bench
 from .report import markdown
 
-RESULTS = Path(__file__).with_name("results")
+RESULTS = Path("runs/bench")
 
 
 def conv_bench(impls, repeats, log=print) -> dict:
     out = {}
     for impl in impls:
-        cmd = [sys.executable, "-m", "benchmarks.conv", impl, str(repeats)]
-        proc = subprocess.run(cmd, capture_output=True, text=True,
-                              cwd=Path(__file__).resolve().parent.parent)
+        cmd = [sys.executable, "-m", "membra.bench.conv", impl, str(repeats)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             out[impl] = {"error": proc.stderr.strip().splitlines()[-1:]}
             log(f"conv {impl}: failed: {out[impl]['error']}")
@@ -53,6 +54,9 @@ def main(argv=None) -> None:
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
     if args.conv_only:
+        if not (args.out / "kernels.json").is_file():
+            ap.error(f"--conv-only updates {args.out / 'kernels.json'}, which does not exist; "
+                     "run the full benchmark into --out first")
         results = json.loads((args.out / "kernels.json").read_text())
         _conv(results, args.repeats)
         _write(results, args.out)

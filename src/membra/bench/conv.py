@@ -1,7 +1,7 @@
 """One training step of a small conv SNN, x = [T=4, B=32, 3, 32, 32]: two conv blocks
 (conv, batch norm, LIF, max-pool) and a linear readout, mean over time, cross-entropy, SGD.
 
-Each implementation runs in its own process (``python -m benchmarks.conv IMPL``), so that its
+Each implementation runs in its own process (``python -m membra.bench.conv IMPL``), so that its
 peak resident memory (``VmHWM``, reset before the first step) is its own; it prints one JSON
 line: the median time per step and the peak memory above the resident size before the first
 step.

@@ -1,4 +1,4 @@
-"""Markdown tables (ratios first) from the results of :mod:`benchmarks.run`."""
+"""Markdown tables (ratios first) from the results of :mod:`membra.bench.run`."""
 
 from __future__ import annotations
 

@@ -1,0 +1,41 @@
+"""``membra bench``."""
+
+from __future__ import annotations
+
+import typer
+
+from . import app
+
+
+@app.command()
+def bench(
+    steps: str = typer.Option("4,16,64", help="values of T, comma-separated"),
+    neurons: int = typer.Option(16384, min=1, help="neurons per sample (x is [T, 64, N])"),
+    repeats: int = typer.Option(5, min=1, help="timed repeats after warm-up (median)"),
+    compile_reference: bool = typer.Option(True, "--compile/--no-compile",
+                                           help="also time torch.compile of the reference loop"),
+    conv: bool = typer.Option(True, "--conv/--no-conv",
+                              help="also time a conv SNN training step (peak memory)"),
+    out: str = typer.Option("runs/bench", help="folder for kernels.json and kernels.md"),
+) -> None:
+    """Time membra's neuron kernels on this machine: a LIF layer forward and forward+backward
+    for each backend, against the memory-bandwidth limit (three copies of x), torch.compile of
+    the reference loop and SpikingJelly / snnTorch / Norse when they are installed; then a
+    conv SNN training step. Results (ratios first) go to OUT/kernels.md and OUT/kernels.json;
+    timings are medians and are noisy on a shared machine.
+
+    Example: membra bench --steps 16 --no-conv
+    """
+    from ..bench.run import main
+
+    try:
+        ts = [int(s) for s in steps.split(",") if s.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"--steps {steps!r}: expected integers like 4,16,64") from None
+    if not ts or min(ts) < 1:
+        raise typer.BadParameter(f"--steps {steps!r}: expected positive integers like 4,16,64")
+    argv = ["--steps", *map(str, ts), "--neurons", str(neurons), "--repeats", str(repeats),
+            "--out", out]
+    argv += [] if compile_reference else ["--no-compile"]
+    argv += [] if conv else ["--no-conv"]
+    main(argv)
