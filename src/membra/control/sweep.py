@@ -253,10 +253,11 @@ def _plots(sweep: dict, out: Path) -> None:
     ax.set_xticks(x, labels, rotation=45, ha="right")
     ax.set_ylabel("episode return (mean ± std)")
     ax.set_title(f"{sweep['env_id']}: return under degradation")
-    ax.legend()
+    # outside the axes: returns can be negative (Pendulum) or large, so no corner is free
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out / "returns.png", dpi=110)
+    fig.savefig(out / "returns.png", dpi=110, bbox_inches="tight")
     plt.close(fig)
 
     layer_names = list(pairs[0][1]["layers"])
