@@ -104,4 +104,8 @@ def measure(impl: str, repeats: int = 5) -> dict:
 
 
 if __name__ == "__main__":
+    from membra.kernels.memory import reuse_enabled_by_env, reuse_freed_memory
+
+    if reuse_enabled_by_env():  # the same memory setting as the parent benchmark
+        reuse_freed_memory()
     print(json.dumps(measure(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 5)))

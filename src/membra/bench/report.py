@@ -47,12 +47,22 @@ def _neuron_table(dev: str, res: dict, phase: str) -> list[str]:
     return lines + [""]
 
 
+def _memory_note(env: dict) -> str:
+    """How large tensors were allocated (:mod:`membra.kernels.memory`); older results lack it."""
+    if "malloc_cache_bytes" not in env:
+        return ""
+    if env["malloc_cache_bytes"]:
+        return "; freed memory reused (membra's malloc setting)"
+    return "; fresh pages for every large tensor (MEMBRA_MALLOC_CACHE=0)"
+
+
 def markdown(results: dict) -> str:
     env = results["env"]
     out = ["# membra kernel benchmarks", "",
            f"torch {env['torch']}, Python {env['python']}, {env['machine']}, "
            f"{env['threads']} threads on {env['cpus']} CPUs"
            + (f", GPU {env['gpu']}" if "gpu" in env else "")
+           + _memory_note(env)
            + f"; load average {env['load_avg_at_start'][0]:.1f} at start, "
            f"{env.get('load_avg_at_end', (float('nan'),))[0]:.1f} at end ({env['date']}). "
            "The machine is shared: absolute times are noisy, ratios from the same run "

@@ -63,12 +63,17 @@ def main(argv=None) -> None:
         return
 
     import membra
+    from membra.kernels.memory import reuse_applied, reuse_enabled_by_env, reuse_freed_memory
 
+    # what a `membra train` process gets (MEMBRA_MALLOC_CACHE=0 measures fresh pages instead)
+    if reuse_enabled_by_env():
+        reuse_freed_memory()
     env = {"membra": membra.__version__, "torch": torch.__version__,
            "python": platform.python_version(), "machine": platform.machine(),
            "processor": platform.processor(), "threads": torch.get_num_threads(),
            "cpus": os.cpu_count(), "load_avg_at_start": os.getloadavg(),
-           "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+           "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+           "malloc_cache_bytes": reuse_applied()}
     print(f"membra bench: torch {env['torch']}, {env['threads']} threads, "
           f"load {env['load_avg_at_start'][0]:.1f}")
     results = {"env": env, "neuron": {}}

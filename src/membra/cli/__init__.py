@@ -47,4 +47,10 @@ _register_verbs()
 
 
 def main() -> None:
+    from ..kernels.memory import reuse_enabled_by_env, reuse_freed_memory
+
+    # Large tensors reuse freed heap pages instead of fresh mmaps (page faults on first touch
+    # cost more than the kernels on many machines); MEMBRA_MALLOC_CACHE=0 turns it off.
+    if reuse_enabled_by_env():
+        reuse_freed_memory()
     app()

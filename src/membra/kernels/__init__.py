@@ -25,10 +25,12 @@ from .dispatch import (
     register_backend,
     select_backend,
 )
+from .memory import reuse_freed_memory
 from .reference import reference_sequence
 
 __all__ = ["lif_sequence", "if_sequence", "neuron_sequence", "register_backend",
-           "available_backends", "list_backends", "select_backend", "PREFERENCE"]
+           "available_backends", "list_backends", "select_backend", "PREFERENCE",
+           "reuse_freed_memory"]
 
 register_backend("reference", reference_sequence)
 
