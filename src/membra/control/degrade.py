@@ -181,10 +181,15 @@ def _task(env) -> str:
     return (spec.id if spec is not None else type(env.unwrapped).__name__).split("/")[-1]
 
 
+def _family(env_id: str) -> str:
+    """The task family of a gymnasium id: ``membra/LidarNav2D-v0`` -> ``LidarNav2D``."""
+    return env_id.split("/")[-1].split("-")[0]
+
+
 def _joint_noise(env, sigma, seed, which, indices):
     _check_num("sigma", sigma)
     if indices is None:
-        task = _task(env).split("-")[0]
+        task = _family(_task(env))
         if task not in JOINT_INDICES:
             raise ValueError(f"no joint indices known for {task!r}; pass indices= (known: "
                              f"{sorted(JOINT_INDICES)})")
@@ -276,7 +281,7 @@ def parse_degradation(spec: str | None, env_id: str | None = None) -> tuple[str,
     if name not in known:
         raise ValueError(f"degradation {name!r} is not known; choose one of {known}")
     if env_id is not None:
-        task = env_id.split("/")[-1].split("-")[0]
+        task = _family(env_id)
         if name in NAV_ONLY and task != "LidarNav2D":
             raise ValueError(f"degradation {name!r} applies to membra/LidarNav2D-v0 only, not "
                              f"{env_id!r}")
