@@ -5,11 +5,39 @@ Each verb lives in its own module under :mod:`membra.cli` and registers itself o
 
 from __future__ import annotations
 
+import os
+
 import typer
+from typer.core import TyperGroup
 
 from .. import __version__
 
+#: ``--debug`` (or ``MEMBRA_DEBUG=1``) lets an error's traceback through.
+_DEBUG = {"on": os.environ.get("MEMBRA_DEBUG", "") not in ("", "0")}
+
+
+class _OneLineErrors(TyperGroup):
+    """Every verb's error reaches the user as one ``error: ...`` line and exit status 2.
+
+    typer's/click's own exceptions (usage errors, ``Exit``, ``Abort``) pass through unchanged;
+    ``--debug`` lets the traceback through for a bug report."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except Exception as err:  # noqa: BLE001 -- the one boundary where errors become text
+            if _DEBUG["on"] or type(err).__module__.split(".")[0] in ("typer", "click"):
+                raise
+            known = isinstance(err, (ValueError, TypeError, OSError, KeyError))
+            text = str(err) if known else f"{type(err).__name__}: {err}"
+            typer.secho(f"error: {text}", fg=typer.colors.RED, err=True)
+            if not known:
+                typer.secho("(run with --debug for the traceback)", err=True)
+            raise typer.Exit(2) from None
+
+
 app = typer.Typer(
+    cls=_OneLineErrors,
     name="membra",
     help="Spiking neural networks built around the membrane potential.\n\n"
          "Examples:\n\n  membra train configs/digits_imp_lts.toml\n\n"
@@ -28,8 +56,12 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                       help="Print the version and exit.")) -> None:
+                                       help="Print the version and exit."),
+          debug: bool = typer.Option(False, "--debug",
+                                     help="Show the full traceback of an error.")) -> None:
     """membra command line."""
+    if debug:
+        _DEBUG["on"] = True
 
 
 def _register_verbs() -> None:
