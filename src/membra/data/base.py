@@ -65,6 +65,8 @@ def resolve_T(T: int | None, default: int) -> int:
 class _Base(Dataset):
     info: DatasetInfo
     epoch: int = 0
+    #: ``(path, reason)`` of each bad file a reader left out with ``skip_bad=True``
+    skipped: tuple = ()
 
     def set_epoch(self, epoch: int) -> None:
         """Change the per-item randomness (rate encoding, augmentation) for a new epoch."""

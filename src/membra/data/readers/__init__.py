@@ -2,3 +2,6 @@
 unpickled; a missing root, missing file or corrupt file is an error naming the path."""
 
 from . import aedat, atis, cifar10, image_folder  # noqa: F401
+from ._common import BadFileError
+
+__all__ = ["BadFileError"]

@@ -25,11 +25,21 @@ from pathlib import Path
 
 import numpy as np
 
-from ..base import LazyDataset, require_direct, resolve_T
+from ..base import require_direct, resolve_T
 from ..events import make_events
 from ..registry import DatasetInfo, register_dataset
 from ..transforms import EventAugment
-from ._common import FrameLoader, corrupt, frame_shape, require_file, require_root, split_per_class
+from ._common import (
+    FrameLoader,
+    class_dirs,
+    corrupt,
+    frame_shape,
+    labelled_files,
+    lazy_dataset,
+    require_file,
+    require_root,
+    split_per_class,
+)
 
 __all__ = ["read_aedat", "encode_aedat2", "encode_aedat31", "CIFAR10_DVS_CLASSES"]
 
@@ -158,44 +168,49 @@ def _read_cifar10_dvs(path):
 
 
 def _read_gesture(sample):
-    """Events ``start <= t < end`` of one labelled gesture of a recording."""
+    """Events ``start <= t < end`` of one labelled gesture of a recording; none there (a
+    recording cut short, or labels of another recording) is a bad file."""
     path, t0, t1 = sample
     ev = _gesture_events(path)
-    return ev[(ev["t"] >= t0) & (ev["t"] < t1)], path
+    part = ev[(ev["t"] >= t0) & (ev["t"] < t1)]
+    if len(part) == 0:
+        span = f"{int(ev['t'].min())}..{int(ev['t'].max())} us" if len(ev) else "no events"
+        raise corrupt(path, f"it has no events in the labelled gesture {t0}..{t1} us (the "
+                            f"recording holds {span}); is it cut short?")
+    return part, path
 
 
 @register_dataset("cifar10-dvs", builtin=False,
                   description="CIFAR10-DVS from its .aedat files (root/<class>/*.aedat), "
                               "frames [T=16, 2, 128, 128], 90/10 split per class")
 def cifar10_dvs(*, split, T, root, seed, encoding, binning: str = "count", size=None,
-                test_fraction: float = 0.1, augment: bool = False):
+                test_fraction: float = 0.1, augment: bool = False, skip_bad: bool = False):
     """CIFAR10-DVS event frames (default T=16 equal-count frames, the recipe's binning).
 
     Orientation as SpikingJelly's loader: ``x' = 127 - y``, ``y' = 127 - x`` of the raw
     DVS128 address. Split: per class, files in natural order (``cifar10_<class>_<i>``), the
     first ``round(test_fraction * n)`` are ``test`` (i = 0..99 of 1000), the rest ``train``.
     ``augment=True``: the recipe's flip + one of shear/translate/rotate/cutout
-    (:class:`membra.data.transforms.EventAugment`), seeded per item and epoch."""
+    (:class:`membra.data.transforms.EventAugment`), seeded per item and epoch.
+    ``skip_bad=True`` drops bad files (reported)."""
     require_direct("cifar10-dvs", encoding)
     root = require_root(root, "cifar10-dvs", "one folder per class (airplane, automobile, "
                                              "...) of .aedat files")
     T = resolve_T(T, 16)
-    samples, labels = [], []
-    for c, name in enumerate(CIFAR10_DVS_CLASSES):
-        cdir = root / name
-        if not cdir.is_dir():
-            raise FileNotFoundError(f"cifar10-dvs: missing class folder {str(cdir)!r}; "
+    for name in CIFAR10_DVS_CLASSES:
+        if not (root / name).is_dir():
+            raise FileNotFoundError(f"cifar10-dvs: missing class folder {str(root / name)!r}; "
                                     f"expected {list(CIFAR10_DVS_CLASSES)} under the root")
-        files = split_per_class(list(cdir.glob("*.aedat")), split, test_fraction)
-        samples += files
-        labels += [c] * len(files)
+    dirs = class_dirs(root, CIFAR10_DVS_CLASSES, "cifar10-dvs", "CIFAR10-DVS")
+    samples, labels = labelled_files(
+        dirs, (".aedat",), lambda files: split_per_class(files, split, test_fraction))
     if not samples:
         raise FileNotFoundError(f"cifar10-dvs: no .aedat files under {str(root)!r}")
 
     info = DatasetInfo("cifar10-dvs", frame_shape(T, (128, 128), binning, size), 10, T)
-    return LazyDataset(samples, labels,
-                       FrameLoader(_read_cifar10_dvs, T, (128, 128), binning, size,
-                                   EventAugment() if augment else None, seed), info)
+    load = FrameLoader(_read_cifar10_dvs, T, (128, 128), binning, size,
+                       EventAugment() if augment else None, seed)
+    return lazy_dataset("cifar10-dvs", samples, labels, load, info, skip_bad)
 
 
 def _gesture_root(root) -> Path:
@@ -235,10 +250,12 @@ def _gesture_events(path: Path) -> np.ndarray:
 @register_dataset("dvs128-gesture", builtin=False,
                   description="DVS128 Gesture from its AEDAT 3.1 files + _labels.csv "
                               "(official user split), frames [T, 2, 128, 128], 11 classes")
-def dvs128_gesture(*, split, T, root, seed, encoding, binning: str = "count", size=None):
+def dvs128_gesture(*, split, T, root, seed, encoding, binning: str = "count", size=None,
+                   skip_bad: bool = False):
     """DVS128 Gesture event frames (default T=16, equal-count binning). A sample is the
     events ``start <= t < end`` of one row of a recording's ``_labels.csv``; the recordings
-    of a split are listed in ``trials_to_train.txt`` / ``trials_to_test.txt``."""
+    of a split are listed in ``trials_to_train.txt`` / ``trials_to_test.txt``.
+    ``skip_bad=True`` drops the gestures of bad recordings (reported)."""
     require_direct("dvs128-gesture", encoding)
     root = _gesture_root(root)
     T = resolve_T(T, 16)
@@ -257,5 +274,5 @@ def dvs128_gesture(*, split, T, root, seed, encoding, binning: str = "count", si
         raise FileNotFoundError(f"dvs128-gesture: {str(listing)!r} lists no recordings")
 
     info = DatasetInfo("dvs128-gesture", frame_shape(T, (128, 128), binning, size), 11, T)
-    return LazyDataset(samples, labels,
-                       FrameLoader(_read_gesture, T, (128, 128), binning, size), info)
+    return lazy_dataset("dvs128-gesture", samples, labels,
+                        FrameLoader(_read_gesture, T, (128, 128), binning, size), info, skip_bad)

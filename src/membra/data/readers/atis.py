@@ -9,7 +9,9 @@ original Matlab/Python readers' rule).
 **Layouts.** N-MNIST: ``root/Train/<digit>/*.bin`` and ``root/Test/<digit>/*.bin`` (sensor
 34x34). N-Caltech101: ``root/<class>/*.bin`` or ``root/Caltech101/<class>/*.bin`` (sensor
 taken as 180x240, H x W); it has no official split: per class, files in natural order, the
-first ``round(test_fraction * n)`` (default 10%) are ``test``, the rest ``train``.
+first ``round(test_fraction * n)`` (default 10%) are ``test``, the rest ``train``. A label
+is the index of the class folder's name among the sorted, visible folder names of ``Train/``
+(N-MNIST, both splits) or of the root (N-Caltech101).
 """
 
 from __future__ import annotations
@@ -18,17 +20,20 @@ from pathlib import Path
 
 import numpy as np
 
-from ..base import LazyDataset, require_direct, resolve_T
+from ..base import require_direct, resolve_T
 from ..events import make_events
 from ..registry import DatasetInfo, register_dataset
 from ..transforms import EventAugment
 from ._common import (
     FrameLoader,
-    class_folders,
+    class_dirs,
+    class_names,
     corrupt,
     frame_shape,
-    natural_key,
+    labelled_files,
+    lazy_dataset,
     require_root,
+    shared_classes,
     split_per_class,
 )
 
@@ -74,57 +79,53 @@ def _read_file(path):
     return read_atis_bin(path), path
 
 
-def _files(folder: Path) -> list[Path]:
-    return sorted(folder.glob("*.bin"), key=natural_key)
-
-
-def _build(name, samples, labels, classes, sensor, T, binning, size, augment=None, seed=0):
+def _build(name, samples, labels, classes, sensor, T, binning, size, augment=None, seed=0,
+           skip_bad=False):
     if not samples:
         raise FileNotFoundError(f"{name}: no .bin event files found under the given root")
     info = DatasetInfo(name, frame_shape(T, sensor, binning, size), len(classes), T)
     load = FrameLoader(_read_file, T, sensor, binning, size, augment, seed)
-    return LazyDataset(samples, labels, load, info)
+    return lazy_dataset(name, samples, labels, load, info, skip_bad)
 
 
 @register_dataset("nmnist", builtin=False,
                   description="N-MNIST from its ATIS .bin files (root/Train, root/Test), "
                               "frames [T, 2, 34, 34], 10 classes")
-def nmnist(*, split, T, root, seed, encoding, binning: str = "count", size=None):
-    """N-MNIST event frames (default T=10, equal-count binning)."""
+def nmnist(*, split, T, root, seed, encoding, binning: str = "count", size=None,
+           skip_bad: bool = False):
+    """N-MNIST event frames (default T=10, equal-count binning). Classes are the folder
+    names of ``Train/`` (for both splits); ``skip_bad=True`` drops bad files (reported)."""
     require_direct("nmnist", encoding)
     root = require_root(root, "nmnist", "Train/<digit>/*.bin and Test/<digit>/*.bin")
     folder = root / ("Train" if split == "train" else "Test")
     if not folder.is_dir():
         raise FileNotFoundError(f"nmnist: missing folder {str(folder)!r}; expected "
                                 f"{'Train' if split == 'train' else 'Test'}/<digit>/*.bin")
-    classes = class_folders(folder, "nmnist")
-    samples, labels = [], []
-    for c, cdir in enumerate(classes):
-        files = _files(cdir)
-        samples += files
-        labels += [c] * len(files)
-    return _build("nmnist", samples, labels, classes, (34, 34), resolve_T(T, 10), binning, size)
+    classes, dirs = shared_classes(root / "Train", folder, "nmnist")
+    samples, labels = labelled_files(dirs, (".bin",))
+    return _build("nmnist", samples, labels, classes, (34, 34), resolve_T(T, 10), binning, size,
+                  skip_bad=skip_bad)
 
 
 @register_dataset("ncaltech101", builtin=False,
                   description="N-Caltech101 from its ATIS .bin files (root/<class>/*.bin), "
                               "frames [T, 2, 180, 240], 90/10 split per class")
 def ncaltech101(*, split, T, root, seed, encoding, binning: str = "count", size=None,
-                test_fraction: float = 0.1, sensor_size=(180, 240), augment: bool = False):
+                test_fraction: float = 0.1, sensor_size=(180, 240), augment: bool = False,
+                skip_bad: bool = False):
     """N-Caltech101 event frames (default T=16, equal-count binning). The recordings have
     no fixed sensor size; ``sensor_size=(180, 240)`` (H, W) is the frame size SpikingJelly
     uses for this set; widen it if a file has events beyond it (reported with the file).
     ``augment=True``: the recipe's flip + one of shear/translate/rotate/cutout
-    (:class:`membra.data.transforms.EventAugment`), seeded per item and epoch."""
+    (:class:`membra.data.transforms.EventAugment`), seeded per item and epoch.
+    ``skip_bad=True`` drops bad files (reported)."""
     require_direct("ncaltech101", encoding)
     root = require_root(root, "ncaltech101", "<class>/*.bin (or Caltech101/<class>/*.bin)")
     if (root / "Caltech101").is_dir():
         root = root / "Caltech101"
-    classes = class_folders(root, "ncaltech101")
-    samples, labels = [], []
-    for c, cdir in enumerate(classes):
-        files = split_per_class(_files(cdir), split, test_fraction)
-        samples += files
-        labels += [c] * len(files)
+    classes = class_names(root, "ncaltech101")
+    dirs = class_dirs(root, classes, "ncaltech101", repr(str(root)))
+    samples, labels = labelled_files(
+        dirs, (".bin",), lambda files: split_per_class(files, split, test_fraction))
     return _build("ncaltech101", samples, labels, classes, tuple(sensor_size), resolve_T(T, 16),
-                  binning, size, EventAugment() if augment else None, seed)
+                  binning, size, EventAugment() if augment else None, seed, skip_bad)
