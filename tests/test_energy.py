@@ -247,6 +247,17 @@ def test_lif_adaptive_avgpool_linear_counts_every_spike_path(seed):
     _check_row(_run_relay_chain(s, chain, lin), chain, lin, s)
 
 
+class _Op(nn.Module):
+    """A module running ``fn``."""
+
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn(x)
+
+
 class _CatFlip(nn.Module):
     """Concatenate the map with its mirror image along channels (a weight-free copy)."""
 
@@ -323,29 +334,35 @@ def test_chains_of_weight_free_ops_count_every_spike_path(seed):
     _check_row(_run_relay_chain(s, chain, weight), chain, weight, s)
 
 
-@pytest.mark.parametrize("seed", range(8))
-def test_max_pooling_passes_the_selected_events(seed):
-    # LIF -> [AvgPool 2x2] -> MaxPool -> Conv: max pooling selects one input per window;
-    # after a 2x2 average the selected value has the largest sum, so the reference is the
-    # max of the 2x2 sums (windows by unfold)
+def _windows(e, d, k, stride):
+    """``[..., *out, k^d]`` windows of the last ``d`` axes."""
+    for _ in range(d):          # each unfold moves the next spatial axis to position -d
+        e = e.unfold(-d, k, stride)
+    return e.flatten(-d)
+
+
+@pytest.mark.parametrize("avg_first", [False, True])
+@pytest.mark.parametrize("adaptive", [False, True])
+@pytest.mark.parametrize("d", [1, 2])
+@pytest.mark.parametrize("seed", range(2))
+def test_max_pooling_passes_the_selected_events(seed, d, adaptive, avg_first):
+    # LIF -> [AvgPool 2] -> (Adaptive)MaxPool -> Conv: max pooling selects one input per
+    # window; after an average of width 2 the selected value has the largest sum, so the
+    # reference is the max of the window sums (windows by unfold)
     rng = random.Random(200 + seed)
-    shape = (rng.randint(1, 3), 2 * rng.randint(3, 5), 2 * rng.randint(3, 5))
-    s = _bernoulli(seed, (2, 2, *shape), 0.5)
-    avg_first = seed % 2 == 1
     k = rng.choice([2, 3])
-    chain = ([nn.AvgPool2d(2)] if avg_first else []) + [nn.MaxPool2d(k, rng.randint(1, k))]
-    conv = _random_conv(rng, 2, _out_shape(chain, shape))
-    e = s.flatten(0, 1)
-    if avg_first:
-        e = F.unfold(e, 2, stride=2).unflatten(1, (shape[0], 4)).sum(2).unflatten(
-            -1, (shape[1] // 2, shape[2] // 2))
-    pool = chain[-1]
-    n, c, h, w = e.shape
-    oh, ow = (h - k) // pool.stride + 1, (w - k) // pool.stride + 1
-    e = F.unfold(e, k, stride=pool.stride).unflatten(1, (c, k * k)).amax(2).unflatten(
-        -1, (oh, ow))
+    shape = (rng.randint(1, 3), *[2 * k * rng.randint(1, 3) for _ in range(d)])
+    s = _bernoulli(seed, (2, 2, *shape), 0.5)
+    mid = tuple(n // 2 for n in shape[1:]) if avg_first else shape[1:]
+    stride = k if adaptive else rng.randint(1, k)
+    pool = ({1: nn.AdaptiveMaxPool1d, 2: nn.AdaptiveMaxPool2d}[d](tuple(n // k for n in mid))
+            if adaptive else {1: nn.MaxPool1d, 2: nn.MaxPool2d}[d](k, stride))
+    chain = ([_AVG[d](2)] if avg_first else []) + [pool]
+    conv = _random_conv(rng, d, _out_shape(chain, shape))
+    e = _windows(s, d, 2, 2).sum(-1) if avg_first else s
+    e = _windows(e, d, k, stride).amax(-1)
     row = _run_relay_chain(s, chain, conv)
-    ref, _ = _paths([], conv, e.unflatten(0, (2, 2)))
+    ref, _ = _paths([], conv, e)
     assert (row.input, row.macs) == ("spikes", 0)
     assert row.sops == pytest.approx(ref)
 
@@ -361,15 +378,6 @@ def test_dropout_in_training_keeps_the_kept_spikes():
     assert 0 < kept.sum() < s.sum()
     assert (row.input, row.spikes, row.sops) == ("spikes", kept.sum() / 4,
                                                  kept.sum() * 3 / 4)
-
-
-class _Op(nn.Module):
-    def __init__(self, fn):
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, x):
-        return self.fn(x)
 
 
 _NOT_WEIGHT_FREE = {
@@ -395,6 +403,38 @@ def test_ops_with_weights_or_offsets_are_analog(case):
     row = sops(net, 2 * _bernoulli(9, (T, B, 2, 4, 4), 0.5), static_input_once=False).layers[0]
     assert row.input == "analog" and row.sops == 0
     assert row.macs == T * row.ann_macs
+
+
+# weight-free operations on a [N, 4, 6, 6] map (after a 2x2 average pool of 4 x 12 x 12 spikes)
+_WEIGHT_FREE = {
+    "reshape_view": lambda x: x.reshape(x.shape[0], 2, -1).view(x.shape[0], -1),
+    "permute_transpose": lambda x: x.permute(0, 2, 3, 1).transpose(1, 2).contiguous(),
+    "unsqueeze_expand_squeeze": lambda x: x.unsqueeze(1).expand(-1, 3, -1, -1, -1).flatten(1, 2),
+    "repeat_tile_interleave": lambda x: torch.cat([x.repeat(1, 1, 1, 2), x.tile(2),
+                                                   x.repeat_interleave(2, dim=-1)], dim=1),
+    "flip_roll": lambda x: torch.roll(x.flip(-1), 2, dims=-2),
+    "getitem_select_narrow": lambda x: torch.cat([x[:, 1:3, :, ::2], x.narrow(-1, 1, 3),
+                                                  x.select(1, 0).unsqueeze(1)[..., :3]], 1),
+    "index_tensor": lambda x: x[:, torch.tensor([3, 0, 0])],
+    "split_stack_unbind": lambda x: torch.stack([*(t[:, 0] for t in x.split(1, dim=1)),
+                                                 *x.unbind(1)[:1]], 1),
+    "pixel_shuffle": lambda x: F.pixel_unshuffle(F.pixel_shuffle(x, 2), 3),
+    "dtype_roundtrip": lambda x: x.double().to(torch.float32),
+    "pads": lambda x: torch.cat([F.pad(x, (1, 1, 1, 1), mode=m) for m in
+                                 ("reflect", "replicate", "circular", "constant")], 1),
+    "nearest": lambda x: F.interpolate(x, scale_factor=(2, 3), mode="nearest"),
+    "divide": lambda x: x / 4,
+    "sum_mean": lambda x: torch.cat([x.sum(1, keepdim=True), x.mean(-1, keepdim=True).expand(
+        -1, -1, -1, 6)], 1),
+}
+
+
+@pytest.mark.parametrize("op", sorted(_WEIGHT_FREE))
+def test_each_weight_free_op_keeps_events(op):
+    s = _bernoulli(len(op), (2, 3, 4, 12, 12), 0.4)
+    chain = [nn.AvgPool2d(2), _Op(_WEIGHT_FREE[op]), nn.Flatten(1)]
+    lin = nn.Linear(math.prod(_out_shape(chain, (4, 12, 12))), 3)
+    _check_row(_run_relay_chain(s, chain, lin), chain, lin, s)
 
 
 def _loop_avgpool_conv(s, k, ps, pp, conv):
