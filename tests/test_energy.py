@@ -247,6 +247,18 @@ def test_lif_adaptive_avgpool_linear_counts_every_spike_path(seed):
     _check_row(_run_relay_chain(s, chain, lin), chain, lin, s)
 
 
+def _shift_into_zeros(x):
+    z = torch.zeros_like(x)
+    z[:, :, 1:] = x[:, :, :-1]
+    return z
+
+
+def _write_analog(x):
+    z = x.clone()
+    z[..., 0] = 0.5
+    return z
+
+
 class _Op(nn.Module):
     """A module running ``fn``."""
 
@@ -387,6 +399,7 @@ _NOT_WEIGHT_FREE = {
     "learned_scale": lambda x: x * torch.linspace(1, 2, x.shape[-1]),
     "cat_analog": lambda x: torch.cat([x, torch.rand_like(x)], dim=1),
     "batchnorm": nn.BatchNorm2d(2).eval(),
+    "setitem_analog": _write_analog,
 }
 
 
@@ -424,6 +437,7 @@ _WEIGHT_FREE = {
                                  ("reflect", "replicate", "circular", "constant")], 1),
     "nearest": lambda x: F.interpolate(x, scale_factor=(2, 3), mode="nearest"),
     "divide": lambda x: x / 4,
+    "zeros_setitem": _shift_into_zeros,
     "sum_mean": lambda x: torch.cat([x.sum(1, keepdim=True), x.mean(-1, keepdim=True).expand(
         -1, -1, -1, 6)], 1),
 }

@@ -7,7 +7,7 @@ asks where it came from (its provenance, traced through every torch operation of
 - **events**: the spikes of a :class:`membra.nn.SpikingNeuron`, the model input when it holds
   non-negative integers (event-camera frames; ``first_layer_macs=True`` makes it analog), and
   anything computed from events by weight-free operations: copies (reshape, flatten, slicing,
-  padding, concatenation, nearest upsampling, dropout), sums (average and adaptive average
+  padding, concatenation, nearest upsampling, dropout, ``z[idx] = s``), sums (average and adaptive average
   pooling, ``sum``, ``mean``, the ADD of two event maps), max pooling, multiplication by a
   constant, and integer-valued elementwise logic of spike maps (AND, ``1 - s``). Each event
   costs one accumulate per (path through those operations, synapse) it reaches:
@@ -184,7 +184,8 @@ def _is_counts(x: torch.Tensor) -> bool:
 # every nonzero coefficient replaced by 1. _PURE marks tensors whose values are their own
 # event counts (spikes, ADDs of spikes, copies of them), so they need no second tensor.
 _PURE = object()
-_INPLACE_DUNDERS = {"__iadd__", "__imul__", "__itruediv__", "__isub__", "__iand__", "__ior__"}
+_INPLACE_DUNDERS = {"__iadd__", "__imul__", "__itruediv__", "__isub__", "__iand__", "__ior__",
+                    "__setitem__"}
 
 
 def _is_number(c) -> bool:
@@ -325,6 +326,24 @@ def _scale(func, args, kwargs, out, ev, pure):
     return _PURE if pure(a) and c == 1 else e
 
 
+def _zeros_like(func, args, kwargs, out, ev, pure):
+    """Zeros shaped like events: no events."""
+    return None if ev(args[0]) is None else _PURE
+
+
+def _setitem(func, args, kwargs, out, ev, pure):
+    """``t[idx] = v`` into an event map: the events of ``v`` (none for a 0) at ``idx``."""
+    t, idx, v = args
+    ev_v = 0 if _is_number(v) and v == 0 else ev(v)
+    if ev(t) is None or ev_v is None:
+        return None
+    if pure(t) and (pure(v) or _is_number(v)):
+        return _PURE
+    e = ev(t).clone()
+    e[idx] = ev_v
+    return e
+
+
 def _names(rule, names: str) -> dict:
     return dict.fromkeys(names.split(), rule)
 
@@ -342,7 +361,8 @@ _RULES = {
     **_names(_add, "add __add__ __radd__ add_ __iadd__"),
     **_names(_scale, "mul __mul__ __rmul__ mul_ __imul__ div __truediv__ div_ __itruediv__ "
                      "true_divide"),
-    "pad": _pad, "interpolate": _interpolate, "mean": _mean,
+    "pad": _pad, "interpolate": _interpolate, "mean": _mean, "zeros_like": _zeros_like,
+    "__setitem__": _setitem,
     **{f"avg_pool{d}d": _sum_pool(d) for d in (1, 2, 3)},
     **{f"adaptive_avg_pool{d}d": _bin_sums(d) for d in (1, 2, 3)},
     **{f"max_pool{d}d": _max_pool(d, False) for d in (1, 2, 3)},
@@ -407,10 +427,11 @@ class _Events(TorchFunctionMode):
             name in _INPLACE_DUNDERS or kwargs.get("inplace") is True
         if inplace:                             # the op overwrites spikes that count themselves
             seen = {k: (e.clone() if k in pures else e) for k, e in seen.items()}
-        out = func(*args, **kwargs)
+        result = func(*args, **kwargs)
+        out = args[0] if name == "__setitem__" else result     # setitem writes into args[0]
         outs = out if isinstance(out, (tuple, list)) else (out,)
         if not any(isinstance(o, torch.Tensor) for o in outs):
-            return out
+            return result
 
         def ev(t):
             return seen.get(id(t)) if isinstance(t, torch.Tensor) else None
@@ -426,7 +447,7 @@ class _Events(TorchFunctionMode):
         if res is None and _logic(args, out, pure):
             res = _PURE
         if res is None and not inplace and any(o is t for o in outs for t in flat):
-            return out                          # returned unchanged (e.g. dropout in eval)
+            return result                       # returned unchanged (e.g. dropout in eval)
         if not isinstance(res, (tuple, list)):
             res = [res] * len(outs) if res is _PURE or res is None else [res]
         if len(res) != len(outs):
@@ -437,7 +458,7 @@ class _Events(TorchFunctionMode):
                     self._maps.pop(id(o), None)
                 else:
                     self.mark(o, e)
-        return out
+        return result
 
 
 @torch.no_grad()
