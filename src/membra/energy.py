@@ -7,10 +7,11 @@ asks where it came from (its provenance, traced through every torch operation of
 - **events**: the spikes of a :class:`membra.nn.SpikingNeuron`, the model input when it holds
   non-negative integers (event-camera frames; ``first_layer_macs=True`` makes it analog), and
   anything computed from events by weight-free operations: copies (reshape, flatten, slicing,
-  padding, concatenation, nearest upsampling, dropout, ``z[idx] = s``), sums (average and adaptive average
-  pooling, ``sum``, ``mean``, the ADD of two event maps), max pooling, multiplication by a
-  constant, and integer-valued elementwise logic of spike maps (AND, ``1 - s``). Each event
-  costs one accumulate per (path through those operations, synapse) it reaches:
+  padding, concatenation, nearest upsampling, dropout, ``z[idx] = s``), sums (average and
+  adaptive average pooling, ``sum``, ``mean``, the ADD of two event maps), max pooling,
+  multiplication by a constant, and integer-valued elementwise logic of spike maps (AND,
+  ``1 - s``). Each event costs one accumulate per (path through those operations, synapse)
+  it reaches:
 
   .. math:: \mathrm{SOP}_l = \sum_{\text{outputs } o} \big(|W_l| \to 1\big)\big(e\big)_o,
      \qquad e = P^{\mathbf 1}(s),
