@@ -536,6 +536,6 @@ def evaluate_run(run_dir, *, checkpoint=None, device=None, model=None, show: boo
         console.print(per_step_table(ev, cfg.eval.readout,
                                      title=f"{path.name}: test accuracy per time step"))
         console.print(f"synaptic operations per sample ({energy.batch} test samples, "
-                      "45 nm: 4.6 pJ/MAC, 0.9 pJ/SOP):")
+                      "45 nm: 4.6 pJ/MAC, 0.9 pJ/SOP; conventions in docs/energy.md):")
         console.print(energy.to_markdown(), markup=False, highlight=False, soft_wrap=True)
     return ev
