@@ -155,6 +155,25 @@ def test_a_byte_flipped_anywhere_is_refused(work, tmp_path, seed):
             assert "bad.safetensors" in str(e.value), str(e.value)
 
 
+@pytest.mark.parametrize("seed", range(2))
+def test_every_single_byte_of_a_small_checkpoint_is_covered(tmp_path, seed):
+    """Literally every offset of a small checkpoint (prefix, header, metadata, digest,
+    padding, data of a float, an int and an empty tensor), each with a random non-zero XOR."""
+    rnd = random.Random(seed)
+    path = ck.save_checkpoint(tmp_path / "small.safetensors",
+                              {"w": torch.randn(5), "i": torch.arange(3), "e": torch.zeros(0)},
+                              {"epoch": 1, "history": [{"acc": 0.5}], "note": "x" * seed})
+    raw = path.read_bytes()
+    for off in range(len(raw)):
+        data = bytearray(raw)
+        data[off] ^= rnd.randrange(1, 256)
+        path.write_bytes(bytes(data))
+        with pytest.raises(ValueError, match="small.safetensors"):
+            ck.load_checkpoint(path)
+    path.write_bytes(raw)
+    assert ck.load_checkpoint(path)[1]["epoch"] == 1
+
+
 def test_whitespace_and_padding_bytes_are_covered(work, tmp_path):
     """Bytes whose change keeps valid JSON (spaces <-> tabs/newlines in the padding and
     between tokens) are refused too: the digest covers the file, not a re-parse of it."""
