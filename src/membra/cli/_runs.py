@@ -17,12 +17,11 @@ def load_run_model(path: Path):
 
         model, in_shape, _ = load_study_run(path)
         return model, in_shape
-    from ..train.checkpoint import load_checkpoint, load_model_state, resolve_checkpoint
+    from ..train.checkpoint import load_model_state, load_run_checkpoint
     from ..train.config import config_from_dict
     from ..train.engine import _info, build_datasets, build_model
 
-    ckpt = resolve_checkpoint(path)
-    tensors, meta = load_checkpoint(ckpt)
+    ckpt, tensors, meta = load_run_checkpoint(path)
     cfg = config_from_dict(meta["config"])
     _, test_ds = build_datasets(cfg)
     info = _info(test_ds)

@@ -25,10 +25,10 @@ def _resolve_config(config: Path | None, set_: list[str], resume: Path | None):
         if resume is None:
             raise ValueError("give a CONFIG file (e.g. configs/digits_imp_lts.toml) or "
                              "--resume RUN_DIR")
-        from ..train.checkpoint import read_meta, resolve_checkpoint
+        from ..train.checkpoint import load_run_checkpoint
         from ..train.config import apply_overrides, config_from_dict
 
-        saved = read_meta(resolve_checkpoint(resume))["config"]
+        saved = load_run_checkpoint(resume)[2]["config"]
         cfg = config_from_dict(apply_overrides(saved, set_))
     else:
         cfg = load_config(config, set_)

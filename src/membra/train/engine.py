@@ -20,9 +20,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 import signal
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -81,25 +84,77 @@ def build_model(cfg: RunConfig, info) -> nn.Module:
                         neuron=m.neuron, neuron_kwargs=dict(m.neuron_kwargs), **m.options)
 
 
-def prepare_run_dir(run_dir: Path, fresh: bool) -> Path:
+#: entries of a run folder that a run writes; none may be a link leading out of the folder
+_RUN_ENTRIES = ("checkpoints", "config.toml", "metrics.jsonl", "summary.json", "tb", "plots")
+
+
+def prepare_run_dir(run_dir: Path, fresh: bool, avoid: Path | None = None) -> Path:
     """Create the run folder (and ``checkpoints/``) and check it is writable. A fresh run
-    never overwrites an earlier run's checkpoints: it takes ``<name>-1``, ``<name>-2``..."""
+    never overwrites an earlier run's checkpoints (temporary files of interrupted writes do
+    not count) nor writes into the folder ``avoid``: it takes ``<name>-1``, ``<name>-2``...
+    An entry the run writes that is a symbolic link leading outside the folder is a
+    ``ValueError``."""
+    return _make_run_dir(run_dir, fresh, avoid)[0]
+
+
+def _make_run_dir(run_dir: Path, fresh: bool, avoid: Path | None) -> tuple[Path, list[Path]]:
+    """:func:`prepare_run_dir`, also returning the folders it created (deepest first)."""
     run_dir = Path(run_dir)
-    if fresh and (run_dir / "checkpoints").exists() and any((run_dir / "checkpoints").iterdir()):
-        i = 1
-        while (run_dir.parent / f"{run_dir.name}-{i}").exists():
-            i += 1
-        run_dir = run_dir.parent / f"{run_dir.name}-{i}"
+    if fresh:
+        run_dir = _free_run_dir(run_dir, avoid)
+    root = Path(os.path.realpath(run_dir))
+    for entry in _RUN_ENTRIES:
+        p = run_dir / entry
+        if p.is_symlink() and root not in Path(os.path.realpath(p)).parents:
+            raise ValueError(f"run folder entry {entry} ({str(p)!r}) is a symbolic link "
+                             "leading outside the run folder; membra writes there, so it "
+                             "refuses to follow it")
+    created = []
+    for d in (run_dir / "checkpoints", run_dir, *run_dir.parents):
+        if d.exists() or d.is_symlink():
+            break
+        created.append(d)
     try:
         (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         probe = run_dir / ".write-test"
         probe.write_bytes(b"ok")
         probe.unlink()
     except OSError as err:
+        _remove_dirs(created, run_dir)
         raise OSError(err.errno, f"run folder {str(run_dir)!r} is not writable "
                                  f"({err.strerror or err}); choose another with "
                                  "--set run.out_dir=PATH or run.name=NAME") from None
-    return run_dir
+    return run_dir, created
+
+
+def _free_run_dir(run_dir: Path, avoid: Path | None) -> Path:
+    """``run_dir`` unless it holds a checkpoint (temp files do not count) or contains
+    ``avoid``; otherwise the first ``<name>-<i>`` that does not exist."""
+    def holds_avoid(d: Path) -> bool:
+        if avoid is None:
+            return False
+        a, d = Path(os.path.realpath(avoid)), Path(os.path.realpath(d))
+        return d == a or d in a.parents
+
+    if not ckpt.has_checkpoints(run_dir / "checkpoints") and not holds_avoid(run_dir):
+        return run_dir
+    i = 1
+    while (run_dir.parent / f"{run_dir.name}-{i}").exists():
+        i += 1
+    return run_dir.parent / f"{run_dir.name}-{i}"
+
+
+def _remove_dirs(created: list[Path], run_dir: Path) -> None:
+    """Remove folders a run created (deepest first): the run folder with everything in it,
+    the parents above it only when empty."""
+    for d in created:
+        if d == run_dir or run_dir in d.parents:
+            shutil.rmtree(d, ignore_errors=True)
+        else:
+            try:
+                d.rmdir()
+            except OSError:
+                pass
 
 
 def _as_config(cfg) -> RunConfig:
@@ -160,28 +215,46 @@ class _Stop:
 
 # ---- the trainer ---------------------------------------------------------------------------
 class _Trainer:
-    def __init__(self, cfg: RunConfig, ctx: DistContext, run_dir, resume, model, loss_fn,
+    def __init__(self, cfg: RunConfig, ctx: DistContext, run_dir, loaded, model, loss_fn,
                  callbacks):
+        """``loaded``: ``(path, tensors, meta)`` of a verified checkpoint to resume, or None.
+        Everything that can fail runs before the run folder gets a file; a run folder this
+        run created is removed again if it fails here."""
         self.cfg, self.ctx = cfg, ctx
         self.callbacks = list(callbacks)
-        tc = cfg.train
-        resume_path = ckpt.resolve_checkpoint(resume) if resume is not None else None
-        self.resume_meta = ckpt.read_meta(resume_path) if resume_path is not None else None
-        if self.resume_meta is not None:
-            _check_resume_config(self.resume_meta["config"], cfg, resume_path)
+        resume_path = loaded[0] if loaded is not None else None
+        if loaded is not None:
+            _check_resume_config(loaded[2]["config"], cfg, resume_path)
+        fresh, avoid, self.loose = resume_path is None, None, False
         if run_dir is None:
-            if resume_path is not None:
-                parent = resume_path.parent
-                run_dir = parent.parent if parent.name == "checkpoints" else parent
-            else:
+            own = ckpt.run_folder_of(resume_path) if resume_path is not None else None
+            if own is None:  # a fresh run, or a loose checkpoint file: a new run folder
                 run_dir = Path(cfg.run.out_dir) / cfg.run.name
+                fresh, self.loose = True, resume_path is not None
+                avoid = resume_path.parent if self.loose else None
+            else:
+                run_dir = own
+        self.created: list[Path] = []
         if ctx.is_main:
-            run_dir = prepare_run_dir(Path(run_dir), fresh=resume_path is None)
-            (run_dir / "config.toml").write_text(dump_config(cfg))
+            run_dir, self.created = _make_run_dir(Path(run_dir), fresh, avoid)
         self.run_dir = Path(broadcast_object(str(run_dir), ctx))
         self.ckpt_dir = self.run_dir / "checkpoints"
-        self.reporter = Reporter(self.run_dir, ctx.is_main, cfg.run.progress)
+        self.saved = False
+        try:
+            self._build(model, loss_fn, loaded)
+        except BaseException:
+            _remove_dirs(self.created, self.run_dir)
+            raise
+        self.start_epoch = self.epoch
+        if ctx.is_main:  # everything checked: the run's first writes
+            ckpt.clean_stale_temps(self.ckpt_dir)
+            (self.run_dir / "config.toml").write_text(dump_config(cfg))
+            if loaded is not None:
+                self.reporter.write_history(self.history)
 
+    def _build(self, model, loss_fn, loaded) -> None:
+        cfg, ctx, tc = self.cfg, self.ctx, self.cfg.train
+        self.reporter = Reporter(self.run_dir, ctx.is_main, cfg.run.progress)
         rng.seed_everything(cfg.run.seed)
         self.train_ds, self.test_ds = build_datasets(cfg)
         info = _info(self.train_ds)
@@ -220,8 +293,8 @@ class _Trainer:
         self.sums = [0.0, 0.0, 0.0]  # loss * B, correct, samples (this rank, this epoch)
         self.seen_time = 0.0
         self.history: list[dict] = []
-        if resume_path is not None:
-            self._restore(resume_path)
+        if loaded is not None:
+            self._restore(*loaded)
 
     # ---- checkpoints -------------------------------------------------------------------
     def _state(self) -> tuple[dict, dict]:
@@ -249,6 +322,7 @@ class _Trainer:
             path = ckpt.save_checkpoint(self.ckpt_dir / name, tensors, meta)
             ckpt.write_latest(self.ckpt_dir, name)
             self._prune(keep=name)
+        self.saved = True
         return path
 
     def _prune(self, keep: str) -> None:
@@ -262,13 +336,13 @@ class _Trainer:
             if p.name != keep:
                 p.unlink(missing_ok=True)
 
-    def _restore(self, path: Path) -> None:
-        tensors, meta = ckpt.load_checkpoint(path)
+    def _restore(self, path: Path, tensors: dict, meta: dict) -> None:
+        """Continue from a verified checkpoint (:func:`checkpoint.load_run_checkpoint`)."""
         model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
         ckpt.load_model_state(self.model, model_state, source=f"checkpoint {str(path)!r}")
         try:
             self.optimizer.load_state_dict(ckpt.unflatten_state(meta["optimizer"], tensors))
-        except (ValueError, KeyError) as err:
+        except (ValueError, KeyError, TypeError, IndexError, RuntimeError) as err:
             raise ValueError(f"checkpoint {str(path)!r}: optimizer state does not match "
                              f"({err})") from None
         if self.amp and meta.get("scaler"):
@@ -276,13 +350,20 @@ class _Trainer:
         if meta.get("world_size", 1) != self.ctx.world_size and meta["batch_in_epoch"]:
             raise ValueError(f"checkpoint {str(path)!r} stopped inside an epoch with "
                              f"{meta['world_size']} processes; resume it with as many")
+        if meta["batch_in_epoch"] > self.steps_per_epoch:
+            raise ValueError(f"checkpoint {str(path)!r}: metadata 'batch_in_epoch' "
+                             f"({meta['batch_in_epoch']}) exceeds the {self.steps_per_epoch} "
+                             "batches of an epoch")
         self.epoch, self.step = meta["epoch"], meta["step"]
         self.batch_in_epoch, self.sums = meta["batch_in_epoch"], list(meta["epoch_sums"])
         self.seen_time = meta.get("epoch_time", 0.0)
         self.history = list(meta["history"])
         rng.restore(tensors, meta["rng"])
-        self.reporter.write_history(self.history)
         self.reporter.print(f"resumed from {path} (epoch {self.epoch}, step {self.step})")
+        if self.loose:
+            self.reporter.print(f"{path} is not inside a run folder, so this run writes a new "
+                                f"run folder {self.run_dir} (nothing is written beside the "
+                                "file)")
 
     def _state_is_finite(self) -> bool:
         """All floating-point parameters and buffers finite (on every rank)."""
@@ -438,9 +519,23 @@ class _Trainer:
                     if tc.max_steps and self.step >= tc.max_steps:
                         status = "max_steps"
                         break
-        finally:
+        except BaseException:
             rep.close()
+            self._discard_unused()
+            raise
+        rep.close()
+        if self._discard_unused():
+            rep.print(f"no epoch finished and no checkpoint was written: removed the run "
+                      f"folder {self.run_dir}")
         return self.finish(status)
+
+    def _discard_unused(self) -> bool:
+        """Remove the folders this run created if it ends before finishing an epoch or writing
+        a checkpoint, so a failed start leaves no empty run folder; True when removed."""
+        if not self.created or self.saved or self.epoch > self.start_epoch:
+            return False
+        _remove_dirs(self.created, self.run_dir)
+        return True
 
     def finish(self, status: str) -> dict:
         final = dict(self.history[-1]) if self.history else {}
@@ -486,17 +581,18 @@ def fit(cfg, *, run_dir=None, resume=None, device=None, model=None, loss_fn=None
 
         metrics = fit(load_config("configs/digits_imp_lts.toml"), device="cpu")
     """
+    loaded = ckpt.load_run_checkpoint(resume) if resume is not None else None
     if cfg is None:
-        if resume is None:
+        if loaded is None:
             raise ValueError("fit needs a config (or resume= a run folder to take it from)")
-        cfg = config_from_dict(ckpt.read_meta(ckpt.resolve_checkpoint(resume))["config"])
+        cfg = config_from_dict(loaded[2]["config"])
     cfg = _as_config(cfg)
     threads = torch.get_num_threads()
     if cfg.run.threads:
         torch.set_num_threads(cfg.run.threads)
     ctx = setup(device)
     try:
-        return _Trainer(cfg, ctx, run_dir, resume, model, loss_fn, callbacks).run()
+        return _Trainer(cfg, ctx, run_dir, loaded, model, loss_fn, callbacks).run()
     finally:
         teardown(ctx)
         torch.set_num_threads(threads)
@@ -506,9 +602,20 @@ def evaluate_run(run_dir, *, checkpoint=None, device=None, model=None, show: boo
     """Re-evaluate a saved run on its test split: loads the checkpoint (default: the run's
     latest), rebuilds data and model from the config stored in it, prints the per-step table.
     """
-    path = ckpt.resolve_checkpoint(checkpoint if checkpoint is not None else run_dir)
-    tensors, meta = ckpt.load_checkpoint(path)
+    path, tensors, meta = ckpt.load_run_checkpoint(checkpoint if checkpoint is not None
+                                                   else run_dir)
     cfg = config_from_dict(meta["config"])
+    bad = ckpt.non_finite_tensors({k: v for k, v in tensors.items() if k.startswith("model.")})
+    if bad:  # evaluating such weights gives meaningless numbers: say so before them
+        text = (f"checkpoint {str(path)!r} holds weights that are not finite: "
+                f"{', '.join(bad)}; its outputs and accuracies are meaningless")
+        if show:
+            from rich.console import Console
+
+            Console(stderr=True, soft_wrap=True).print(f"warning: {text}", style="bold red",
+                                                       markup=False, highlight=False)
+        else:
+            warnings.warn(text, RuntimeWarning, stacklevel=2)
     ctx = DistContext(device=setup(device).device)
     rng.seed_everything(cfg.run.seed)
     _, test_ds = build_datasets(cfg)
@@ -522,7 +629,7 @@ def evaluate_run(run_dir, *, checkpoint=None, device=None, model=None, show: boo
                                          shuffle=False, num_workers=cfg.data.num_workers)
     ev = evaluate(model, loader, build_loss(cfg.train), ctx.device)
     ev.update(readout=cfg.eval.readout, test_acc=ev[f"test_acc_{cfg.eval.readout}"],
-              checkpoint=str(path), epoch=meta["epoch"], step=meta["step"])
+              checkpoint=str(path), epoch=meta["epoch"], step=meta["step"], non_finite=bad)
     from ..energy import sops
 
     x_first, _ = next(iter(loader))  # synaptic operations per sample, on the first test batch
