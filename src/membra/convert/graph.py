@@ -240,9 +240,9 @@ def _nonfinite(path: str, m: nn.Module, tensors: dict) -> None:
         bad = int((~torch.isfinite(t.detach())).sum())
         if bad:
             raise InvalidValueError(path, type(m).__name__,
-                                    f"{key} has {bad} NaN/inf value(s) of {t.numel()}; the "
-                                    "ANN's output would be NaN too (restore or retrain the "
-                                    "model)")
+                                    f"{key} has {bad} NaN/inf value(s) of {t.numel()}: the "
+                                    "model is corrupted (a NaN makes the ANN's output NaN); "
+                                    "restore or retrain it")
 
 
 def check_values(model: nn.Module) -> None:
