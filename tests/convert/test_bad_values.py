@@ -3,6 +3,7 @@ lambda and inputs are refused with the layer's name (or stay NaN), and misuse (t
 QCFS, functional ReLU, time-first input) gets a message that says what to do."""
 
 import math
+import re
 import warnings
 
 import pytest
@@ -139,6 +140,22 @@ def test_nan_arising_inside_the_net_stays_nan(mode, kw):
     assert torch.equal(torch.isnan(out), torch.isnan(ref))
 
 
+@pytest.mark.parametrize("mode", ["pascal", "naive"])
+def test_evaluation_reports_a_nan_difference_not_zero(mode):
+    """``max(0.0, nan)`` is 0.0 in Python: the reported logit difference must stay NaN."""
+    from membra.convert.report import evaluate_snn
+
+    body, short = nn.Linear(2, 3), nn.Linear(2, 3)
+    body.weight.data[0] = torch.tensor([3e38, 0.0])
+    short.weight.data[0] = torch.tensor([-3e38, 0.0])
+    net = nn.Sequential(Residual(body, short), QCFS(4, 1.0), nn.Linear(3, 2)).eval()
+    x = torch.tensor([[0.5, 0.25], [10.0, -1.0]])
+    res = evaluate_snn(net, [(x, torch.tensor([0, 1]))], mode, T=4 if mode == "naive" else None)
+    assert math.isnan(res["max_logit_diff"])
+    if mode == "pascal":
+        assert math.isnan(res["folded_logit_diff"])
+
+
 @pytest.mark.parametrize("L", [1, 3, 8])
 def test_neurons_keep_nan_membranes_nan(L):
     z = torch.tensor([0.3, math.nan, 2.0, math.nan], dtype=torch.float64)
@@ -222,3 +239,92 @@ def test_time_first_input_says_conversion_takes_batch_first(name, T):
         snn = to_snn(model, mode, **kw)
         with pytest.raises(ValueError, match=r"takes the ANN's input \[B, \.\.\.\].*time-first"):
             snn(seq)
+
+
+# ---- the `membra convert` commands: one named error line, exit status 2 ----------------------
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from typer.testing import CliRunner
+
+    from membra.cli import app
+
+    out = tmp_path_factory.mktemp("tiny")
+    res = CliRunner().invoke(app, ["convert", "train", "configs/convert_digits.toml",
+                                   "--set", f"run.out_dir={out}", "--set", "train.epochs=1",
+                                   "--set", "convert.al=false", "--set", "run.progress=false",
+                                   "--set", "run.tensorboard=false"])
+    assert res.exit_code == 0, res.output
+    return out / "convert_digits"
+
+
+def tampered(run, tmp_path, key: str, value: float):
+    """A copy of ``run`` whose checkpoint holds ``value`` in entry 0 of tensor ``key`` (saved
+    through membra's checkpoint writer, so the file itself is valid)."""
+    import shutil
+
+    from membra.train.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    path = resolve_checkpoint(copy)
+    tensors, meta = load_checkpoint(path)
+    tensors[f"model.net.{key}"].view(-1)[0] = value
+    meta.pop("format", None)
+    save_checkpoint(path, tensors, meta)
+    return copy
+
+
+def one_error_line(result, pattern: str):
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 2, result.output
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    assert re.search(pattern, lines[0]), lines[0]
+
+
+COMMANDS = [["run"], ["run", "--mode", "naive", "--T", "3"], ["run", "--float64"],
+            ["run", "--neuron", "signed", "--bias", "first"], ["report", "--naive-T", "2"]]
+
+
+@pytest.mark.parametrize("key,value,pattern", [
+    ("0.weight", math.nan, r"'0' \(Conv2d\): weight has 1 NaN/inf"),
+    ("11.bias", math.inf, r"'11' \(Linear\): bias has 1 NaN/inf"),
+    ("4.running_var", -1.0, r"'4' \(BatchNorm2d\): running_var must be >= 0"),
+    ("1.running_mean", math.nan, r"'1' \(BatchNorm2d\): running_mean has 1 NaN/inf"),
+    ("2.lam", 0.0, r"'2' \(QCFS\): lam .* must be finite and > 0, got 0.0"),
+    ("7.body.2.lam", -2.0, r"'7.body.2' \(QCFS\): lam"),
+    ("13.lam", math.nan, r"'13' \(QCFS\): lam .* got nan"),
+])
+def test_cli_refuses_a_tampered_checkpoint_naming_the_layer(tiny_run, tmp_path, key, value,
+                                                            pattern):
+    from typer.testing import CliRunner
+
+    from membra.cli import app
+
+    run = tampered(tiny_run, tmp_path, key, value)
+    for cmd in COMMANDS:
+        extra = ["--out", str(tmp_path / "rep")] if cmd[0] == "report" else []
+        r = CliRunner().invoke(app, ["convert", cmd[0], str(run), *cmd[1:], *extra])
+        one_error_line(r, "error: cannot convert " + pattern)
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf])
+def test_cli_refuses_non_finite_input(tiny_run, monkeypatch, value):
+    from typer.testing import CliRunner
+
+    import membra.convert.report as report
+    from membra.cli import app
+
+    real = report.eval_batches
+
+    def poisoned(cfg, batch_size=None):
+        batches = real(cfg, batch_size)
+        x, y = batches[-1]
+        x = x.clone()
+        x.view(-1)[5] = value
+        return [*batches[:-1], (x, y)]
+
+    monkeypatch.setattr(report, "eval_batches", poisoned)
+    for cmd in COMMANDS[:4]:
+        r = CliRunner().invoke(app, ["convert", cmd[0], str(tiny_run), *cmd[1:]])
+        one_error_line(r, r"error: input of shape \(\d+, 1, 8, 8\) holds 1 NaN/inf value")

@@ -1,6 +1,8 @@
 """The offline digits experiment through `membra convert train`: QCFS training with membra's
 engine, PASCAL == ANN, the naive accuracy curve, and AL halving the levels."""
 
+import re
+
 import pytest
 from typer.testing import CliRunner
 
@@ -47,7 +49,20 @@ def test_al_halves_the_levels_within_accuracy(run_dir):
 def test_cli_run_and_report(run_dir, tmp_path):
     r = CliRunner().invoke(app, ["convert", "run", str(run_dir), "--mode", "naive", "--T", "4"])
     assert r.exit_code == 0, r.output
-    assert "naive SNN, 4 time steps" in r.output
+    assert "naive SNN (float32), 4 time steps" in r.output
+    for extra in ([], ["--float64"], ["--stage", "uniform", "--neuron", "signed"]):
+        r = CliRunner().invoke(app, ["convert", "run", str(run_dir), *extra])
+        assert r.exit_code == 0, r.output
+        lines = r.output.splitlines()
+        folded = [ln for ln in lines if ln.startswith("vs the BN-folded ANN (what the SNN is "
+                                                      "built from")]
+        trained = [ln for ln in lines if ln.startswith("vs the trained ANN (BN unfolded")]
+        assert len(folded) == len(trained) == 1, r.output
+        for ln in folded + trained:  # each check names its reference and has its own figures
+            assert re.search(r"\d+ count mismatches of 2,483,520.*same prediction "
+                             r"[\d.]+%, max \|logit diff\| [\d.e+-]+$", ln), ln
+        # every logit difference printed sits on a line that names its reference
+        assert all(ln.startswith("vs the ") for ln in lines if "logit diff" in ln)
     r = CliRunner().invoke(app, ["convert", "run", str(run_dir), "--mode", "pascal", "--T", "4"])
     assert r.exit_code == 2 and "--T is for --mode naive" in r.output
     r = CliRunner().invoke(app, ["convert", "report", str(run_dir), "--out", str(tmp_path),

@@ -30,6 +30,7 @@ from .snn import (
     ConversionReport,
     ConvertedSNN,
     bias_shares,
+    qcfs_counts,
     signed_counts,
     to_snn,
     two_phase_counts,
@@ -39,4 +40,5 @@ __all__ = ["QCFS", "Residual", "replace_relu", "set_L", "get_L", "qcfs", "qcfs_c
            "qcfs_scale", "qcfs_layers", "fold_bn", "check_values", "capture", "to_snn",
            "ConvertedSNN", "ConversionReport", "al_select", "distortion",
            "pascal_hist_statistic", "UnsupportedLayerError", "InvalidValueError",
-           "two_phase_counts", "signed_counts", "bias_shares", "NETS", "build_net"]
+           "two_phase_counts", "signed_counts", "bias_shares", "qcfs_counts", "NETS",
+           "build_net"]

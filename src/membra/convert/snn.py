@@ -35,10 +35,10 @@ from torch import nn
 from ..energy import E_AC, E_MAC, ones_op
 from ..kernels import if_sequence
 from .graph import AVGPOOLS, UnsupportedLayerError, capture, fold_bn
-from .qcfs import qcfs_count, qcfs_scale
+from .qcfs import QCFS, qcfs_count, qcfs_scale
 
 __all__ = ["to_snn", "ConvertedSNN", "ConversionReport", "two_phase_counts", "signed_counts",
-           "bias_shares"]
+           "bias_shares", "qcfs_counts"]
 
 
 def _fold_time(module, x: torch.Tensor) -> torch.Tensor:
@@ -52,6 +52,22 @@ def _weight_only(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     if isinstance(module, nn.Linear):
         return nn.functional.linear(x, module.weight)
     return module._conv_forward(x, module.weight, None)
+
+
+def qcfs_counts(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """``(model(x), {QCFS path: count of its input})``: one ANN forward pass recording every
+    QCFS layer's count ``clamp(floor(z L / lam + 1/2), 0, L)`` (:func:`qcfs_count`)."""
+    counts: dict[str, torch.Tensor] = {}
+    hooks = [m.register_forward_hook(
+        lambda m, a, o, p=p: counts.__setitem__(p, qcfs_count(a[0], m.lam, m.L)))
+        for p, m in model.named_modules() if isinstance(m, QCFS)]
+    try:
+        with torch.no_grad():
+            out = model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return out, counts
 
 
 def _integrate(values: torch.Tensor) -> torch.Tensor:
@@ -324,17 +340,7 @@ class ConvertedSNN(nn.Module):
                                  "[B, ...], not a time-first [T, B, ...] sequence") from None
 
     def _counts(self, x):
-        hooks = []
-        for op in self.ops:
-            if op.kind == "qcfs":
-                def hook(m, args, out, path=op.path):
-                    self.counts[path] = qcfs_count(args[0], m.lam, m.L)
-                hooks.append(op.module.register_forward_hook(hook))
-        try:
-            out = self.net(x)
-        finally:
-            for h in hooks:
-                h.remove()
+        out, self.counts = qcfs_counts(self.net, x)
         self._windows_from_levels()
         return out
 
