@@ -13,10 +13,13 @@ so it emits :math:`\mathrm{clip}(\lfloor z/\theta + 1/2 \rfloor, 0, L)` front-lo
 the QCFS count, and the network's logits (the current integrated over the last window) equal
 the QCFS ANN's. The emission phase runs as IF neurons of :mod:`membra.kernels` (zero input,
 threshold 1, soft reset). ``neuron="signed"`` fires during accumulation (threshold θ, start θ/2,
-soft reset), then corrects with ``max(T_in, L) - 1`` steps of +1 / reverse -1 spikes and
-re-emits the net count front-loaded. ``simulate="counts"`` skips the time loop: counts times θ
-through the ANN's own ops, bitwise equal to the ANN. Time steps: ``1 + sum of L`` on the
-longest path (plus the correction steps of the signed neuron).
+soft reset; kept in units of θ too), then corrects with ``max(T_in, L) - 1`` steps of +1 /
+reverse -1 spikes and re-emits the net count front-loaded. A Conv/Linear spreads its bias over
+the input window in exact shares (:func:`bias_shares`); an averaging pool averages its
+integrated input window once, as the ANN does, so that nothing rounds differently from the
+folded ANN (docs/conversion.md, "What is exact"). ``simulate="counts"`` skips the time loop:
+counts times θ through the ANN's own ops, bitwise equal to the ANN. Time steps: ``1 + sum of
+L`` on the longest path (plus the correction steps of the signed neuron).
 
 **Naive** (``mode="naive"``): each QCFS becomes an IF neuron with threshold λ, ``v(0) = λ/2``,
 soft reset and output ``λ s(t)``; all layers run for the same ``T`` steps on the analog input
@@ -259,7 +262,7 @@ class ConvertedSNN(nn.Module):
     def _check(self, allow_spike_maxpool: bool) -> None:
         if not any(op.kind == "qcfs" for op in self.ops):
             raise UnsupportedLayerError(
-                self.ops[0].path if len(self.ops) < 2 else "model", "no QCFS activation",
+                type(self.net).__name__, "no QCFS activation",
                 "the model has no QCFS layer, so nothing becomes a spiking neuron: build it "
                 "with nn.ReLU modules, call membra.convert.replace_relu(model, L=...) and "
                 "train it with QCFS before converting")
@@ -519,8 +522,9 @@ def to_snn(model: nn.Module, mode: str = "pascal", *, neuron: str = "two_phase",
             used; the model itself is not modified).
         mode: ``"pascal"`` (exact: equal to the ANN) or ``"naive"`` (IF neurons, rate code).
         neuron: PASCAL neuron, ``"two_phase"`` or ``"signed"``.
-        bias: PASCAL bias injection, ``"split"`` (``b / T_in`` at each input step) or
-            ``"first"`` (``b`` at the window's first step).
+        bias: PASCAL bias injection over an input window of ``T_in > 1`` steps, ``"split"``
+            (exact shares of ``b`` at each step, :func:`bias_shares`) or ``"first"`` (``b`` at
+            the window's first step); a one-step window runs the ANN's own layer.
         simulate: PASCAL ``"temporal"`` (step by step, IF neurons of membra.kernels) or
             ``"counts"`` (counts times θ through the ANN's ops: bitwise equal to the ANN).
         T: time steps of naive mode.
