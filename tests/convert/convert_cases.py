@@ -71,3 +71,96 @@ def qcfs_counts(net: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
         for h in hooks:
             h.remove()
     return out, counts
+
+
+# ---- tie-heavy nets: fixed-point arithmetic, pre-activations exactly on level boundaries ----
+
+def on_grid(g: torch.Generator, shape, lo: float, hi: float, step: float) -> torch.Tensor:
+    """Uniform random multiples of ``step`` in ``[lo, hi]`` (exact binary fractions)."""
+    k = torch.randint(round(lo / step), round(hi / step) + 1, tuple(shape), generator=g)
+    return k.to(torch.float64) * step
+
+
+def tie_qcfs(g: torch.Generator, max_L: int = 64) -> QCFS:
+    """QCFS with ``L`` uniform in ``1..max_L`` (mostly not powers of two) and a power-of-two
+    quantum ``theta = lam / L`` in ``{1, 1/2, 1/4, 1/8}``."""
+    L = int(torch.randint(1, max_L + 1, (1,), generator=g))
+    theta = 2.0 ** -int(torch.randint(0, 4, (1,), generator=g))
+    return QCFS(L, lam_init=theta * L)
+
+
+def fixed_point(model: nn.Module, g: torch.Generator, exact_bn: bool = True) -> nn.Module:
+    """Weights and biases on a 2^-3 grid in [-1, 1]; BatchNorm with ``gamma``, ``beta``,
+    ``mean`` on binary grids and ``var + eps`` in {1/4, 1, 4} (``exact_bn``: folding is exact,
+    ``eps = 0``) or a random ``var`` with the default ``eps`` (folding rounds)."""
+    for m in model.modules():
+        if isinstance(m, (nn.Linear, nn.Conv2d)):
+            m.weight.data = on_grid(g, m.weight.shape, -1, 1, 2 ** -3).float()
+            if m.bias is not None:
+                m.bias.data = on_grid(g, m.bias.shape, -1, 1, 2 ** -3).float()
+        elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            n = m.num_features
+            m.running_mean.copy_(on_grid(g, (n,), -0.5, 0.5, 2 ** -3))
+            m.weight.data = on_grid(g, (n,), 0.5, 2, 2 ** -2).float()
+            m.bias.data = on_grid(g, (n,), -0.5, 0.5, 2 ** -3).float()
+            if exact_bn:
+                m.eps = 0.0
+                m.running_var.copy_(4.0 ** torch.randint(-1, 2, (n,), generator=g))
+            else:
+                m.running_var.copy_(on_grid(g, (n,), 0.25, 2, 2 ** -4))
+    return model
+
+
+def tie_mlp(seed: int, exact_bn: bool = True) -> tuple[nn.Module, torch.Tensor]:
+    """Linear-BN-QCFS-Dropout-Linear-QCFS-Linear(no bias)-QCFS-Linear, fixed point."""
+    g = torch.Generator().manual_seed(seed)
+    h1, h2 = (int(v) for v in torch.randint(5, 24, (2,), generator=g))
+    net = nn.Sequential(nn.Linear(7, h1), nn.BatchNorm1d(h1), tie_qcfs(g), nn.Dropout(0.3),
+                        nn.Linear(h1, h2), tie_qcfs(g), nn.Linear(h2, h2, bias=False),
+                        tie_qcfs(g), nn.Linear(h2, 5))
+    x = on_grid(g, (32, 7), -0.5, 2, 2 ** -4)
+    return fixed_point(net, g, exact_bn).eval(), x
+
+
+def tie_cnn(seed: int, exact_bn: bool = True) -> tuple[nn.Module, torch.Tensor]:
+    """Fixed-point CNN with every op whose arithmetic rounds per step: AvgPool 3x3 (divisors
+    9, 6, 4 with ``count_include_pad=False``), AdaptiveAvgPool 5x5 -> 3x3 (divisors 4, 6, 9);
+    plus MaxPool after a QCFS, identity and Conv+BN residual shortcuts, Flatten, Dropout."""
+    g = torch.Generator().manual_seed(seed)
+    c = 3 + int(torch.randint(3, (1,), generator=g))
+
+    def cbn(i, o, k=3):
+        return [nn.Conv2d(i, o, k, 1, k // 2), nn.BatchNorm2d(o)]
+
+    net = nn.Sequential(
+        *cbn(2, c), tie_qcfs(g), nn.AvgPool2d(3, 1, 1, count_include_pad=False),
+        nn.Conv2d(c, c, 3, 1, 1), tie_qcfs(g), nn.MaxPool2d(2),
+        Residual(nn.Sequential(*cbn(c, c), tie_qcfs(g), *cbn(c, c))), tie_qcfs(g),
+        Residual(nn.Sequential(*cbn(c, c + 1), tie_qcfs(g), nn.Conv2d(c + 1, c + 1, 3, 1, 1)),
+                 nn.Sequential(*cbn(c, c + 1, 1))), tie_qcfs(g),
+        nn.AdaptiveAvgPool2d(3), nn.Flatten(), nn.Dropout(0.2),
+        nn.Linear(9 * (c + 1), 12), tie_qcfs(g), nn.Linear(12, 4))
+    x = on_grid(g, (3, 2, 10, 10), -0.5, 2, 2 ** -4)
+    return fixed_point(net, g, exact_bn).eval(), x
+
+
+def exact_ties(net: nn.Module, x: torch.Tensor) -> int:
+    """How many QCFS inputs of ``net`` lie exactly on a level boundary inside the clip range
+    (``z L / lam + 1/2`` an integer in ``1..L``), computed in float64."""
+    ties = []
+    hooks = [m.register_forward_hook(lambda m, a, o: ties.append(
+        _ties(a[0].double(), m.lam.double(), m.L))) for m in net.modules()
+        if isinstance(m, QCFS)]
+    try:
+        with torch.no_grad():
+            net.double()(x.double())
+    finally:
+        for h in hooks:
+            h.remove()
+        net.float()
+    return sum(ties)
+
+
+def _ties(z, lam, L):
+    u = z * L / lam + 0.5
+    return int(((u == u.floor()) & (u >= 1) & (u <= L)).sum())

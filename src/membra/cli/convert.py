@@ -83,15 +83,19 @@ def run(
                            dtype=torch.float64 if float64 else None, **kw)
     except (ValueError, TypeError, FileNotFoundError) as err:
         _fail(err)
-    typer.echo(f"stage {st['name']}, L = {list(st['L'].values())}; {mode} SNN, "
-               f"{res['time_steps']} time steps")
-    typer.echo(f"ANN accuracy {100 * res['ann_acc']:.2f}%  SNN accuracy "
-               f"{100 * res['snn_acc']:.2f}%  same prediction {100 * res['agreement']:.1f}%  "
-               f"max |logit diff| {res['max_logit_diff']:.2e}")
+    snn_dtype = "float64" if float64 else "float32"
+    typer.echo(f"stage {st['name']}, L = {list(st['L'].values())}; {mode} SNN ({snn_dtype}), "
+               f"{res['time_steps']} time steps: accuracy {100 * res['snn_acc']:.2f}%")
     if mode == "pascal":
-        typer.echo(f"vs the BN-folded ANN it is built from: {res['count_mismatches']} count "
-                   f"mismatches of {res['neurons']:,} neuron outputs, max |logit diff| "
-                   f"{res['folded_logit_diff']:.2e}")
+        typer.echo(f"vs the BN-folded ANN (what the SNN is built from, {snn_dtype}): "
+                   f"{res['count_mismatches']} count mismatches of {res['neurons']:,} neuron "
+                   f"outputs, same prediction {100 * res['folded_agreement']:.1f}%, "
+                   f"max |logit diff| {res['folded_logit_diff']:.2e}")
+    counts = (f"{res['unfolded_count_mismatches']} count mismatches of {res['neurons']:,}, "
+              if mode == "pascal" else "")
+    typer.echo(f"vs the trained ANN (BN unfolded, float32): accuracy "
+               f"{100 * res['ann_acc']:.2f}%, {counts}same prediction "
+               f"{100 * res['agreement']:.1f}%, max |logit diff| {res['max_logit_diff']:.2e}")
     typer.echo(res["markdown"])
 
 

@@ -13,12 +13,32 @@ Example::
 """
 
 from .al import al_select, distortion, pascal_hist_statistic
-from .graph import UnsupportedLayerError, capture, fold_bn
+from .graph import InvalidValueError, UnsupportedLayerError, capture, check_values, fold_bn
 from .nets import NETS, build_net
-from .qcfs import QCFS, Residual, get_L, qcfs, qcfs_count, qcfs_layers, replace_relu, set_L
-from .snn import ConversionReport, ConvertedSNN, signed_counts, to_snn, two_phase_counts
+from .qcfs import (
+    QCFS,
+    Residual,
+    get_L,
+    qcfs,
+    qcfs_count,
+    qcfs_layers,
+    qcfs_scale,
+    replace_relu,
+    set_L,
+)
+from .snn import (
+    ConversionReport,
+    ConvertedSNN,
+    bias_shares,
+    qcfs_counts,
+    signed_counts,
+    to_snn,
+    two_phase_counts,
+)
 
 __all__ = ["QCFS", "Residual", "replace_relu", "set_L", "get_L", "qcfs", "qcfs_count",
-           "qcfs_layers", "fold_bn", "capture", "to_snn", "ConvertedSNN", "ConversionReport",
-           "al_select", "distortion", "pascal_hist_statistic", "UnsupportedLayerError",
-           "two_phase_counts", "signed_counts", "NETS", "build_net"]
+           "qcfs_scale", "qcfs_layers", "fold_bn", "check_values", "capture", "to_snn",
+           "ConvertedSNN", "ConversionReport", "al_select", "distortion",
+           "pascal_hist_statistic", "UnsupportedLayerError", "InvalidValueError",
+           "two_phase_counts", "signed_counts", "bias_shares", "qcfs_counts", "NETS",
+           "build_net"]

@@ -24,11 +24,12 @@ from torch import nn
 from ..nn import SpikingNeuron, TimeDistributed
 from .qcfs import QCFS, Residual
 
-__all__ = ["UnsupportedLayerError", "Op", "capture", "fold_bn", "WEIGHTS", "LINEAR_OPS"]
+__all__ = ["UnsupportedLayerError", "InvalidValueError", "Op", "capture", "fold_bn",
+           "check_values", "WEIGHTS", "LINEAR_OPS", "AVGPOOLS"]
 
 WEIGHTS = (nn.Linear, nn.Conv1d, nn.Conv2d)
-LINEAR_OPS = (nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d,
-              nn.Flatten, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity)
+AVGPOOLS = (nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)
+LINEAR_OPS = AVGPOOLS + (nn.Flatten, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity)
 MAXPOOLS = (nn.MaxPool1d, nn.MaxPool2d)
 NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
 _LEAVES = WEIGHTS + LINEAR_OPS + MAXPOOLS + NORMS + (QCFS,)
@@ -41,6 +42,9 @@ _HINTS = {
     nn.LayerNorm: "layer norm does not commute with spike accumulation; use BatchNorm",
     nn.Softmax: "keep the softmax outside the model (the logits are the SNN's output)",
 }
+_FUNCTIONAL_RELU = ("replace_relu can only replace nn.ReLU modules: define the activation as a "
+                    "module (self.act = nn.ReLU() in __init__, x = self.act(x) in forward), "
+                    "then membra.convert.replace_relu(model, L=...) and train with QCFS")
 
 
 class UnsupportedLayerError(ValueError):
@@ -50,6 +54,11 @@ class UnsupportedLayerError(ValueError):
     def __init__(self, path: str, kind: str, hint: str):
         self.path, self.kind, self.hint = path, kind, hint
         super().__init__(f"cannot convert {path!r} ({kind}): {hint}")
+
+
+class InvalidValueError(UnsupportedLayerError):
+    """A layer whose values have no spiking equivalent (NaN/inf, a negative BN variance,
+    ``lam <= 0``): the message names its path, type and the offending values."""
 
 
 @dataclass
@@ -155,15 +164,16 @@ def capture(model: nn.Module) -> tuple[fx.GraphModule, list[Op]]:
                 op = Op("linear", node.name, ins, module=nn.Flatten())
             else:
                 name = getattr(node.target, "__name__", str(node.target))
-                hint = _HINTS[nn.ReLU] if "relu" in name else \
+                hint = _FUNCTIONAL_RELU if name in ("relu", "relu_") else \
                     "only residual additions and torch.flatten(x, 1) are supported as functions"
                 raise UnsupportedLayerError(node.name, f"function {name}", hint)
         elif node.op == "call_method":
             if node.target == "flatten" and len(ins) == 1 and tuple(node.args[1:]) in ((1,),):
                 op = Op("linear", node.name, ins, module=nn.Flatten())
             else:
-                raise UnsupportedLayerError(node.name, f"method .{node.target}()",
-                                            "only x.flatten(1) is supported as a method")
+                hint = _FUNCTIONAL_RELU if node.target in ("relu", "relu_") else \
+                    "only x.flatten(1) is supported as a method"
+                raise UnsupportedLayerError(node.name, f"method .{node.target}()", hint)
         elif node.op == "output":
             if len(ins) != 1:
                 raise UnsupportedLayerError("output", "several outputs", "return one tensor")
@@ -194,7 +204,9 @@ def _folded(weight_module: nn.Module, bn: nn.Module) -> nn.Module:
 def fold_bn(model: nn.Module) -> fx.GraphModule:
     """A traced copy of ``model`` (eval mode) with every BatchNorm folded into the Conv/Linear
     that feeds it. A BN not directly after a Conv/Linear (or after one with other users) raises
-    :class:`UnsupportedLayerError`."""
+    :class:`UnsupportedLayerError`; NaN/inf or impossible values raise
+    :class:`InvalidValueError` (:func:`check_values`)."""
+    check_values(model)
     gm = _trace(copy.deepcopy(model)).eval()
     for node in list(gm.graph.nodes):
         if node.op != "call_module" or not isinstance(gm.get_submodule(node.target), NORMS):
@@ -219,3 +231,52 @@ def fold_bn(model: nn.Module) -> fx.GraphModule:
     gm.recompile()
     gm.delete_all_unused_submodules()
     return gm
+
+
+def _nonfinite(path: str, m: nn.Module, tensors: dict) -> None:
+    for key, t in tensors.items():
+        if t is None:
+            continue
+        bad = int((~torch.isfinite(t.detach())).sum())
+        if bad:
+            raise InvalidValueError(path, type(m).__name__,
+                                    f"{key} has {bad} NaN/inf value(s) of {t.numel()}: the "
+                                    "model is corrupted (a NaN makes the ANN's output NaN); "
+                                    "restore or retrain it")
+
+
+def check_values(model: nn.Module) -> None:
+    """Refuse values that have no spiking equivalent, naming the layer
+    (:class:`InvalidValueError`): NaN/inf in a Conv/Linear weight or bias or in a BatchNorm's
+    affine parameters or running statistics; a BN with ``running_var < 0`` or ``running_var +
+    eps <= 0`` (it divides by ``sqrt(var + eps)``); a QCFS with ``lam`` not finite or ``<= 0``,
+    or ``L`` not an int ``>= 1``."""
+    for path, m in model.named_modules():
+        path = path or type(model).__name__
+        if isinstance(m, WEIGHTS):
+            _nonfinite(path, m, {"weight": m.weight, "bias": m.bias})
+        elif isinstance(m, NORMS):
+            _nonfinite(path, m, {"weight": m.weight, "bias": m.bias,
+                                 "running_mean": m.running_mean, "running_var": m.running_var})
+            if not (isinstance(m.eps, (int, float)) and 0 <= m.eps < float("inf")):
+                raise InvalidValueError(path, type(m).__name__,
+                                        f"eps must be a finite number >= 0, got {m.eps!r}")
+            var = m.running_var
+            if var is None:
+                continue
+            if bool((var < 0).any()) or bool((var + m.eps <= 0).any()):
+                bad = int(((var < 0) | (var + m.eps <= 0)).sum())
+                raise InvalidValueError(
+                    path, type(m).__name__,
+                    f"running_var must be >= 0 with running_var + eps > 0, but {bad} of "
+                    f"{var.numel()} channel(s) are not (min {float(var.min()):.3g}, eps "
+                    f"{m.eps:g}); the ANN would divide by sqrt(var + eps) and give inf/NaN: "
+                    "the BatchNorm statistics are corrupted")
+        elif isinstance(m, QCFS):
+            lam = float(m.lam.detach()) if isinstance(m.lam, torch.Tensor) else m.lam
+            if not lam > 0 or lam == float("inf"):
+                raise InvalidValueError(path, "QCFS", f"lam (the clip value, threshold of the "
+                                        f"spiking neuron) must be finite and > 0, got {lam!r}")
+            if isinstance(m.L, bool) or not isinstance(m.L, int) or m.L < 1:
+                raise InvalidValueError(path, "QCFS", f"L (the level, spikes per window) must "
+                                        f"be an int >= 1, got {m.L!r}")

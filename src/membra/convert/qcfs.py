@@ -11,7 +11,9 @@ quantum is :math:`\theta = \lambda / L` and
 
 ``n`` is the spike count the converted IF neuron emits. The float expression is fixed (it is
 the one the count-domain SNN reuses, so the two are bitwise equal): ``n = clamp(floor(z *
-(L / lam) + 0.5), 0, L)``, ``out = n * (lam / L)``. The gradient is a straight-through estimate
+(L / lam) + 0.5), 0, L)``, ``out = n * (lam / L)``, where ``L / lam`` is one correctly rounded
+division (:func:`qcfs_scale`), so that it is exact whenever ``lam / L`` is a power of two and
+exact ties then round up as the definition says. The gradient is a straight-through estimate
 of ``floor`` only (identity), autograd through the rest: ``d out/d z = 1`` inside the clip,
 ``d out/d lam = (out - z)/lam`` inside, 1 where saturated at ``lam`` and 0 where clamped at 0.
 """
@@ -21,7 +23,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["qcfs_count", "qcfs", "QCFS", "Residual", "replace_relu", "set_L", "get_L",
+__all__ = ["qcfs_scale", "qcfs_count", "qcfs", "QCFS", "Residual", "replace_relu", "set_L", "get_L",
            "qcfs_layers"]
 
 
@@ -31,9 +33,17 @@ def _check_L(L) -> int:
     return L
 
 
+def qcfs_scale(lam: torch.Tensor | float, L: int) -> torch.Tensor | float:
+    """``L / lam`` as one correctly rounded division (PyTorch's ``L / tensor`` computes
+    ``L * (1 / tensor)``, which rounds twice: ``41 / 5.125`` gives 7.9999995 in float32)."""
+    if isinstance(lam, torch.Tensor):
+        return torch.full_like(lam, L) / lam
+    return L / lam
+
+
 def qcfs_count(z: torch.Tensor, lam: torch.Tensor | float, L: int) -> torch.Tensor:
     """Integer spike count ``clamp(floor(z * (L / lam) + 0.5), 0, L)`` (no gradient)."""
-    return torch.clamp(torch.floor(z * (L / lam) + 0.5), 0, L)
+    return torch.clamp(torch.floor(z * qcfs_scale(lam, L) + 0.5), 0, L)
 
 
 class _FloorSTE(torch.autograd.Function):
@@ -49,7 +59,7 @@ class _FloorSTE(torch.autograd.Function):
 def qcfs(z: torch.Tensor, lam: torch.Tensor, L: int) -> torch.Tensor:
     """``QCFS(z) = clamp(floor(z * (L / lam) + 0.5), 0, L) * (lam / L)`` with a
     straight-through ``floor``; same float operations as :func:`qcfs_count`."""
-    n = torch.clamp(_FloorSTE.apply(z * (L / lam) + 0.5), 0, L)
+    n = torch.clamp(_FloorSTE.apply(z * qcfs_scale(lam, L) + 0.5), 0, L)
     return n * (lam / L)
 
 

@@ -13,10 +13,13 @@ so it emits :math:`\mathrm{clip}(\lfloor z/\theta + 1/2 \rfloor, 0, L)` front-lo
 the QCFS count, and the network's logits (the current integrated over the last window) equal
 the QCFS ANN's. The emission phase runs as IF neurons of :mod:`membra.kernels` (zero input,
 threshold 1, soft reset). ``neuron="signed"`` fires during accumulation (threshold θ, start θ/2,
-soft reset), then corrects with ``max(T_in, L) - 1`` steps of +1 / reverse -1 spikes and
-re-emits the net count front-loaded. ``simulate="counts"`` skips the time loop: counts times θ
-through the ANN's own ops, bitwise equal to the ANN. Time steps: ``1 + sum of L`` on the
-longest path (plus the correction steps of the signed neuron).
+soft reset; kept in units of θ too), then corrects with ``max(T_in, L) - 1`` steps of +1 /
+reverse -1 spikes and re-emits the net count front-loaded. A Conv/Linear spreads its bias over
+the input window in exact shares (:func:`bias_shares`); an averaging pool averages its
+integrated input window once, as the ANN does, so that nothing rounds differently from the
+folded ANN (docs/conversion.md, "What is exact"). ``simulate="counts"`` skips the time loop:
+counts times θ through the ANN's own ops, bitwise equal to the ANN. Time steps: ``1 + sum of
+L`` on the longest path (plus the correction steps of the signed neuron).
 
 **Naive** (``mode="naive"``): each QCFS becomes an IF neuron with threshold λ, ``v(0) = λ/2``,
 soft reset and output ``λ s(t)``; all layers run for the same ``T`` steps on the analog input
@@ -25,6 +28,8 @@ repeated every step, biases added every step; the output is the running mean of 
 
 from __future__ import annotations
 
+import math
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -32,10 +37,11 @@ from torch import nn
 
 from ..energy import E_AC, E_MAC, ones_op
 from ..kernels import if_sequence
-from .graph import UnsupportedLayerError, capture, fold_bn
-from .qcfs import qcfs_count
+from .graph import AVGPOOLS, UnsupportedLayerError, capture, fold_bn
+from .qcfs import QCFS, qcfs_count, qcfs_scale
 
-__all__ = ["to_snn", "ConvertedSNN", "ConversionReport", "two_phase_counts", "signed_counts"]
+__all__ = ["to_snn", "ConvertedSNN", "ConversionReport", "two_phase_counts", "signed_counts",
+           "bias_shares", "qcfs_counts"]
 
 
 def _fold_time(module, x: torch.Tensor) -> torch.Tensor:
@@ -51,37 +57,96 @@ def _weight_only(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return module._conv_forward(x, module.weight, None)
 
 
+def qcfs_counts(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """``(model(x), {QCFS path: count of its input})``: one ANN forward pass recording every
+    QCFS layer's count ``clamp(floor(z L / lam + 1/2), 0, L)`` (:func:`qcfs_count`)."""
+    counts: dict[str, torch.Tensor] = {}
+    hooks = [m.register_forward_hook(
+        lambda m, a, o, p=p: counts.__setitem__(p, qcfs_count(a[0], m.lam, m.L)))
+        for p, m in model.named_modules() if isinstance(m, QCFS)]
+    try:
+        with torch.no_grad():
+            out = model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    return out, counts
+
+
+def _integrate(values: torch.Tensor) -> torch.Tensor:
+    """``values[0] + values[1] + ...`` over the window (dim 0), step after step."""
+    z = values[0]
+    for t in range(1, values.shape[0]):
+        z = z + values[t]
+    return z
+
+
+def _carry_nan(spikes: torch.Tensor, bad: torch.Tensor) -> torch.Tensor:
+    """Spikes ``[T, ...]`` set to NaN where ``bad [...]`` (a NaN membrane or input current):
+    NaN makes no comparison true, so the neuron would emit nothing and look like a valid 0."""
+    return spikes.masked_fill(bad, float("nan")) if bool(bad.any()) else spikes
+
+
 def _emit(v0: torch.Tensor, L: int) -> torch.Tensor:
     """``L`` steps of IF neurons (zero input, threshold 1, soft reset) from ``v0``:
     ``s_k = [v >= 1]; v -= s_k``. Front-loaded binary spikes ``[L, ...]``."""
     x = v0.new_zeros((L, *v0.shape))
     spikes, _ = if_sequence(x, v0, v_th=1.0, v_reset=0.0, reset="soft")
-    return spikes
+    return _carry_nan(spikes, torch.isnan(v0))
 
 
 def two_phase_counts(z: torch.Tensor, lam, L: int) -> torch.Tensor:
-    """Spikes ``[L, ...]`` of the two-phase neuron with integrated input ``z``."""
-    return _emit(z * (L / lam) + 0.5, L)
+    """Spikes ``[L, ...]`` of the two-phase neuron with integrated input ``z``: the membrane
+    in units of θ starts at ``z * (L / lam) + 1/2``, the QCFS expression (:func:`qcfs_scale`)."""
+    return _emit(z * qcfs_scale(lam, L) + 0.5, L)
 
 
 def signed_counts(currents: torch.Tensor, lam, L: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Signed-correction neuron on input currents ``[T_in, ...]``: ``(spikes [L, ...],
-    reverse spikes per neuron)``. Fires during accumulation (threshold θ, start θ/2, soft
-    reset), corrects for ``max(T_in, L) - 1`` steps (+1 at ``v >= θ``, -1 and ``v += θ`` at
-    ``v < 0``), then re-emits the net count front-loaded over ``L`` steps."""
-    theta = lam / L
-    acc, v = if_sequence(currents, torch.full_like(currents[0], theta / 2), v_th=theta,
-                         v_reset=0.0, reset="soft")
+    reverse spikes per neuron)``. Membrane in units of θ (currents times ``L / lam``): it
+    fires during accumulation (threshold 1, start 1/2, soft reset), corrects for
+    ``max(T_in, L) - 1`` steps (+1 at ``v >= 1``, -1 and ``v += 1`` at ``v < 0``), then
+    re-emits the net count front-loaded over ``L`` steps."""
+    x = currents * qcfs_scale(lam, L)
+    acc, v = if_sequence(x, torch.full_like(x[0], 0.5), v_th=1.0, v_reset=0.0, reset="soft")
     count = acc.sum(0)
     reverse = torch.zeros_like(count)
     for _ in range(max(currents.shape[0], L) - 1):
-        pos = (v >= theta).to(v.dtype)
+        pos = (v >= 1).to(v.dtype)
         neg = (v < 0).to(v.dtype)
-        v = v - theta * pos + theta * neg
+        v = v - pos + neg
         count = count + pos - neg
         reverse = reverse + neg
     k = torch.arange(1, L + 1, dtype=count.dtype, device=count.device)
-    return (k.view(-1, *[1] * count.dim()) <= count).to(count.dtype), reverse
+    spikes = (k.view(-1, *[1] * count.dim()) <= count).to(count.dtype)
+    return _carry_nan(spikes, torch.isnan(v)), reverse
+
+
+def bias_shares(b: torch.Tensor, T: int) -> torch.Tensor:
+    """``b`` cut into ``T`` per-step shares ``[T, ...]`` that add up to ``b`` exactly.
+
+    Write ``b = k u`` with ``u`` the lowest set bit of ``b`` and ``k`` an odd integer, and
+    ``|k| = q T + r``; step ``t`` gets ``sign(k) (q + [t < r]) u``. The shares are as even as
+    ``b``'s own binary grid allows (they differ by at most ``u``), every partial sum is a
+    multiple of ``u`` no larger than ``|b|``, so adding them never rounds, and wherever adding
+    ``b`` at once to a current is exact, adding the shares step by step is exact too. (``b /
+    T`` added ``T`` times is not ``b`` when ``T`` is not a power of two.) NaN/inf go whole
+    into the first share."""
+    if T == 1:
+        return b.unsqueeze(0).clone()
+    finite = torch.isfinite(b)
+    bf = torch.where(finite, b, torch.zeros_like(b))
+    mant, ex = torch.frexp(bf)                          # bf = mant * 2**ex, |mant| in [0.5, 1)
+    digits = 1 - round(math.log2(torch.finfo(b.dtype).eps))  # 24 (float32), 53 (float64)
+    k = (mant * 2.0 ** digits).to(torch.int64)          # exact integer
+    low = k & -k                                        # lowest set bit of the integer k
+    odd = torch.where(low == 0, torch.zeros_like(k), k // torch.where(low == 0, 1, low))
+    unit = torch.where(odd == 0, torch.zeros_like(bf), bf / odd.to(b.dtype))  # exact
+    q, r = odd.abs() // T, odd.abs() % T
+    t = torch.arange(T, device=b.device).view(-1, *[1] * b.dim())
+    shares = odd.sign().to(b.dtype) * (q + (t < r)).to(b.dtype) * unit
+    first = torch.where(finite, shares[0], b)
+    return torch.cat([first.unsqueeze(0), shares[1:]])
 
 
 @dataclass
@@ -180,6 +245,13 @@ class ConvertedSNN(nn.Module):
         if dtype is not None:
             self.net = self.net.to(dtype)
         self._check(allow_spike_maxpool)
+        training = [p or type(model).__name__ for p, m in model.named_modules() if m.training]
+        if training:
+            warnings.warn(f"converting a model left in train() mode ({len(training)} module(s), "
+                          f"e.g. {training[0]!r}): the SNN uses BatchNorm's running statistics "
+                          "and no dropout, as in eval(); call model.eval() before to_snn",
+                          UserWarning, stacklevel=3)
+        self._rank = self._input_rank()
         self.counts: dict[str, torch.Tensor] = {}
         self.reverse: dict[str, torch.Tensor] = {}
         self.windows: dict[str, tuple[int, int]] = {}
@@ -188,6 +260,12 @@ class ConvertedSNN(nn.Module):
 
     # -- validation ---------------------------------------------------------------------
     def _check(self, allow_spike_maxpool: bool) -> None:
+        if not any(op.kind == "qcfs" for op in self.ops):
+            raise UnsupportedLayerError(
+                type(self.net).__name__, "no QCFS activation",
+                "the model has no QCFS layer, so nothing becomes a spiking neuron: build it "
+                "with nn.ReLU modules, call membra.convert.replace_relu(model, L=...) and "
+                "train it with QCFS before converting")
         users: dict[int, list[int]] = {}
         for i, op in enumerate(self.ops):
             for j in op.inputs:
@@ -217,32 +295,55 @@ class ConvertedSNN(nn.Module):
                         "output): the neuron has to integrate both branches before firing")
 
     # -- simulation ---------------------------------------------------------------------
-    def forward(self, x: torch.Tensor, return_all_steps: bool = False) -> torch.Tensor:
+    def _input_rank(self) -> int | None:
+        """Dimensions of the ANN's input ``[B, ...]`` when the first Conv/Linear fixes them
+        (no Flatten before it): Linear 2, Conv1d 3, Conv2d 4."""
+        for op in self.ops:
+            if op.kind == "weight":
+                return {nn.Linear: 2, nn.Conv1d: 3, nn.Conv2d: 4}[type(op.module)]
+            if isinstance(op.module, nn.Flatten):
+                return None
+        return None
+
+    def _check_input(self, x) -> None:
         if not isinstance(x, torch.Tensor) or not x.is_floating_point():
-            raise TypeError("the converted SNN takes a floating-point input tensor [B, ...]")
+            raise TypeError("the converted SNN takes a floating-point input tensor [B, ...], "
+                            f"got {getattr(x, 'dtype', type(x).__name__)}")
+        if self._rank is not None and x.dim() != self._rank:
+            shape = tuple(x.shape)
+            if x.dim() == self._rank + 1:
+                raise ValueError(f"input of shape {shape} has one dimension too many: conversion "
+                                 f"takes the ANN's input [B, ...] ({self._rank}-D here), not a "
+                                 "time-first [T, B, ...] sequence; the ANN sees each sample "
+                                 "once, so pass one step, e.g. x[0]")
+            raise ValueError(f"input of shape {shape} is {x.dim()}-D; the ANN's first layer "
+                             f"takes {self._rank}-D input [B, ...]")
+        bad = int((~torch.isfinite(x)).sum())
+        if bad:
+            raise ValueError(f"input of shape {tuple(x.shape)} holds {bad} NaN/inf value(s); "
+                             "the ANN's output would be NaN there, so the SNN refuses it "
+                             "instead of returning finite logits")
+
+    def forward(self, x: torch.Tensor, return_all_steps: bool = False) -> torch.Tensor:
+        self._check_input(x)
         if self.dtype is not None:
             x = x.to(self.dtype)
         self.counts, self.reverse, self.windows = {}, {}, {}
         self._batch, self._input_shape = x.shape[0], tuple(x.shape[1:])
         with torch.no_grad():
-            if self.mode == "naive":
-                return self._naive(x, return_all_steps)
-            if self.simulate == "counts":
-                return self._counts(x)
-            return self._pascal(x)
+            try:
+                if self.mode == "naive":
+                    return self._naive(x, return_all_steps)
+                if self.simulate == "counts":
+                    return self._counts(x)
+                return self._pascal(x)
+            except RuntimeError as err:
+                raise ValueError(f"the network does not run on an input of shape "
+                                 f"{tuple(x.shape)} ({err}); the SNN takes the ANN's input "
+                                 "[B, ...], not a time-first [T, B, ...] sequence") from None
 
     def _counts(self, x):
-        hooks = []
-        for op in self.ops:
-            if op.kind == "qcfs":
-                def hook(m, args, out, path=op.path):
-                    self.counts[path] = qcfs_count(args[0], m.lam, m.L)
-                hooks.append(op.module.register_forward_hook(hook))
-        try:
-            out = self.net(x)
-        finally:
-            for h in hooks:
-                h.remove()
+        out, self.counts = qcfs_counts(self.net, x)
         self._windows_from_levels()
         return out
 
@@ -267,22 +368,16 @@ class ConvertedSNN(nn.Module):
                 continue
             if op.kind == "output":
                 w = env[op.inputs[0]]
-                out = w.values[0]
-                for t in range(1, w.values.shape[0]):
-                    out = out + w.values[t]
                 self._T_total = w.end
-                return out
+                return _integrate(w.values)
             w = env[op.inputs[0]]
             if op.kind == "weight":
-                cur = _fold_time(lambda a, m=op.module: _weight_only(m, a), w.values)
-                b = op.module.bias
-                if b is not None:
-                    shape = (1, 1, -1) + (1,) * (cur.dim() - 3)
-                    if self.bias == "split":
-                        cur = cur + (b / w.values.shape[0]).view(shape)
-                    else:
-                        cur = torch.cat([cur[:1] + b.view(shape), cur[1:]])
-                env[i] = _Win(w.start, cur)
+                env[i] = _Win(w.start, self._currents(op.module, w.values))
+            elif isinstance(op.module, AVGPOOLS) and w.values.shape[0] > 1:
+                # averaging rounds (divisors 9, 6, ...): average the integrated window once,
+                # as the ANN does, and deliver it at the window's last step
+                pooled = op.module(_integrate(w.values)).unsqueeze(0)
+                env[i] = _Win(w.end - 1, pooled)
             elif op.kind in ("linear", "maxpool"):
                 env[i] = _Win(w.start, _fold_time(op.module, w.values))
             elif op.kind == "add":
@@ -291,18 +386,30 @@ class ConvertedSNN(nn.Module):
             elif op.kind == "qcfs":
                 lam, L = op.module.lam.detach(), op.module.L
                 if self.neuron == "two_phase":
-                    z = w.values[0]
-                    for t in range(1, w.values.shape[0]):
-                        z = z + w.values[t]
-                    spikes, start = two_phase_counts(z, lam, L), w.end
+                    spikes, start = two_phase_counts(_integrate(w.values), lam, L), w.end
                 else:
-                    spikes, rev = signed_counts(w.values, float(lam), L)
+                    spikes, rev = signed_counts(w.values, lam, L)
                     self.reverse[op.path] = rev
                     start = w.end + max(w.values.shape[0], L) - 1
                 self.counts[op.path] = spikes.sum(0)
                 self.windows[op.path] = (start, start + L)
                 env[i] = _Win(start, spikes * (lam / L))
         raise RuntimeError("captured graph has no output")  # pragma: no cover
+
+    def _currents(self, module: nn.Module, values: torch.Tensor) -> torch.Tensor:
+        """Per-step currents ``[W, B, ...]`` of a Conv/Linear on an input window of ``W``
+        steps. The bias enters exactly once in total: one step runs the ANN's own layer;
+        ``bias="split"`` adds :func:`bias_shares` (exact) at each step, ``"first"`` adds ``b``
+        at the first step."""
+        if values.shape[0] == 1 or module.bias is None:
+            return _fold_time(module if values.shape[0] == 1 else
+                              (lambda a: _weight_only(module, a)), values)
+        cur = _fold_time(lambda a: _weight_only(module, a), values)
+        shape = (1, -1) + (1,) * (cur.dim() - 3)
+        if self.bias == "split":
+            shares = bias_shares(module.bias, values.shape[0])
+            return cur + shares.view(shares.shape[0], *shape)
+        return torch.cat([cur[:1] + module.bias.view(1, *shape), cur[1:]])
 
     def _naive(self, x, return_all_steps):
         T = self.T
@@ -326,6 +433,7 @@ class ConvertedSNN(nn.Module):
                 lam = float(op.module.lam.detach())
                 s, _ = if_sequence(a.contiguous(), torch.full_like(a[0], lam / 2), v_th=lam,
                                    v_reset=0.0, reset="soft")
+                s = _carry_nan(s, torch.isnan(a).any(0))
                 self.counts[op.path] = s.sum(0)
                 self.windows[op.path] = (0, T)
                 env[i] = s * lam
@@ -414,8 +522,9 @@ def to_snn(model: nn.Module, mode: str = "pascal", *, neuron: str = "two_phase",
             used; the model itself is not modified).
         mode: ``"pascal"`` (exact: equal to the ANN) or ``"naive"`` (IF neurons, rate code).
         neuron: PASCAL neuron, ``"two_phase"`` or ``"signed"``.
-        bias: PASCAL bias injection, ``"split"`` (``b / T_in`` at each input step) or
-            ``"first"`` (``b`` at the window's first step).
+        bias: PASCAL bias injection over an input window of ``T_in > 1`` steps, ``"split"``
+            (exact shares of ``b`` at each step, :func:`bias_shares`) or ``"first"`` (``b`` at
+            the window's first step); a one-step window runs the ANN's own layer.
         simulate: PASCAL ``"temporal"`` (step by step, IF neurons of membra.kernels) or
             ``"counts"`` (counts times θ through the ANN's ops: bitwise equal to the ANN).
         T: time steps of naive mode.
