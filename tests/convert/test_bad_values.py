@@ -328,3 +328,69 @@ def test_cli_refuses_non_finite_input(tiny_run, monkeypatch, value):
     for cmd in COMMANDS[:4]:
         r = CliRunner().invoke(app, ["convert", cmd[0], str(tiny_run), *cmd[1:]])
         one_error_line(r, r"error: input of shape \(\d+, 1, 8, 8\) holds 1 NaN/inf value")
+
+
+# ---- convert.json is data read from a run folder: it may not point anywhere else ------------
+
+def _edit_record(run, tmp_path, edit):
+    import json
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    path = copy / "convert.json"
+    text = path.read_text()
+    new = edit(json.loads(text)) if callable(edit) else edit
+    path.write_text(new if isinstance(new, str) else json.dumps(new))
+    return copy
+
+
+def _stage(**kv):
+    return lambda r: {**r, "stages": [{**r["stages"][0], **kv}]}
+
+
+@pytest.mark.parametrize("edit, pattern", [
+    (_stage(run_dir="../other"), r"stage 'uniform' names folder '\.\./other'"),
+    (_stage(run_dir="/etc"), r"stage 'uniform' names folder '/etc'"),
+    (_stage(run_dir="al"), r"stage 'uniform' names folder 'al'"),
+    (_stage(name="paper"), r"stage 0 is 'paper'"),
+    (_stage(L=True), r"L=True"),
+    (_stage(L=0), r"L=0"),
+    (_stage(L="4"), r"L='4'"),
+    (_stage(L={"2": 0.5}), r"L=\{'2': 0.5\}"),
+    (lambda r: {**r, "stages": []}, r"no 'stages' list"),
+    (lambda r: {k: v for k, v in r.items() if k != "convert"}, r"no 'convert' section"),
+    (lambda r: [r], r"no 'convert' section"),
+    ("{not json", r"not readable JSON"),
+    ("[" * 100_000 + "]" * 100_000, r"not readable JSON \(RecursionError\)"),
+    (b"\xff\xfe".decode("latin-1"), r"not readable JSON"),
+])
+def test_cli_refuses_an_edited_conversion_record(tiny_run, tmp_path, edit, pattern):
+    """Every edit that could send `convert run` elsewhere, or crash it, is one named error."""
+    from typer.testing import CliRunner
+
+    from membra.cli import app
+
+    run = _edit_record(tiny_run, tmp_path, edit)
+    r = CliRunner().invoke(app, ["convert", "run", str(run)])
+    one_error_line(r, r"is not a valid conversion record: .*" + pattern)
+
+
+def test_a_stage_folder_linking_out_of_the_run_is_refused(tiny_run, tmp_path):
+    import json
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from membra.cli import app
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(tiny_run, elsewhere)
+    record = json.loads((run / "convert.json").read_text())
+    record["stages"].append({**record["stages"][0], "name": "al", "run_dir": "al"})
+    (run / "convert.json").write_text(json.dumps(record))
+    (run / "al").symlink_to(elsewhere, target_is_directory=True)
+    r = CliRunner().invoke(app, ["convert", "run", str(run), "--stage", "al"])
+    one_error_line(r, r"leads outside the conversion run")

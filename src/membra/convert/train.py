@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -173,9 +174,56 @@ def train_convert(cfg, sec: ConvertSection, *, run_dir=None, device=None, log=pr
 
 
 def _write_record(run: Path, record: dict) -> None:
-    tmp = run / "convert.json.tmp"
-    tmp.write_text(json.dumps(record, indent=2))
-    tmp.replace(run / "convert.json")
+    from ..train.checkpoint import atomic_write_bytes
+
+    atomic_write_bytes(run / "convert.json", json.dumps(record, indent=2).encode())
+
+
+#: The stage folders a conversion run writes, relative to the run folder.
+_STAGE_DIRS = {"uniform": ".", "al": "al"}
+
+
+def _read_record(path: Path) -> dict:
+    """``convert.json``, checked: its stages are the known ones, in order, each with its own
+    folder inside the run (never a path read from the file), an ``L`` and a ``convert`` section;
+    anything else is a ``ValueError`` naming the file."""
+    def bad(what: str):
+        return ValueError(f"{str(path)!r} is not a valid conversion record: {what} (it is "
+                          "written by `membra convert train`; retrain rather than edit it)")
+
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        raise bad(f"not readable JSON ({type(err).__name__})") from None
+    if not isinstance(record, dict) or not isinstance(record.get("convert"), dict):
+        raise bad("no 'convert' section")
+    stages = record.get("stages")
+    if not isinstance(stages, list) or not stages:
+        raise bad("no 'stages' list")
+    for i, st in enumerate(stages):
+        name = st.get("name") if isinstance(st, dict) else None
+        if name not in _STAGE_DIRS or list(_STAGE_DIRS)[i] != name:
+            raise bad(f"stage {i} is {name!r}; expected {list(_STAGE_DIRS)[i:i + 1]}")
+        if st.get("run_dir") != _STAGE_DIRS[name]:
+            raise bad(f"stage {name!r} names folder {st.get('run_dir')!r}; it must be "
+                      f"{_STAGE_DIRS[name]!r} inside the run")
+        L = st.get("L")
+        ok_int = isinstance(L, int) and not isinstance(L, bool) and L >= 1
+        ok_map = isinstance(L, dict) and L and all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in L.values())
+        if not (ok_int or ok_map):
+            raise bad(f"stage {name!r} has L={L!r}; expected an int >= 1 or a layer -> int map")
+    return record
+
+
+def _stage_dir(root: Path, rel: str) -> Path:
+    """The stage folder ``root/rel``, which must resolve inside ``root`` (no symlink out)."""
+    folder = Path(os.path.realpath(root / rel))
+    top = Path(os.path.realpath(root))
+    if folder != top and top not in folder.parents:
+        raise ValueError(f"stage folder {str(root / rel)!r} leads outside the conversion run "
+                         f"{str(root)!r} (a symbolic link?); refusing to read through it")
+    return folder
 
 
 def stages(run) -> tuple[Path, dict]:
@@ -183,7 +231,7 @@ def stages(run) -> tuple[Path, dict]:
     p = Path(run)
     for cand in (p, *p.parents):
         if (cand / "convert.json").is_file():
-            return cand, json.loads((cand / "convert.json").read_text())
+            return cand, _read_record(cand / "convert.json")
     raise FileNotFoundError(f"{str(p)!r} is not inside a conversion run folder (no "
                             "convert.json; train one with `membra convert train CONFIG`)")
 
@@ -191,7 +239,7 @@ def stages(run) -> tuple[Path, dict]:
 def load_stage(run, stage: str | None = None, device=None):
     """``(ANN in eval mode, RunConfig, stage record)`` of a conversion run; ``stage`` is
     ``"uniform"`` or ``"al"`` (default: the last one trained)."""
-    from ..train.checkpoint import load_checkpoint, load_model_state, resolve_checkpoint
+    from ..train.checkpoint import load_model_state, load_run_checkpoint
     from ..train.config import config_from_dict
 
     root, record = stages(run)
@@ -201,8 +249,7 @@ def load_stage(run, stage: str | None = None, device=None):
     if stage not in names:
         raise ValueError(f"run {str(root)!r} has stages {names}, not {stage!r}")
     st = record["stages"][names.index(stage)]
-    path = resolve_checkpoint(root / st["run_dir"])
-    tensors, meta = load_checkpoint(path)
+    path, tensors, meta = load_run_checkpoint(_stage_dir(root, st["run_dir"]))
     cfg = config_from_dict(meta["config"])
     sec = _section({k: v for k, v in record["convert"].items()})
     net = _build(cfg, sec, st["L"] if isinstance(st["L"], int) else sec.L)
