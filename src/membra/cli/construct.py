@@ -191,7 +191,7 @@ def scaling_cmd(
         "--max-m", help="Build and check the circuits of m = 2..MAX_M (default 12, under a "
                         "minute; at most 16).")] = None,
     full: Annotated[bool, typer.Option(
-        "--full", help="The full check, m = 2..16 (several minutes, about 1 GB).")] = False,
+        "--full", help="The full check, m = 2..16 (about 5 minutes of CPU).")] = False,
     check: Annotated[bool, typer.Option(help="Check every built circuit exhaustively.")] = True,
 ) -> None:
     """Neurons and weights against m, baseline vs compact: writes construct_scaling.md/.png.
