@@ -78,7 +78,7 @@ def test_bad_files_and_options_give_clean_errors(tmp_path):
         ("not json", ["check"], "is not valid JSON"),
         (json.dumps([1, 2]), ["check"], "must be a dict"),
         (json.dumps({"inputs": ["x0"], "neurons": ["A"], "synapses": [["x0", "A"]],
-                     "output": "A"}), ["plot"], "a synapse must be"),
+                     "output": "A"}), ["plot"], "synapses[0] must be"),
         (json.dumps({"m": 2, "table": [0, 1]}), ["compile", "--out", str(tmp_path / "o.json")],
          "= 4 entries"),
     ]

@@ -36,7 +36,7 @@ def test_method_errors():
     rule = SpikeRule.from_pattern([1, 1])
     with pytest.raises(ValueError, match="method='nope' is not known"):
         compile_rule(rule, method="nope")
-    with pytest.raises(NotImplementedError, match="compact"):
+    with pytest.raises(ValueError, match=r"choose one of \['baseline', 'compact'\]"):
         compile_rule(rule, method="paper")
     with pytest.raises(ValueError, match="needs m="):
         compile_rule([0, 1, 0, 1])

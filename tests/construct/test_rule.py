@@ -112,5 +112,5 @@ def test_dict_roundtrip():
     rule = SpikeRule.from_table(np.arange(16) % 3 == 0, 2, n_inputs=2)
     assert SpikeRule.from_dict(rule.to_dict()) == rule
     assert SpikeRule.from_dict({"pattern": [1, 0]}) == SpikeRule.from_pattern([1, 0])
-    with pytest.raises(ValueError, match="window indices"):
+    with pytest.raises(ValueError, match="window index"):
         SpikeRule.from_dict({"m": 2, "accept": [7]})

@@ -15,34 +15,41 @@ construct_app = typer.Typer(
          "Examples:\n\n  membra construct compile --pattern 1,0,1,1 --out circuit.json\n\n"
          "  membra construct check circuit.json\n\n"
          "  membra construct plot circuit.json --out raster.png\n\n"
-         "  membra construct classify",
+         "  membra construct classify\n\n"
+         "  membra construct scaling --out-dir reports",
     no_args_is_help=True)
 app.add_typer(construct_app, name="construct")
 
 
+def _at_least(option: str, value: int, lo: int) -> int:
+    """Refuse an integer option below ``lo``, naming it (one ``error:`` line at the CLI)."""
+    if value < lo:
+        raise ValueError(f"{option} must be an int >= {lo}, got {value}")
+    return value
+
+
 def _parse_pattern(text: str) -> list[int]:
-    try:
-        bits = [int(b) for b in text.replace(" ", "").split(",") if b != ""]
-    except ValueError:
-        raise typer.BadParameter(f"--pattern must be 0/1 values separated by commas, got "
-                                 f"{text!r}") from None
-    if not bits or any(b not in (0, 1) for b in bits):
-        raise typer.BadParameter(f"--pattern must be 0/1 values separated by commas, got "
-                                 f"{text!r}")
-    return bits
+    """``"1,0,1,1"`` -> ``[1, 0, 1, 1]``; anything but 0/1 values separated by commas is
+    refused."""
+    parts = text.replace(" ", "").split(",")
+    if not text.strip() or any(b not in ("0", "1") for b in parts):
+        raise ValueError(f"--pattern must be 0/1 values separated by commas, got {text!r}")
+    return [int(b) for b in parts]
 
 
 def _load_rule(path: Path):
     from ..construct import SpikeRule
 
     if not path.is_file():
-        raise typer.BadParameter(f"rule file {str(path)!r} does not exist")
+        raise FileNotFoundError(f"rule file {str(path)!r} does not exist")
     try:
-        return SpikeRule.from_dict(json.loads(path.read_text()))
+        d = json.loads(path.read_text())
     except json.JSONDecodeError as e:
-        raise typer.BadParameter(f"{str(path)!r} is not valid JSON: {e}") from None
+        raise ValueError(f"{str(path)!r} is not valid JSON: {e}") from None
+    try:
+        return SpikeRule.from_dict(d)
     except (ValueError, TypeError) as e:
-        raise typer.BadParameter(f"rule file {str(path)!r}: {e}") from None
+        raise ValueError(f"rule file {str(path)!r}: {e}") from None
 
 
 def _load_circuit(path: Path):
@@ -50,10 +57,10 @@ def _load_circuit(path: Path):
 
     try:
         return SpikingCircuit.load(path)
-    except FileNotFoundError as e:
-        raise typer.BadParameter(str(e)) from None
-    except (ValueError, TypeError, KeyError) as e:
-        raise typer.BadParameter(f"circuit file {str(path)!r}: {e}") from None
+    except FileNotFoundError:
+        raise
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"circuit file {str(path)!r}: {e}") from None
 
 
 @construct_app.command("compile")
@@ -72,12 +79,10 @@ def compile_cmd(
     from ..construct import SpikeRule, compile_rule
 
     if (rule is None) == (pattern is None):
-        raise typer.BadParameter("give either RULE.json or --pattern (not both)")
-    r = SpikeRule.from_pattern(_parse_pattern(pattern)) if pattern else _load_rule(rule)
-    try:
-        circ = compile_rule(r, method=method)
-    except (ValueError, NotImplementedError) as e:
-        raise typer.BadParameter(str(e)) from None
+        raise ValueError("give either RULE.json or --pattern (not both)")
+    r = SpikeRule.from_pattern(_parse_pattern(pattern)) if pattern is not None else \
+        _load_rule(rule)
+    circ = compile_rule(r, method=method)
     circ.save(out)
     typer.echo(f"{r!r}\n-> {circ.n_neurons} neurons, {circ.n_weights} weights, depth "
                f"{circ.depth}, clock: {'yes' if circ.requires_clock else 'no'}; wrote {out}")
@@ -102,18 +107,20 @@ def check_cmd(
     from ..construct import SpikeRule
     from ..construct.verify import check_random, check_windows
 
+    _at_least("--steps", T, 1)
+    _at_least("--seed", seed, 0)
     circ = _load_circuit(circuit)
     if rule is not None:
         r = _load_rule(rule)
     elif "rule" in circ.meta:
-        r = SpikeRule.from_dict(circ.meta["rule"])
+        try:
+            r = SpikeRule.from_dict(circ.meta["rule"])
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"circuit file {str(circuit)!r}: meta.rule: {e}") from None
     else:
-        raise typer.BadParameter("the circuit stores no rule; pass --rule RULE.json")
-    try:
-        win = check_windows(circ, r, seed=seed)
-        rnd = check_random(circ, r, T=T, seed=seed)
-    except ValueError as e:
-        raise typer.BadParameter(str(e)) from None
+        raise ValueError("the circuit stores no rule; pass --rule RULE.json")
+    win = check_windows(circ, r, seed=seed)
+    rnd = check_random(circ, r, T=T, seed=seed)
     typer.echo(f"circuit: {circ.n_neurons} neurons, {circ.n_weights} weights, depth "
                f"{circ.depth}; {r!r}")
     typer.echo(f"windows: {win.runs} runs, {win.steps} steps, {win.mismatches} mismatches")
@@ -138,12 +145,9 @@ def plot_cmd(
     """
     from ..construct.plot import plot_raster
 
+    _at_least("--seed", seed, 0)
     circ = _load_circuit(circuit)
-    try:
-        path = plot_raster(circ, out, steps=steps, rate=rate, seed=seed)
-    except ValueError as e:
-        raise typer.BadParameter(str(e)) from None
-    typer.echo(f"wrote {path}")
+    typer.echo(f"wrote {plot_raster(circ, out, steps=steps, rate=rate, seed=seed)}")
 
 
 @construct_app.command("classify")
@@ -163,12 +167,10 @@ def classify_cmd(
 
     from ..construct.classify import run_demo
 
+    _at_least("--seed", seed, 0)
     console = Console(width=max(Console().width, 130))
-    try:
-        reports = run_demo(n=n, n_train=3 * n // 4, epochs=epochs, trials=trials, seed=seed,
-                           log=lambda s: console.print(f"[dim]{s}[/]"))
-    except ValueError as e:
-        raise typer.BadParameter(str(e)) from None
+    reports = run_demo(n=n, n_train=3 * n // 4, epochs=epochs, trials=trials, seed=seed,
+                       log=lambda s: console.print(f"[dim]{s}[/]"))
     table = Table(title=f"class 1 iff 1,0,1,1 occurs in a T=64 Bernoulli(0.3) train; "
                         f"{n - 3 * n // 4} test trains")
     for col in ("model", "test acc", "weights/params", "neurons", "spikes/train",
@@ -185,12 +187,22 @@ def classify_cmd(
 def scaling_cmd(
     out_dir: Annotated[Path, typer.Option("--out-dir", help="Folder for the report.")] = Path(
         "reports"),
+    max_m: Annotated[int | None, typer.Option(
+        "--max-m", help="Build and check the circuits of m = 2..MAX_M (default 12, under a "
+                        "minute; at most 16).")] = None,
+    full: Annotated[bool, typer.Option(
+        "--full", help="The full check, m = 2..16 (about 5 minutes of CPU).")] = False,
     check: Annotated[bool, typer.Option(help="Check every built circuit exhaustively.")] = True,
 ) -> None:
     """Neurons and weights against m, baseline vs compact: writes construct_scaling.md/.png.
 
+    Prints the number of circuits and the estimated time, then a progress bar.
+
     Example: membra construct scaling --out-dir reports
     """
-    from ..construct.scaling import write_report
+    from ..construct.scaling import DEFAULT_MAX_M, FULL_MAX_M, write_report
 
-    typer.echo(f"wrote {write_report(out_dir, check=check)}")
+    if full and max_m is not None:
+        raise ValueError("give --full (m up to 16) or --max-m, not both")
+    m = FULL_MAX_M if full else DEFAULT_MAX_M if max_m is None else max_m
+    typer.echo(f"wrote {write_report(out_dir, max_m=m, check=check)}")

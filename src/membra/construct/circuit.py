@@ -29,6 +29,9 @@ from .errors import CyclicCircuitError
 __all__ = ["Synapse", "SpikingCircuit", "as_fraction"]
 
 CLOCK = "clock"
+FORMAT = "membra.construct.circuit/1"
+_CIRCUIT_KEYS = ("format", "lam", "requires_clock", "inputs", "neurons", "synapses", "output",
+                 "shared", "meta")
 
 
 def as_fraction(value, name: str = "weight") -> Fraction:
@@ -60,6 +63,32 @@ class Synapse:
     weight: Fraction
 
 
+def _names(value, field: str) -> list[str]:
+    """A list of names; a string is refused (it is not split into characters)."""
+    if not isinstance(value, (list, tuple)):
+        raise TypeError(f"{field} must be a list of names, got {type(value).__name__} "
+                        f"{value!r:.40}")
+    for i, v in enumerate(value):
+        if not isinstance(v, str):
+            raise TypeError(f"{field}[{i}] must be a name (a string), got {v!r:.40}")
+    return list(value)
+
+
+def _synapse(s, i: int) -> Synapse:
+    """A :class:`Synapse` from a Synapse or ``[src, dst, weight]``; names are strings."""
+    if isinstance(s, Synapse):
+        src, dst, w = s.src, s.dst, s.weight
+    elif isinstance(s, (list, tuple)) and len(s) == 3:
+        src, dst, w = s
+    else:
+        raise ValueError(f"synapses[{i}] must be [src, dst, 'p/q'], got {s!r:.60}")
+    for what, name in (("source", src), ("target", dst)):
+        if not isinstance(name, str):
+            raise TypeError(f"synapses[{i}]: the {what} must be a name (a string), got "
+                            f"{name!r:.40}")
+    return Synapse(src, dst, as_fraction(w, f"synapses[{i}] weight {src}->{dst}"))
+
+
 class SpikingCircuit:
     """A DAG of grid neurons (see the module docstring) with named input lines and one output.
 
@@ -80,12 +109,17 @@ class SpikingCircuit:
     Raises:
         CyclicCircuitError: the synapse graph has a cycle.
         ValueError: unknown names, duplicate names or synapses, a bad ``lam``.
+        TypeError: a field of the wrong type (a string where a list of names is expected, a
+            non-string name, a boolean weight or ``requires_clock`` that is not a bool); the
+            message names the field.
     """
 
     def __init__(self, inputs, neurons, synapses, output: str, *, lam=Fraction(1, 2),
                  requires_clock: bool = False, groups: dict | None = None,
                  shared=(), meta: dict | None = None):
-        self.inputs = [str(s) for s in inputs]
+        self.inputs = _names(inputs, "inputs")
+        if not isinstance(requires_clock, (bool, np.bool_)):
+            raise TypeError(f"requires_clock must be true or false, got {requires_clock!r}")
         self.requires_clock = bool(requires_clock)
         if self.requires_clock and (not self.inputs or self.inputs[0] != CLOCK):
             raise ValueError("requires_clock=True needs 'clock' as the first input line")
@@ -94,31 +128,44 @@ class SpikingCircuit:
         self.lam = as_fraction(lam, "lam")
         if not 0 < self.lam <= 1:
             raise ValueError(f"lam must be in (0, 1], got {self.lam}")
-        names = list(self.inputs) + [str(n) for n in neurons]
+        neurons = _names(neurons, "neurons")
+        names = self.inputs + neurons
         if len(set(names)) != len(names):
             dup = sorted({n for n in names if names.count(n) > 1})
             raise ValueError(f"input and neuron names must be unique; repeated: {dup}")
-        neuron_set = {str(n) for n in neurons}
+        neuron_set = set(neurons)
+        if not isinstance(synapses, (list, tuple)):
+            raise TypeError(f"synapses must be a list of [src, dst, weight], got "
+                            f"{type(synapses).__name__} {synapses!r:.40}")
         syns, seen = [], set()
-        for s in synapses:
-            src, dst, w = (s.src, s.dst, s.weight) if isinstance(s, Synapse) else s
-            if dst not in neuron_set:
-                raise ValueError(f"synapse target {dst!r} is not a neuron of the circuit")
-            if src not in neuron_set and src not in self.inputs:
-                raise ValueError(f"synapse source {src!r} is neither an input line nor a neuron")
-            if (src, dst) in seen:
-                raise ValueError(f"duplicate synapse {src!r} -> {dst!r}")
-            seen.add((src, dst))
-            syns.append(Synapse(str(src), str(dst), as_fraction(w, f"weight {src}->{dst}")))
-        if output not in neuron_set:
-            raise ValueError(f"output {output!r} is not a neuron of the circuit")
-        self.output = str(output)
+        for i, s in enumerate(synapses):
+            syn = _synapse(s, i)
+            if syn.dst not in neuron_set:
+                raise ValueError(f"synapse target {syn.dst!r} is not a neuron of the circuit")
+            if syn.src not in neuron_set and syn.src not in self.inputs:
+                raise ValueError(f"synapse source {syn.src!r} is neither an input line nor a "
+                                 "neuron")
+            if (syn.src, syn.dst) in seen:
+                raise ValueError(f"duplicate synapse {syn.src!r} -> {syn.dst!r}")
+            seen.add((syn.src, syn.dst))
+            syns.append(syn)
+        if not isinstance(output, str) or output not in neuron_set:
+            raise ValueError(f"output {output!r:.40} is not a neuron of the circuit")
+        self.output = output
         self.synapses = syns
-        self.groups = {str(k): str(v) for k, v in (groups or {}).items()}
-        self.shared = tuple(str(s) for s in shared)
+        groups = {} if groups is None else groups
+        if not isinstance(groups, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in groups.items()):
+            raise TypeError(f"groups must map neuron names to group names, got {groups!r:.60}")
+        self.groups = dict(groups)
+        self.shared = tuple(_names(shared, "shared"))
+        stray = [n for n in self.shared if n not in neuron_set]
+        if stray:
+            raise ValueError(f"shared names {stray} are not neurons of the circuit")
+        if meta is not None and not isinstance(meta, dict):
+            raise TypeError(f"meta must be a JSON object (dict), got {type(meta).__name__}")
         self.meta = dict(meta or {})
-        self.neurons, self.layers = self._topological(list(dict.fromkeys(
-            str(n) for n in neurons)))
+        self.neurons, self.layers = self._topological(neurons)
 
     # ---- structure ------------------------------------------------------------------------
     def _topological(self, neurons: list[str]) -> tuple[list[str], list[list[str]]]:
@@ -234,7 +281,7 @@ class SpikingCircuit:
     def to_dict(self) -> dict:
         """JSON-able dict; weights and ``lam`` as exact ``"p/q"`` strings."""
         return {
-            "format": "membra.construct.circuit/1",
+            "format": FORMAT,
             "lam": str(self.lam),
             "requires_clock": self.requires_clock,
             "inputs": list(self.inputs),
@@ -247,23 +294,34 @@ class SpikingCircuit:
 
     @classmethod
     def from_dict(cls, d: dict) -> SpikingCircuit:
+        """Circuit from its JSON form (:meth:`to_dict`). Every field is checked: an unknown key,
+        a wrong type (a string where a list of names is expected, a boolean weight, ...) or an
+        unknown name is an error that names the field."""
         if not isinstance(d, dict):
             raise TypeError(f"a circuit must be a dict (JSON object), got {type(d).__name__}")
+        unknown = sorted(set(d) - set(_CIRCUIT_KEYS))
+        if unknown:
+            raise ValueError(f"unknown circuit key(s) {unknown}; known: {list(_CIRCUIT_KEYS)}")
         missing = [k for k in ("inputs", "neurons", "synapses", "output") if k not in d]
         if missing:
             raise ValueError(f"circuit JSON lacks the key(s) {missing}")
+        if "format" in d and d["format"] != FORMAT:
+            raise ValueError(f"format must be {FORMAT!r}, got {d['format']!r:.40}")
+        if not isinstance(d["neurons"], list):
+            raise TypeError(f"neurons must be a list of names or {{'name', 'group'}} objects, "
+                            f"got {type(d['neurons']).__name__} {d['neurons']!r:.40}")
         neurons, groups = [], {}
-        for n in d["neurons"]:
-            name = n["name"] if isinstance(n, dict) else n
-            neurons.append(name)
-            if isinstance(n, dict) and "group" in n:
-                groups[name] = n["group"]
-        syns = []
-        for s in d["synapses"]:
-            if not isinstance(s, (list, tuple)) or len(s) != 3:
-                raise ValueError(f"a synapse must be [src, dst, 'p/q'], got {s!r}")
-            syns.append(tuple(s))
-        return cls(d["inputs"], neurons, syns, d["output"], lam=d.get("lam", "1/2"),
+        for i, n in enumerate(d["neurons"]):
+            if isinstance(n, dict):
+                if set(n) - {"name", "group"} or not isinstance(n.get("name"), str) or \
+                        not isinstance(n.get("group", ""), str):
+                    raise ValueError(f"neurons[{i}] must be {{'name': str, 'group': str}}, "
+                                     f"got {n!r:.60}")
+                if "group" in n:
+                    groups[n["name"]] = n["group"]
+                n = n["name"]
+            neurons.append(n)
+        return cls(d["inputs"], neurons, d["synapses"], d["output"], lam=d.get("lam", "1/2"),
                    requires_clock=d.get("requires_clock", False), groups=groups,
                    shared=d.get("shared", ()), meta=d.get("meta"))
 

@@ -33,7 +33,7 @@ from .rule import SpikeRule
 
 __all__ = ["compile_rule", "CircuitBuilder", "METHODS", "phase_pair"]
 
-METHODS = ("baseline", "compact", "paper")
+METHODS = ("baseline", "compact")
 F = Fraction
 
 
@@ -87,9 +87,8 @@ def compile_rule(rule_or_table, m: int | None = None, *, method: str = "baseline
     Args:
         rule_or_table: a :class:`SpikeRule`, or a table of ``2**m`` 0/1 values (one input).
         m: memory, needed with a plain table.
-        method: ``"baseline"`` (clocked delay line + DNF, any rule), ``"compact"``
-            (clock-free, input-dominated one-input rules; see :mod:`membra.construct.compact`)
-            or ``"paper"`` (not implemented).
+        method: ``"baseline"`` (clocked delay line + DNF, any rule) or ``"compact"``
+            (clock-free one-input gap rules; see :mod:`membra.construct.compact`).
         clock: ``"auto"`` (the method decides), ``True`` or ``False``.
 
     Raises:
@@ -97,7 +96,7 @@ def compile_rule(rule_or_table, m: int | None = None, *, method: str = "baseline
             on a silent step.
         ValueError: ``clock=False`` with the baseline, an unknown method.
     """
-    if method not in METHODS:
+    if not isinstance(method, str) or method not in METHODS:
         raise ValueError(f"method={method!r} is not known; choose one of {list(METHODS)}")
     if clock not in ("auto", True, False):
         raise ValueError(f"clock must be 'auto', True or False, got {clock!r}")
@@ -107,10 +106,6 @@ def compile_rule(rule_or_table, m: int | None = None, *, method: str = "baseline
             "this rule outputs 1 on a window whose current step is silent on every input, so "
             "no clock-free network can represent it; compile it with a clock line "
             "(method='baseline')")
-    if method == "paper":
-        raise NotImplementedError("method='paper' (the O(sqrt m) construction of Hundrieser et "
-                                  "al.) is not implemented; see docs/construct.md and "
-                                  "method='compact'")
     if method == "compact":
         if clock is True:
             raise ValueError("method='compact' builds clock-free circuits; use clock='auto'")

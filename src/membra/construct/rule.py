@@ -22,23 +22,57 @@ import numpy as np
 
 from .errors import MemoryTooLongError, NotBinaryError, NotCausalError
 
-__all__ = ["SpikeRule", "window_indices"]
+__all__ = ["SpikeRule", "window_indices", "binary_error"]
 
 _WARN_BITS = 16
 _MAX_BITS = 24
+_RULE_KEYS = ("pattern", "m", "n_inputs", "table", "accept")
 
 
 def _check_pos_int(name: str, value, minimum: int = 1) -> int:
+    """``value`` as an int >= ``minimum``; booleans, floats and strings are refused."""
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
     return int(value)
 
 
-def _check_bits(bits: int) -> None:
+def _check_bits(bits: int, what: str = "n_inputs * m") -> None:
+    """Refuse a window table of more than ``2**_MAX_BITS`` entries *before* allocating it."""
     if bits > _MAX_BITS:
-        raise ValueError(f"n_inputs * m = {bits} is too large for a window table (max "
+        raise ValueError(f"{what} = {bits} is too large for a window table (max "
                          f"{_MAX_BITS}); gap rules of any m compile without a table with "
                          "membra.construct.compact.gap_circuit")
+
+
+def _check_list(name: str, value) -> None:
+    """A JSON list (or a tuple / 1-d array from Python); a string is not a list of values."""
+    if not isinstance(value, (list, tuple, np.ndarray)):
+        raise TypeError(f"{name} must be a list, got {type(value).__name__} {value!r:.40}")
+    if isinstance(value, np.ndarray) and value.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional, got shape {value.shape}")
+
+
+def _is_bit(v) -> bool:
+    return isinstance(v, (bool, np.bool_, int, np.integer)) and v in (0, 1)
+
+
+def _as_bits(name: str, value) -> np.ndarray:
+    """``value`` as a bool array; each entry must be 0, 1, false or true (not 1.0, not "1")."""
+    _check_list(name, value)
+    if isinstance(value, np.ndarray) and value.dtype.kind in "biu" and \
+            np.isin(value, (0, 1)).all():
+        return value.astype(bool)
+    bad = next(((i, v) for i, v in enumerate(value) if not _is_bit(v)), None)
+    if bad is not None:
+        raise NotBinaryError(f"{name}[{bad[0]}] must be 0, 1, false or true, got {bad[1]!r}")
+    return np.array(value, dtype=bool).reshape(len(value))
+
+
+def binary_error(name: str, value, index) -> ValueError:
+    """The error for a non-spike value ``value`` at ``name[index]`` of a 0/1 input train."""
+    where = ", ".join(str(int(i)) for i in index)
+    return ValueError(f"{name} must contain only 0 and 1 (spikes), got {value!r} at "
+                      f"{name}[{where}]")
 
 
 def _as_trains(x, n_inputs: int, name: str = "x") -> tuple[np.ndarray, bool]:
@@ -58,8 +92,10 @@ def _as_trains(x, n_inputs: int, name: str = "x") -> tuple[np.ndarray, bool]:
     if arr.shape[-1] != n_inputs:
         raise ValueError(f"{name} must have {n_inputs} input channel(s) on its last axis, got "
                          f"shape {arr.shape}")
-    if arr.size and not np.isin(arr, (0, 1)).all():
-        raise ValueError(f"{name} must contain only 0 and 1 (spikes)")
+    bad = ~np.isin(arr, (0, 1))
+    if arr.size and bad.any():
+        index = np.argwhere(bad)[0]
+        raise binary_error(name, arr[tuple(index)].item(), index)
     return arr.astype(np.int8), batched
 
 
@@ -85,20 +121,20 @@ class SpikeRule:
         self.m = _check_pos_int("m", m)
         self.n_inputs = _check_pos_int("n_inputs", n_inputs)
         _check_bits(self.m * self.n_inputs)
-        arr = np.asarray(table)
         size = 1 << (self.m * self.n_inputs)
-        if arr.ndim != 1 or arr.shape[0] != size:
+        _check_list("table", table)
+        if len(table) != size:
             raise ValueError(f"table must have 2**(n_inputs*m) = {size} entries (n_inputs="
-                             f"{self.n_inputs}, m={self.m}), got shape {arr.shape}")
-        if arr.size and not np.isin(arr, (0, 1, True, False)).all():
-            raise NotBinaryError("table entries must be 0/1 or booleans")
-        self.table = arr.astype(bool)
+                             f"{self.n_inputs}, m={self.m}), got {len(table)}")
+        self.table = _as_bits("table", table)
         self.table.setflags(write=False)
 
     # ---- constructors --------------------------------------------------------------------
     @classmethod
     def from_table(cls, table, m: int, n_inputs: int = 1) -> SpikeRule:
-        """Rule from its window table: ``table[idx]`` is :math:`g` of window ``idx``."""
+        """Rule from its window table: ``table[idx]`` is :math:`g` of window ``idx``. The table
+        is a list, tuple or 1-d array of ``2**(n_inputs*m)`` entries, each 0, 1, ``False`` or
+        ``True`` (a float such as 1.0 raises :class:`NotBinaryError`)."""
         return cls(table, m, n_inputs)
 
     @classmethod
@@ -122,11 +158,13 @@ class SpikeRule:
     def from_pattern(cls, pattern: Sequence[int]) -> SpikeRule:
         """One-input rule "the last ``len(pattern)`` steps equal ``pattern``", given oldest to
         newest (``pattern[-1]`` is the current step)."""
-        pat = [int(b) for b in pattern]
-        if not pat or any(b not in (0, 1) for b in pat):
-            raise ValueError(f"pattern must be a non-empty sequence of 0/1, got {pattern!r}")
+        _check_list("pattern", pattern)
+        if len(pattern) == 0:
+            raise ValueError("pattern must hold at least one 0/1 value, got []")
+        _check_bits(len(pattern), "the pattern's length m")
+        pat = _as_bits("pattern", pattern)
         m = len(pat)
-        idx = sum(b << (m - 1 - i) for i, b in enumerate(pat))
+        idx = sum(int(b) << (m - 1 - i) for i, b in enumerate(pat))
         table = np.zeros(1 << m, dtype=bool)
         table[idx] = True
         return cls(table, m, 1)
@@ -245,26 +283,41 @@ class SpikeRule:
     @classmethod
     def from_dict(cls, d: dict) -> SpikeRule:
         """Rule from JSON: ``{"pattern": [1, 0, 1, 1]}``, ``{"m", "n_inputs", "table": [...]}``
-        or ``{"m", "n_inputs", "accept": [idx, ...]}``."""
+        or ``{"m", "n_inputs", "accept": [idx, ...]}``. Every field is checked before anything
+        is allocated; a wrong type, an unknown key or an out-of-range value is an error that
+        names the field (``accept: [true]`` is refused, not read as a mask)."""
         if not isinstance(d, dict):
             raise TypeError(f"a rule must be a JSON object, got {type(d).__name__}")
+        unknown = sorted(set(d) - set(_RULE_KEYS))
+        if unknown:
+            raise ValueError(f"unknown rule key(s) {unknown}; a rule is {{'pattern': [...]}} "
+                             "or {'m', 'n_inputs', 'table' | 'accept'}")
         if "pattern" in d:
+            if len(d) > 1:
+                raise ValueError(f"a rule with 'pattern' takes no other key, got "
+                                 f"{sorted(set(d) - {'pattern'})}")
             return cls.from_pattern(d["pattern"])
-        if "m" not in d:
-            raise ValueError("a rule needs 'pattern', or 'm' with 'table' or 'accept'")
-        m, n = d["m"], d.get("n_inputs", 1)
+        if "m" not in d or not ({"table", "accept"} & set(d)):
+            raise ValueError("a rule needs 'pattern', or 'm' with 'table' (2**(n_inputs*m) "
+                             "0/1 values) or 'accept' (window indices)")
+        if "table" in d and "accept" in d:
+            raise ValueError("give either 'table' or 'accept', not both")
+        m = _check_pos_int("m", d["m"])
+        n = _check_pos_int("n_inputs", d.get("n_inputs", 1))
+        _check_bits(n * m)
         if "table" in d:
             return cls(d["table"], m, n)
-        if "accept" in d:
-            size = 1 << (_check_pos_int("m", m) * _check_pos_int("n_inputs", n))
-            table = np.zeros(size, dtype=bool)
-            for i in d["accept"]:
-                if not isinstance(i, int) or not 0 <= i < size:
-                    raise ValueError(f"accept entries must be window indices in [0, {size}), "
-                                     f"got {i!r}")
-                table[i] = True
-            return cls(table, m, n)
-        raise ValueError("a rule with 'm' needs 'table' (2**(n*m) 0/1 values) or 'accept'")
+        accept = d["accept"]
+        _check_list("accept", accept)
+        size = 1 << (n * m)
+        table = np.zeros(size, dtype=bool)
+        for k, i in enumerate(accept):
+            if isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer)) or \
+                    not 0 <= i < size:
+                raise ValueError(f"accept[{k}] must be a window index, an int in [0, {size}), "
+                                 f"got {i!r}")
+            table[i] = True
+        return cls(table, m, n)
 
     def __eq__(self, other) -> bool:
         return isinstance(other, SpikeRule) and self.m == other.m and \

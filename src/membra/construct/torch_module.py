@@ -18,7 +18,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["CircuitModule", "grid_sequence"]
+from .rule import binary_error
+
+__all__ = ["CircuitModule", "grid_sequence", "check_spikes"]
 
 
 def grid_sequence(current: torch.Tensor, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -34,10 +36,20 @@ def grid_sequence(current: torch.Tensor, lam: float) -> tuple[torch.Tensor, torc
     return torch.stack(spikes), torch.stack(pots)
 
 
+def check_spikes(x: torch.Tensor) -> None:
+    """Refuse an input that is not 0/1 (0.5, 2, -1, NaN, inf), naming the first bad value and
+    its index; checked before any cast, so a small value is not rounded to 0 first."""
+    bad = (x != 0) & (x != 1)
+    if bool(bad.any()):
+        index = bad.nonzero()[0].tolist()
+        raise binary_error("x", x[tuple(index)].item(), index)
+
+
 class CircuitModule(nn.Module):
     """``forward(x [T, B, n]) -> out [T, B]``; ``forward(x, return_all=True)`` returns
     ``{"out", "spikes" [T, B, N], "potentials" [T, B, N], "neurons"}``. A clock line, if the
-    circuit needs one, is added inside."""
+    circuit needs one, is added inside. ``x`` may be bool, integer or floating, but its values
+    must be 0 or 1 (else ``ValueError`` naming the value and its index)."""
 
     def __init__(self, circuit, dtype: torch.dtype = torch.float64):
         super().__init__()
@@ -58,6 +70,7 @@ class CircuitModule(nn.Module):
             got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise ValueError(f"CircuitModule expects x of shape [T, B, {self.n_inputs}], "
                              f"got {got}")
+        check_spikes(x)
         x = x.to(self.w_in.dtype)
         if self.requires_clock:
             x = torch.cat([torch.ones_like(x[..., :1]), x], dim=-1)

@@ -10,7 +10,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["CheckResult", "check_windows", "check_random", "all_windows"]
+__all__ = ["CheckResult", "check_windows", "check_random", "check_shapes", "all_windows",
+           "MAX_CELLS"]
+
+#: largest ``T * B * neurons`` simulated at once; longer batches are split (memory bound)
+MAX_CELLS = 1 << 22
 
 
 @dataclass
@@ -37,11 +41,28 @@ def _check_consistent(circ, rule) -> None:
                          f"{rule.n_inputs}")
 
 
-def _compare(circ, rule, X: np.ndarray) -> CheckResult:
-    sim = circ.simulate(X, return_all=True)
-    ref = rule(X)
-    return CheckResult(steps=int(ref.size), mismatches=int((sim.out != ref).sum()),
-                       runs=X.shape[1], margin=sim.margin)
+def _compare(circ, rule, X: np.ndarray, max_cells: int = MAX_CELLS) -> CheckResult:
+    """Circuit vs reference on ``X`` ``(T, B, n)`` at every step, in batch chunks of at most
+    ``max_cells`` neuron-steps (the result does not depend on the chunking)."""
+    T, B, _ = X.shape
+    chunk = max(1, max_cells // max(1, T * circ.n_neurons))
+    res = CheckResult()
+    for start in range(0, B, chunk):
+        part = X[:, start:start + chunk]
+        sim = circ.simulate(part, return_all=True)
+        ref = rule(part)
+        res += CheckResult(steps=int(ref.size), mismatches=int((sim.out != ref).sum()),
+                           runs=part.shape[1], margin=sim.margin)
+    return res
+
+
+def check_shapes(rule, *, max_prefix: int | None = None, T: int = 4000,
+                 rates=(0.1, 0.5, 0.9), trains: int = 3) -> list[tuple[int, int]]:
+    """``(T, B)`` of every batch that :func:`check_windows` and then :func:`check_random`
+    simulate with these arguments (for estimates: the steps compared are ``sum(T * B)``)."""
+    m, n = rule.m, rule.n_inputs
+    max_prefix = 2 * m if max_prefix is None else max_prefix
+    return [(L + m, 1 << (n * m)) for L in range(max_prefix + 1)] + [(T, len(rates) * trains)]
 
 
 def all_windows(m: int, n: int) -> np.ndarray:
@@ -55,7 +76,8 @@ def all_windows(m: int, n: int) -> np.ndarray:
     return X
 
 
-def check_windows(circ, rule, *, max_prefix: int | None = None, seed: int = 0) -> CheckResult:
+def check_windows(circ, rule, *, max_prefix: int | None = None, seed: int = 0,
+                  max_cells: int = MAX_CELLS) -> CheckResult:
     """For every prefix length ``L = 0..max_prefix`` (default ``2m``): all ``2**(nm)`` windows,
     each after its own random prefix of length ``L``, compared at every step."""
     _check_consistent(circ, rule)
@@ -66,18 +88,20 @@ def check_windows(circ, rule, *, max_prefix: int | None = None, seed: int = 0) -
     res = CheckResult()
     for L in range(max_prefix + 1):
         prefix = (rng.random((L, W.shape[1], n)) < rng.uniform(0.2, 0.8)).astype(np.int8)
-        res += _compare(circ, rule, np.concatenate([prefix, W], axis=0))
+        res += _compare(circ, rule, np.concatenate([prefix, W], axis=0), max_cells)
     return res
 
 
 def check_random(circ, rule, *, T: int = 4000, rates=(0.1, 0.5, 0.9), trains: int = 3,
-                 seed: int = 0) -> CheckResult:
+                 seed: int = 0, max_cells: int = MAX_CELLS) -> CheckResult:
     """``trains`` Bernoulli trains of length ``T`` per rate, compared at every step."""
     _check_consistent(circ, rule)
+    if isinstance(T, bool) or not isinstance(T, (int, np.integer)) or T < 1:
+        raise ValueError(f"steps (T) must be an int >= 1, got {T!r}")
     rng = np.random.default_rng(seed)
     p = np.repeat(np.asarray(rates, dtype=float), trains)
     X = (rng.random((T, p.size, rule.n_inputs)) < p[None, :, None]).astype(np.int8)
-    return _compare(circ, rule, X)
+    return _compare(circ, rule, X, max_cells)
 
 
 def disjoint_union(circuits) -> tuple:
