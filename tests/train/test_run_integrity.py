@@ -598,6 +598,20 @@ def test_writes_are_temp_fsync_replace(tmp_path, monkeypatch):
         assert (events[0][1], events[2][1]) == (False, True)
 
 
+@pytest.mark.parametrize("mask", [0o022, 0o077, 0o002, 0o027])
+def test_atomic_writes_get_the_mode_open_would_give(tmp_path, mask):
+    """A checkpoint (or config/summary) written atomically is as readable as a file written
+    with open(): mode 0o666 minus the umask, not mkstemp's owner-only 0o600."""
+    old = os.umask(mask)
+    try:
+        ck.atomic_write_bytes(tmp_path / "f.json", b"{}")
+        ck.save_checkpoint(tmp_path / "c.safetensors", {"w": torch.ones(2)}, {"epoch": 1})
+    finally:
+        os.umask(old)
+    for name in ("f.json", "c.safetensors"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~mask, name
+
+
 # ---- 6. a run that fails before its first epoch leaves nothing behind -----------------------
 def _failures():
     def data_missing(mp):

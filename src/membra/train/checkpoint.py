@@ -135,6 +135,12 @@ def _depth(value) -> int:
 
 
 # ---- writing -------------------------------------------------------------------------------
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically (temp file ``.<name>.<random>.tmp`` in the same
     folder, fsync, ``os.replace``, fsync of the folder). On any failure the temp file is
@@ -142,6 +148,7 @@ def atomic_write_bytes(path, data: bytes) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # the mode open() would give, not mkstemp's 0600
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

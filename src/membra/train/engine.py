@@ -248,7 +248,7 @@ class _Trainer:
         self.start_epoch = self.epoch
         if ctx.is_main:  # everything checked: the run's first writes
             ckpt.clean_stale_temps(self.ckpt_dir)
-            (self.run_dir / "config.toml").write_text(dump_config(cfg))
+            ckpt.atomic_write_bytes(self.run_dir / "config.toml", dump_config(cfg).encode())
             if loaded is not None:
                 self.reporter.write_history(self.history)
 
@@ -544,7 +544,8 @@ class _Trainer:
         rep = self.reporter
         if self.history and self.ctx.is_main:
             rep.print(per_step_table(self.history[-1], self.cfg.eval.readout))
-            (self.run_dir / "summary.json").write_text(json.dumps(final, indent=2) + "\n")
+            ckpt.atomic_write_bytes(self.run_dir / "summary.json",
+                                    (json.dumps(final, indent=2) + "\n").encode())
             from .plots import plot_run
 
             written = plot_run(self.run_dir, self.history, self.model) \

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .checkpoint import atomic_write_bytes
+
 __all__ = ["Reporter", "per_step_table", "NullProgress"]
 
 
@@ -101,8 +103,8 @@ class Reporter:
     def write_history(self, history: list[dict]) -> None:
         """Rewrite ``metrics.jsonl`` from ``history`` (used when resuming)."""
         if self.enabled and self.run_dir is not None:
-            path = self.run_dir / "metrics.jsonl"
-            path.write_text("".join(json.dumps(m) + "\n" for m in history))
+            atomic_write_bytes(self.run_dir / "metrics.jsonl",
+                               "".join(json.dumps(m) + "\n" for m in history).encode())
 
     def log_epoch(self, m: dict, model=None) -> None:
         if not self.enabled or self.run_dir is None:
