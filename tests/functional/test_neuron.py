@@ -64,3 +64,24 @@ def test_detach_reset_changes_only_the_reset_path(detach):
 def test_bad_reset_name():
     with pytest.raises(ValueError, match="reset='zero'"):
         lif_step(torch.zeros(2), torch.zeros(2), reset="zero")
+
+
+@pytest.mark.parametrize("kind", [math.nan, math.inf, -math.inf], ids=["nan", "+inf", "-inf"])
+@pytest.mark.parametrize("where", ["x", "v"])
+@pytest.mark.parametrize("surrogate", ["sigmoid", "atan", "rectangular", "triangle"])
+@pytest.mark.parametrize("reset", ["soft", "hard"])
+@pytest.mark.parametrize("step", [lif_step, if_step], ids=["lif", "if"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_nonfinite_potential_gives_nan_spike_and_potential(dtype, step, reset, surrogate,
+                                                           where, kind):
+    # a non-finite potential is never turned into a clean 0/1 spike or a finite reset value
+    g = torch.Generator().manual_seed(2)
+    x = (torch.rand(9, generator=g) * 3 - 1).to(dtype)
+    v = (torch.rand(9, generator=g) - 0.5).to(dtype)
+    bad = [1, 4, 8]
+    ref_s, ref_v = step(x, v, reset=reset, surrogate=surrogate)
+    (x if where == "x" else v)[bad] = kind
+    s, v_new = step(x, v, reset=reset, surrogate=surrogate)
+    assert torch.isnan(s[bad]).all() and torch.isnan(v_new[bad]).all()
+    good = [i for i in range(9) if i not in bad]
+    assert torch.equal(s[good], ref_s[good]) and torch.equal(v_new[good], ref_v[good])

@@ -4,20 +4,26 @@ test_triton.py in a subprocess with TRITON_INTERPRET=1 (prints 'ok' or raises)."
 from __future__ import annotations
 
 import itertools
+import math
 
 import torch
+from test_nonfinite import assert_agree
 
 from membra.kernels import if_sequence, lif_sequence
 from membra.kernels._prep import flatten_inputs
 from membra.kernels.triton_backend import _backward_kernel, _forward
 
 
-def check(neuron, reset, detach, surrogate, T=5, M=700):
+def check(neuron, reset, detach, surrogate, T=5, M=700, bad=None):
+    """Kernels against the reference; ``bad`` puts that value (NaN/inf) into x and v0."""
     g = torch.Generator().manual_seed(T + M)
     x = torch.randn(T, 1, M, generator=g) * 1.2 + 0.3
     v0 = torch.randn(M, generator=g) * 0.3
     gs = torch.randn(T, 1, M, generator=g)
     gv = torch.randn(1, M, generator=g)
+    if bad is not None:
+        x[0, 0, 3] = x[T // 2, 0, M // 2] = x[T - 1, 0, M - 1] = bad
+        v0[7] = bad
     tau = torch.tensor(2.5)
     kw = dict(reset=reset, surrogate=surrogate, detach_reset=detach, v_th=0.9, v_reset=-0.1)
     xr, vr, tr = (t.clone().requires_grad_() for t in (x, v0, tau))
@@ -28,20 +34,21 @@ def check(neuron, reset, detach, surrogate, T=5, M=700):
     torch.autograd.backward([s, v], [gs, gv])
     x2, v2, t2 = flatten_inputs(x, v0, tau if neuron == "lif" else None)
     s_k, v_k, h = _forward(x2, v2, t2, neuron, reset, 0.9, -0.1)
-    assert torch.equal(s_k.reshape(s.shape), s.detach()), "spikes"
-    torch.testing.assert_close(v_k.reshape(v.shape), v.detach(), atol=1e-5, rtol=1e-5)
+    assert_agree([s_k.reshape(s.shape)], [s.detach()], dict(atol=0.0, rtol=0.0),
+                 names=("spikes",))
     alpha = {"sigmoid": 4.0, "atan": 2.0, "rectangular": 1.0, "triangle": 1.0}[surrogate]
     gx, gv0, gtau = _backward_kernel(gs.reshape(T, M), gv.reshape(M), h, x2, v2, t2, neuron,
                                      reset, 0.9, -0.1, surrogate, alpha, detach, True)
-    torch.testing.assert_close(gx.reshape(x.shape), xr.grad, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(gv0, vr.grad, atol=1e-5, rtol=1e-5)
+    assert_agree([v_k.reshape(v.shape), gx.reshape(x.shape), gv0], [v.detach(), xr.grad, vr.grad],
+                 dict(atol=1e-5, rtol=1e-5), names=("v_T", "grad_x", "grad_v0"))
     if neuron == "lif":
-        torch.testing.assert_close(gtau, tr.grad, atol=1e-4, rtol=1e-5)
+        assert_agree([gtau], [tr.grad], dict(atol=1e-4, rtol=1e-5), names=("grad_tau",))
 
 
 if __name__ == "__main__":
     for combo in itertools.product(["lif", "if"], ["soft", "hard"], [True, False],
-                                   ["sigmoid", "atan", "rectangular", "triangle"]):
-        check(*combo)
+                                   ["sigmoid", "atan", "rectangular", "triangle"],
+                                   [None, math.nan, math.inf, -math.inf]):
+        check(*combo[:4], bad=combo[4])
     check("lif", "soft", True, "sigmoid", T=1, M=3)
     print("ok")

@@ -44,9 +44,9 @@ def test_imp_gradient_finite_and_nonzero():
 
 def test_learnable_tau_gets_gradient():
     lif = LIF(shape=(4,), learnable_tau=True, tau=3.0)
-    assert isinstance(lif.tau, nn.Parameter)
+    assert isinstance(lif.raw_tau, nn.Parameter)
     lif(torch.rand(5, 2, 4) * 2).sum().backward()
-    assert lif.tau.grad is not None and lif.tau.grad.abs() > 0
+    assert lif.raw_tau.grad is not None and lif.raw_tau.grad.abs() > 0
     assert not isinstance(LIF().tau, nn.Parameter) and "tau" in dict(LIF().named_buffers())
 
 
@@ -158,7 +158,7 @@ def test_param_groups_excludes_imp_tau_norm_bias():
     ids = {id(p) for p in decay["params"]}
     assert ids == {id(net[0].weight), id(net[4].weight)}
     nd = {id(p) for p in no_decay["params"]}
-    for p in (net[2].init_potential, net[2].tau, net[1].module.weight, net[1].module.bias,
+    for p in (net[2].init_potential, net[2].raw_tau, net[1].module.weight, net[1].module.bias,
               net[0].bias, net[4].bias):
         assert id(p) in nd
     assert len(ids) + len(nd) == len(list(net.parameters()))

@@ -4,13 +4,24 @@ No state, no modules; everything else in membra is built on these definitions.
 """
 
 from .encoding import ENCODERS, direct, encode, latency, rate
-from .neuron import RESETS, fire_and_reset, if_charge, if_step, lif_charge, lif_step
+from .neuron import (
+    RESETS,
+    check_tau,
+    fire_and_reset,
+    if_charge,
+    if_step,
+    lif_charge,
+    lif_step,
+    raw_from_tau,
+    tau_from_raw,
+)
 from .readout import READOUTS, readout
 from .surrogate import SURROGATES, Surrogate, get_surrogate, heaviside, spike, surrogate_grad
 
 __all__ = [
     "ENCODERS", "direct", "encode", "latency", "rate",
-    "RESETS", "fire_and_reset", "if_charge", "if_step", "lif_charge", "lif_step",
+    "RESETS", "check_tau", "fire_and_reset", "if_charge", "if_step", "lif_charge", "lif_step",
+    "raw_from_tau", "tau_from_raw",
     "READOUTS", "readout",
     "SURROGATES", "Surrogate", "get_surrogate", "heaviside", "spike", "surrogate_grad",
 ]

@@ -14,23 +14,84 @@ previous reset, :math:`v_0` the initial potential):
 with :math:`\hat s_t = \mathrm{detach}(s_t)` when ``detach_reset=True``. For soft reset the LIF
 leaks towards ``v_reset`` (0 by default), i.e. :math:`h_t = v_{t-1} + (x_t - v_{t-1})/\tau`.
 
+The time constant: :math:`h_t = (1 - 1/\tau)\, v_{t-1} + (x_t + v_{reset})/\tau` keeps the
+fraction :math:`1 - 1/\tau` of the potential, a leak in :math:`[0, 1)` exactly when ``tau`` is
+finite and :math:`\ge 1` (:func:`check_tau`). A learnable ``tau`` is parametrised as
+:math:`\tau = 1 + \mathrm{softplus}(r)` (:func:`tau_from_raw`), valid for every finite ``r``.
+
+Non-finite values are never hidden: where :math:`h_t` is NaN or +-inf the spike is NaN
+(:func:`membra.functional.heaviside`), so both resets give a NaN :math:`v_t`, and with it every
+later :math:`h`, spike and the final potential of that neuron are NaN.
+
 These functions are the definition every kernel backend is tested against.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .surrogate import spike
 
-__all__ = ["RESETS", "lif_charge", "if_charge", "fire_and_reset", "lif_step", "if_step"]
+__all__ = ["RESETS", "check_tau", "tau_from_raw", "raw_from_tau", "lif_charge", "if_charge",
+           "fire_and_reset", "lif_step", "if_step"]
 
 RESETS = ("soft", "hard")
+#: softplus(r) == r from here on (torch's default ``threshold=20``), so its inverse is r too
+_SOFTPLUS_LINEAR = 20.0
 
 
 def check_reset(reset: str) -> None:
     if reset not in RESETS:
         raise ValueError(f"reset={reset!r} is not known; choose one of {list(RESETS)}")
+
+
+def check_tau(tau, *, where: str = "", read_tensor: bool = True):
+    """Validate a LIF time constant; returns it as a float or a 0-d tensor.
+
+    ``tau`` must be finite and ``>= 1`` (the leak ``1 - 1/tau`` in ``[0, 1)``), as a number or
+    a one-element floating-point tensor. A tensor's value is read (one scalar read, a device
+    sync on an accelerator) when ``read_tensor`` is true and not while ``torch.compile``
+    traces. Errors name ``tau`` (after the prefix ``where``).
+    """
+    if isinstance(tau, torch.Tensor):
+        if tau.numel() != 1:
+            raise ValueError(f"{where}tau must be a scalar, got shape {tuple(tau.shape)}")
+        if not tau.is_floating_point():
+            raise TypeError(f"{where}tau must be floating point, got dtype {tau.dtype}")
+        tau = tau.reshape(())
+        if read_tensor and not torch.compiler.is_compiling():
+            _check_tau_value(float(tau.detach()), where)
+        return tau
+    if not isinstance(tau, (int, float)) or isinstance(tau, bool):
+        raise TypeError(f"{where}tau must be a number or a scalar tensor, got "
+                        f"{type(tau).__name__}")
+    _check_tau_value(float(tau), where)
+    return float(tau)
+
+
+def _check_tau_value(value: float, where: str) -> None:
+    if not (math.isfinite(value) and value >= 1.0):
+        raise ValueError(f"{where}tau must be finite and >= 1 (a positive time constant of at "
+                         f"least one step: each step keeps 1 - 1/tau of the potential), got "
+                         f"{value!r}")
+
+
+def tau_from_raw(raw: torch.Tensor) -> torch.Tensor:
+    """The parametrisation of a learnable time constant, :math:`\\tau = 1 + \\mathrm{softplus}(r)`:
+    finite and ``>= 1`` for every finite ``r`` (``softplus(r) <= max(r, 0) + log 2``)."""
+    return 1.0 + torch.nn.functional.softplus(raw)
+
+
+def raw_from_tau(tau: float, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The 0-d ``raw`` of ``dtype`` with ``tau_from_raw(raw) == tau`` up to rounding: the
+    inverse ``log(expm1(tau - 1))`` computed in float64. Needs a finite ``tau > 1``."""
+    if not (math.isfinite(tau) and tau > 1.0):
+        raise ValueError(f"a learnable tau must be finite and > 1 (tau = 1 + softplus(raw_tau) "
+                         f"never reaches 1), got {tau!r}")
+    y = tau - 1.0
+    return torch.tensor(y if y > _SOFTPLUS_LINEAR else math.log(math.expm1(y)), dtype=dtype)
 
 
 def lif_charge(x: torch.Tensor, v: torch.Tensor, tau, v_reset: float = 0.0) -> torch.Tensor:

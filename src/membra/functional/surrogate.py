@@ -4,6 +4,9 @@ The forward pass of every spike function is the Heaviside step with *greater-or-
 
 .. math:: S = \Theta(u) = 1 \text{ if } u \ge 0 \text{ else } 0, \qquad u = H - V_{th}
 
+and NaN where ``u`` is not finite (NaN or +-inf), so that a broken potential is never turned
+into a clean 0/1 spike (``docs/kernels.md``, "Non-finite values").
+
 The backward pass replaces :math:`\delta(u)` by a surrogate derivative :math:`\sigma'(u)`:
 
 =============  =========================================================  ==========
@@ -100,8 +103,9 @@ def surrogate_grad(u: torch.Tensor, surrogate: str = "sigmoid", alpha: float | N
 
 
 def heaviside(u: torch.Tensor) -> torch.Tensor:
-    """:math:`\\Theta(u)`: 1 where ``u >= 0``, else 0, in ``u``'s dtype."""
-    return (u >= 0).to(u.dtype)
+    """:math:`\\Theta(u)`: 1 where ``u >= 0``, 0 where ``u < 0``, NaN where ``u`` is NaN or
+    +-inf, in ``u``'s dtype: ``(u >= 0) + (u - u)`` (``u - u`` is 0 for every finite ``u``)."""
+    return (u >= 0).to(u.dtype) + (u - u)
 
 
 class _Spike(torch.autograd.Function):

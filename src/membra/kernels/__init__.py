@@ -16,7 +16,7 @@ import math
 
 import torch
 
-from ..functional.neuron import check_reset
+from ..functional.neuron import check_reset, check_tau
 from ..functional.surrogate import check_alpha, get_surrogate
 from .dispatch import (
     PREFERENCE,
@@ -62,17 +62,10 @@ def _validate(x, v0, tau, *, v_th, v_reset, reset, surrogate, alpha, check_finit
         if v0.device != x.device:
             raise ValueError(f"{op}: v0 is on {v0.device} but x is on {x.device}")
     if tau is not None:
-        if isinstance(tau, torch.Tensor):
-            if tau.numel() != 1:
-                raise ValueError(f"{op}: tau must be a scalar, got shape {tuple(tau.shape)}")
-            if not tau.is_floating_point():
-                raise TypeError(f"{op}: tau must be floating point, got dtype {tau.dtype}")
-            tau = tau.reshape(())
-        elif not isinstance(tau, (int, float)) or isinstance(tau, bool) or not tau > 0:
-            raise ValueError(f"{op}: tau must be a positive number or a scalar tensor, "
-                             f"got {tau!r}")
-        else:
-            tau = float(tau)
+        # a tensor's value is read on the CPU (free: the cpu kernel reads it anyway), on an
+        # accelerator only when asked (check_finite), as that costs a device sync
+        tau = check_tau(tau, where=f"{op}: ", read_tensor=check_finite or not isinstance(
+            tau, torch.Tensor) or tau.device.type == "cpu")
     for name, val in (("v_th", v_th), ("v_reset", v_reset)):
         if not isinstance(val, (int, float)) or isinstance(val, bool) or not math.isfinite(val):
             raise ValueError(f"{op}: {name} must be a finite number, got {val!r}")
@@ -114,14 +107,17 @@ def lif_sequence(x, v0=None, *, tau=2.0, v_th=1.0, v_reset=0.0, reset="soft",
         x: input current ``[T, B, ...]``, floating point.
         v0: initial potential, ``None`` (zero), a number, or a tensor broadcastable to
             ``x[0]`` (e.g. a learnable ``(1, *S)`` IMP); its gradient is reduced to its shape.
-        tau: membrane time constant, a positive float or a scalar tensor (learnable).
+        tau: membrane time constant, finite and ``>= 1``: a float or a scalar tensor
+            (learnable). A tensor's value is checked on the CPU; on an accelerator only with
+            ``check_finite=True`` (it costs a device sync), and not under ``torch.compile``.
         v_th, v_reset: threshold and reset potential.
         reset: ``"soft"`` (subtract ``v_th``) or ``"hard"`` (set to ``v_reset``).
         surrogate, alpha: surrogate derivative by name and its sharpness (``None``: default).
         detach_reset: treat the spike inside the reset as a constant in backward.
         backend: force a backend (else ``MEMBRA_BACKEND``, else the device's default).
         check_finite: raise ``ValueError`` if ``x`` holds NaN/inf (costs one pass and a sync,
-            so it is opt-in).
+            so it is opt-in). Without it a NaN/inf never disappears: it makes the neuron's
+            spikes NaN from that step on and its ``v_T`` NaN (``docs/kernels.md``).
 
     Shape:
         spikes ``[T, B, ...]`` like ``x``; ``v_T`` ``[B, ...]``.

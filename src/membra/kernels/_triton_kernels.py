@@ -1,6 +1,10 @@
 """Triton kernels of the ``triton`` backend (imported at first use by
 :mod:`membra.kernels.triton_backend`; equations in ``specs/kernels.md``).
 
+Spikes and resets follow the reference exactly, non-finite values included: the spike is
+``(u >= 0) + (u - u)`` (NaN where ``h`` is NaN or +-inf) and both resets are arithmetic, so a
+NaN spike makes the potential NaN (``docs/kernels.md``, "Non-finite values").
+
 ``fwd_kernel``: one program per ``BLOCK`` neurons, time loop inside; writes spikes, ``h``
 (the saved tensor) and ``v_T``. ``bwd_kernel``: walks back in time from ``dL/dv_T`` reading
 ``gs`` and ``h`` (and ``x`` for the gradient of a learnable ``tau``), writing ``gx``,
@@ -20,11 +24,17 @@ def _charge(v, x, tau, v_reset, LIF: tl.constexpr):
         return v + x
 
 @triton.jit
-def _reset(h, fired, v_th, v_reset, SOFT: tl.constexpr):
+def _spike(h, v_th):
+    # 1 / 0, or NaN where h is not finite (u - u is 0 for every finite u)
+    u = h - v_th
+    return tl.where(u >= 0.0, 1.0, 0.0) + (u - u)
+
+@triton.jit
+def _reset(h, s, v_th, v_reset, SOFT: tl.constexpr):
     if SOFT:
-        return h - tl.where(fired, v_th, 0.0)
+        return h - v_th * s
     else:
-        return tl.where(fired, v_reset, h)
+        return h * (1.0 - s) + v_reset * s
 
 @triton.jit
 def _surrogate(u, a, SG: tl.constexpr):
@@ -36,8 +46,9 @@ def _surrogate(u, a, SG: tl.constexpr):
         return (a / 2.0) / (1.0 + w * w)
     elif SG == 2:  # rectangular
         return tl.where(tl.abs(u) < 1.0 / (2.0 * a), a, 0.0)
-    else:  # triangle
-        return tl.maximum(a - a * a * tl.abs(u), 0.0)
+    else:  # triangle: max(y, 0) that keeps a NaN y, as torch.clamp(y, min=0)
+        y = a - a * a * tl.abs(u)
+        return tl.where(y < 0.0, 0.0, y)
 
 @triton.jit
 def fwd_kernel(x_ptr, v0_ptr, tau_ptr, s_ptr, h_ptr, vT_ptr, T, M, v_th, v_reset,
@@ -54,10 +65,10 @@ def fwd_kernel(x_ptr, v0_ptr, tau_ptr, s_ptr, h_ptr, vT_ptr, T, M, v_th, v_reset
     for _ in range(T):
         x = tl.load(xp, mask=mask, other=0.0).to(acc)
         h = _charge(v, x, tau, v_reset, LIF)
-        fired = h - v_th >= 0.0
-        tl.store(sp, tl.where(fired, 1.0, 0.0).to(s_ptr.dtype.element_ty), mask=mask)
+        s = _spike(h, v_th)
+        tl.store(sp, s.to(s_ptr.dtype.element_ty), mask=mask)
         tl.store(hp, h, mask=mask)
-        v = _reset(h, fired, v_th, v_reset, SOFT)
+        v = _reset(h, s, v_th, v_reset, SOFT)
         xp += M
         sp += M
         hp += M
@@ -81,13 +92,11 @@ def bwd_kernel(gs_ptr, gvT_ptr, h_ptr, x_ptr, v0_ptr, tau_ptr, gx_ptr, gv0_ptr, 
     xp = x_ptr + last + offs
     for i in range(T):
         h = tl.load(hp, mask=mask, other=0.0)
-        u = h - v_th
-        fired = u >= 0.0
-        sg = _surrogate(u, a, SG)
+        sg = _surrogate(h - v_th, a, SG)
         if SOFT:
             dvdh = 1.0 + nd * (-v_th * sg)
         else:
-            dvdh = tl.where(fired, 0.0, 1.0) + nd * ((v_reset - h) * sg)
+            dvdh = (1.0 - _spike(h, v_th)) + nd * ((v_reset - h) * sg)
         gs = tl.load(gsp, mask=mask, other=0.0).to(acc)
         gh = gs * sg + gv * dvdh
         if LIF:
@@ -98,7 +107,7 @@ def bwd_kernel(gs_ptr, gvT_ptr, h_ptr, x_ptr, v0_ptr, tau_ptr, gx_ptr, gv0_ptr, 
                 # q_t = x_t - (v_{t-1} - v_reset), v_{t-1} from h_{t-1} (or v0 at t = 0)
                 not_first = (offs * 0 + i) < T - 1  # a block-shaped mask (t > 0)
                 h_prev = tl.load(hp - M, mask=mask & not_first, other=0.0)
-                v_prev = _reset(h_prev, h_prev - v_th >= 0.0, v_th, v_reset, SOFT)
+                v_prev = _reset(h_prev, _spike(h_prev, v_th), v_th, v_reset, SOFT)
                 v_prev = tl.where(not_first, v_prev,
                                   tl.load(v0_ptr + offs, mask=mask, other=0.0))
                 x = tl.load(xp, mask=mask, other=0.0).to(acc)

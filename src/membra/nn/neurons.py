@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..functional.neuron import check_reset
+from ..functional.neuron import check_reset, check_tau, raw_from_tau, tau_from_raw
 from ..functional.surrogate import check_alpha, get_surrogate
 from ..kernels import neuron_sequence
 
@@ -215,7 +215,8 @@ class SpikingNeuron(nn.Module):
         tau = self._tau()
         parts = [f"shape={self.shape}"] if self.shape is not None else []
         if tau is not None:
-            parts.append(f"tau={float(tau):g}" + (" (learnable)" if tau.requires_grad else ""))
+            learn = " (learnable)" if tau.requires_grad else ""
+            parts.append(f"tau={float(tau.detach()):g}{learn}")
         parts += [f"v_th={self.v_th:g}", f"v_reset={self.v_reset:g}", f"reset={self.reset!r}",
                   f"surrogate={self.surrogate!r}", f"alpha={self.alpha:g}",
                   f"detach_reset={self.detach_reset}", f"init_potential={v0}"]
@@ -227,8 +228,10 @@ class LIF(SpikingNeuron):
     :math:`h_t = v_{t-1} + (x_t - (v_{t-1} - v_{reset}))/\tau`, fire at :math:`h_t \ge v_{th}`.
 
     Defaults are the ``lif_event`` preset: ``tau=2``, ``v_th=1``, soft reset,
-    ``detach_reset=True``, sigmoid surrogate with alpha 4. ``learnable_tau=True`` makes
-    ``tau`` an ``nn.Parameter`` (parametric LIF); otherwise it is a buffer.
+    ``detach_reset=True``, sigmoid surrogate with alpha 4. ``tau`` must be finite and
+    ``>= 1``; it is a buffer, or with ``learnable_tau=True`` (parametric LIF, ``tau > 1``) the
+    parameter ``raw_tau`` of :math:`\tau = 1 + \mathrm{softplus}(\mathrm{raw\_tau})`, a valid
+    time constant after any finite optimizer step. ``layer.tau`` is the value either way.
 
     Args:
         shape: per-sample shape ``S`` (needed for ``init_potential="learnable"``; when given,
@@ -259,17 +262,56 @@ class LIF(SpikingNeuron):
                          alpha=alpha, detach_reset=detach_reset, init_potential=init_potential,
                          init_range=init_range, learnable_potential=learnable_potential,
                          backend=backend)
-        if not isinstance(tau, (int, float)) or isinstance(tau, bool) or not tau > 0 or \
-                not math.isfinite(tau):
-            raise ValueError(f"tau must be a positive finite number, got {tau!r}")
-        t = torch.tensor(float(tau))
+        tau = check_tau(tau)
         if learnable_tau:
-            self.tau = nn.Parameter(t)
+            self.raw_tau = nn.Parameter(raw_from_tau(tau))
         else:
-            self.register_buffer("tau", t)
+            self.register_buffer("tau", torch.tensor(tau))
+
+    @property
+    def tau(self) -> torch.Tensor:
+        """The time constant: ``1 + softplus(raw_tau)`` when learnable, else the buffer."""
+        raw = self._parameters.get("raw_tau")
+        if raw is not None:
+            return tau_from_raw(raw)
+        if "tau" in self._buffers:
+            return self._buffers["tau"]
+        raise AttributeError("tau")
 
     def _tau(self):
         return self.tau
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """Take tau in either form, checked: a learnable LIF converts an entry ``tau`` (a
+        learnable tau was stored as itself before the parametrisation) to ``raw_tau``, a fixed
+        one converts ``raw_tau`` to ``tau``. An entry that is no valid tau is a ``ValueError``
+        naming its key."""
+        key_tau, key_raw = prefix + "tau", prefix + "raw_tau"
+        if key_raw in state_dict:
+            _state_tau(state_dict[key_raw], key_raw, raw=True)
+        if key_tau in state_dict:
+            tau = _state_tau(state_dict[key_tau], key_tau)
+            if "raw_tau" in self._parameters and key_raw not in state_dict:
+                try:
+                    state_dict[key_raw] = raw_from_tau(tau, self.raw_tau.dtype)
+                except ValueError as err:
+                    raise ValueError(f"state_dict key {key_tau!r}: {err}") from None
+                del state_dict[key_tau]
+        elif key_raw in state_dict and "tau" in self._buffers:
+            state_dict[key_tau] = tau_from_raw(state_dict.pop(key_raw).detach())
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+def _state_tau(value, key: str, *, raw: bool = False) -> float:
+    """The tau that state_dict entry ``key`` holds (``raw``: as ``raw_tau``), checked; errors
+    name the key."""
+    if not isinstance(value, torch.Tensor):
+        raise ValueError(f"state_dict key {key!r} must hold a tensor, got {type(value).__name__}")
+    value = value.detach().to(torch.float64)
+    try:
+        return float(check_tau(tau_from_raw(value) if raw else value))
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"state_dict key {key!r}: {err}") from None
 
 
 class IF(SpikingNeuron):

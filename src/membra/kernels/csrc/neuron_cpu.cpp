@@ -3,8 +3,10 @@
 // Equations (specs/kernels.md, membra.functional.neuron), per neuron m and step t:
 //   LIF charge  h_t = v_{t-1} + (x_t - (v_{t-1} - v_reset)) / tau
 //   IF  charge  h_t = v_{t-1} + x_t
-//   fire        s_t = 1 if h_t - v_th >= 0 else 0
-//   reset       soft: v_t = h_t - v_th s_t      hard: v_t = s_t ? v_reset : h_t
+//   fire        s_t = (u_t >= 0 ? 1 : 0) + (u_t - u_t),  u_t = h_t - v_th
+//               (u - u is 0 for a finite u and NaN for NaN/inf: a broken potential spikes NaN)
+//   reset       soft: v_t = h_t - v_th s_t      hard: v_t = h_t (1 - s_t) + v_reset s_t
+//               (so a NaN spike makes v_t, and every later h, s and v_T, NaN)
 // Backward (t = T..1, gv = dL/dv_t carried from the future, sg = surrogate'(h_t - v_th)):
 //   dv/dh = (soft ? 1 : 1 - s_t) + nd * (soft ? -v_th sg : (v_reset - h_t) sg)
 //   gh    = gs_t sg + gv dv/dh            (nd = 0 when the reset is detached, else 1)
@@ -15,9 +17,10 @@
 // block of W neurons into a [T, W] buffer that stays in cache, then walks back in time reading
 // gs and writing gx. Nothing of size [T, M] is saved besides x itself.
 //
-// The charge is computed with the same operations in the same order as the reference
-// (`v + (x - (v - v_reset)) / tau`, true division, no FMA contraction: built with
-// -ffp-contract=off), so spikes match the reference bit for bit, exact threshold hits included.
+// The charge, spike and reset are computed with the same operations in the same order as the
+// reference (`v + (x - (v - v_reset)) / tau`, true division, no FMA contraction: built with
+// -ffp-contract=off), so spikes match the reference bit for bit, exact threshold hits included,
+// and NaN/inf reach the same places (a spike of 0 or 1 makes the reset products exact).
 // The time loop is outside, the neuron loop inside: contiguous and branch-free, so the
 // compiler vectorises it. Neuron blocks are spread over threads with at::parallel_for.
 
@@ -63,8 +66,11 @@ inline void store<bf16, float>(bf16* p, int64_t i, float v) {
 }
 
 // ---- exp that the compiler can vectorise (Cephes expf, ~1 ulp) -----------------------------
+// Capped at e^43 (x > 43 gives e^43): its one use, the sigmoid surrogate a e / (1 + e)^2,
+// would overflow to inf / inf = NaN for e > ~1e19, and past the cap it is a / e < 1e-18 a.
+constexpr double kExpCap = 43.0;
 inline float vexp(float x) {
-  x = std::min(std::max(x, -87.3f), 88.3f);
+  x = std::min(std::max(x, -87.3f), static_cast<float>(kExpCap));
   float n = std::floor(x * 1.44269504088896341f + 0.5f);
   float r = x - n * 0.693359375f;
   r = r - n * -2.12194440e-4f;
@@ -80,7 +86,7 @@ inline float vexp(float x) {
   std::memcpy(&scale, &e, sizeof(scale));
   return y * scale;
 }
-inline double vexp(double x) { return std::exp(x); }
+inline double vexp(double x) { return std::exp(std::min(x, kExpCap)); }
 
 // ---- surrogate derivatives, the formulas of membra.functional.surrogate ---------------------
 enum Surrogate : int { SIGMOID = 0, ATAN = 1, RECTANGULAR = 2, TRIANGLE = 3 };
@@ -88,7 +94,8 @@ enum Surrogate : int { SIGMOID = 0, ATAN = 1, RECTANGULAR = 2, TRIANGLE = 3 };
 template <int SG, typename A>
 inline A surrogate_grad(A u, A a) {
   if constexpr (SG == SIGMOID) {
-    // a sig(au) (1 - sig(au)) = a e / (1 + e)^2 with e = exp(-au): one division
+    // a sig(au) (1 - sig(au)) = a e / (1 + e)^2 with e = exp(-au) (capped, see vexp): one
+    // division, finite for every finite or infinite u
     A e = vexp(-(a * u));
     A d = A(1) + e;
     return a * e / (d * d);
@@ -98,7 +105,8 @@ inline A surrogate_grad(A u, A a) {
   } else if constexpr (SG == RECTANGULAR) {
     return std::abs(u) < A(1) / (A(2) * a) ? a : A(0);
   } else {
-    return std::max(A(0), a - a * a * std::abs(u));
+    // max(x, 0) with x first: a NaN x stays NaN, as torch.clamp(x, min=0) does
+    return std::max(a - a * a * std::abs(u), A(0));
   }
 }
 
@@ -116,12 +124,24 @@ inline A charge(A v, A x, const Params<A>& p) {
   }
 }
 
+template <typename A>
+struct Fired {
+  A s, v;  // the spike and the potential after the reset
+};
+
+// Fire and reset one potential h (see the header). nf = u - u is 0 for a finite u and NaN
+// otherwise; it makes s NaN, and the hard reset, written as a select plus nf, then gives the
+// reference's h (1 - s) + v_reset s: the same value for s = 0 or 1, NaN where s is NaN.
 template <bool SOFT, typename A>
-inline A reset(A h, bool fired, const Params<A>& p) {
+inline Fired<A> fire(A h, const Params<A>& p) {
+  A u = h - p.v_th;
+  A nf = u - u;
+  bool fired = u >= A(0);
+  A s = (fired ? A(1) : A(0)) + nf;
   if constexpr (SOFT) {
-    return h - (fired ? p.v_th : A(0));
+    return {s, h - p.v_th * s};
   } else {
-    return fired ? p.v_reset : h;
+    return {s, (fired ? p.v_reset : h) + nf};
   }
 }
 
@@ -148,10 +168,9 @@ void forward_block(const S* __restrict x, const A* __restrict v0, S* __restrict 
     const S* __restrict xt = x + t * M + m0;
     S* __restrict st = s + t * M + m0;
     for (int64_t j = 0; j < n; ++j) {
-      A h = charge<LIF>(v[j], load<S, A>(xt, j), p);
-      bool fired = h - p.v_th >= A(0);
-      store<S, A>(st, j, fired ? A(1) : A(0));
-      v[j] = reset<SOFT>(h, fired, p);
+      Fired<A> f = fire<SOFT>(charge<LIF>(v[j], load<S, A>(xt, j), p), p);
+      store<S, A>(st, j, f.s);
+      v[j] = f.v;
     }
   }
   for (int64_t j = 0; j < n; ++j) vT[m0 + j] = v[j];
@@ -186,7 +205,7 @@ void recompute_block(const S* __restrict x, const A* __restrict v0, A* __restric
       A h = charge<LIF>(v[j], xv, p);
       if constexpr (NT) qt[j] = xv - (v[j] - p.v_reset);
       ht[j] = h;
-      v[j] = reset<SOFT>(h, h - p.v_th >= A(0), p);
+      v[j] = fire<SOFT>(h, p).v;
     }
   }
 }
@@ -213,13 +232,12 @@ void walk_back_block(const S* __restrict gs, const A* __restrict gvT, S* __restr
     for (int64_t j = 0; j < n; ++j) {
       A h = ht[j];
       A u = h - p.v_th;
-      bool fired = u >= A(0);
       A sg = surrogate_grad<SG>(u, p.alpha);
       A dvdh;
       if constexpr (SOFT) {
         dvdh = A(1) + p.nd * (-p.v_th * sg);
-      } else {
-        dvdh = (fired ? A(0) : A(1)) + p.nd * ((p.v_reset - h) * sg);
+      } else {  // 1 - s_t, NaN where h is not finite
+        dvdh = ((u >= A(0) ? A(0) : A(1)) + (u - u)) + p.nd * ((p.v_reset - h) * sg);
       }
       A gh = load<S, A>(gst, j) * sg + gv[j] * dvdh;
       if constexpr (LIF) {
