@@ -31,7 +31,15 @@ from torch import nn
 from .. import readout as readout_fn
 from . import checkpoint as ckpt
 from . import rng
-from .config import RunConfig, config_from_dict, config_to_dict, dump_config, load_config
+from .config import (
+    RunConfig,
+    check_batch_split,
+    config_from_dict,
+    config_to_dict,
+    dump_config,
+    load_config,
+    memory_error,
+)
 from .distributed import DistContext, all_reduce_sum, broadcast_object, setup, teardown
 from .loop import (
     ShardSampler,
@@ -205,11 +213,7 @@ class _Trainer:
                                 f"{ctx.device}[/]")
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
 
-        for name, bs in (("data.batch_size", cfg.data.batch_size),
-                         ("data.eval_batch_size", cfg.data.eval_batch_size)):
-            if bs % ctx.world_size:
-                raise ValueError(f"{name}={bs} must be divisible by the {ctx.world_size} "
-                                 "processes (it is the global batch)")
+        check_batch_split(cfg, ctx.world_size)
         self.batch = cfg.data.batch_size // ctx.world_size
         self.sampler = torch.utils.data.DistributedSampler(
             self.train_ds, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
@@ -497,6 +501,12 @@ def fit(cfg, *, run_dir=None, resume=None, device=None, model=None, loss_fn=None
     ctx = setup(device)
     try:
         return _Trainer(cfg, ctx, run_dir, resume, model, loss_fn, callbacks).run()
+    except (RuntimeError, MemoryError) as err:
+        # an allocation the config cannot get: say which keys size the memory
+        named = memory_error(cfg, err)
+        if named is None:
+            raise
+        raise named from err
     finally:
         teardown(ctx)
         torch.set_num_threads(threads)
