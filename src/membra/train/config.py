@@ -95,6 +95,9 @@ class RunSection(_Section):
                             "for tiny nets)")
     plots: bool = _opt(True, doc="write PNG plots at the end (needs matplotlib)")
     tensorboard: bool = _opt(True, doc="write TensorBoard events (needs tensorboard)")
+    ddp_timeout_s: float = _opt(600.0, min=1.0, max=86_400.0,
+                                doc="seconds a process waits for the others in a collective "
+                                    "before stopping with the name of the silent rank")
 
     def _check(self) -> None:
         if "/" in self.name or self.name in (".", ".."):

@@ -40,7 +40,14 @@ from .config import (
     load_config,
     memory_error,
 )
-from .distributed import DistContext, all_reduce_sum, broadcast_object, setup, teardown
+from .distributed import (
+    DistContext,
+    all_reduce_sum,
+    broadcast_object,
+    peer_failure,
+    setup,
+    teardown,
+)
 from .loop import (
     ShardSampler,
     SkipSampler,
@@ -58,6 +65,7 @@ __all__ = ["fit", "evaluate_run", "build_datasets", "build_model", "prepare_run_
 # config keys that may differ between a checkpoint and the config resuming it
 _RESUME_FREE = {
     "run.name", "run.out_dir", "run.progress", "run.threads", "run.plots", "run.tensorboard",
+    "run.ddp_timeout_s",
     "data.num_workers", "data.root", "train.epochs", "train.checkpoint_every",
     "train.keep_checkpoints", "train.max_steps"}
 
@@ -498,12 +506,12 @@ def fit(cfg, *, run_dir=None, resume=None, device=None, model=None, loss_fn=None
     threads = torch.get_num_threads()
     if cfg.run.threads:
         torch.set_num_threads(cfg.run.threads)
-    ctx = setup(device)
+    ctx = setup(device, timeout_s=cfg.run.ddp_timeout_s)
     try:
         return _Trainer(cfg, ctx, run_dir, resume, model, loss_fn, callbacks).run()
     except (RuntimeError, MemoryError) as err:
-        # an allocation the config cannot get: say which keys size the memory
-        named = memory_error(cfg, err)
+        # a silent peer or an allocation the config cannot get: say which rank / which keys
+        named = peer_failure(ctx, err) or memory_error(cfg, err)
         if named is None:
             raise
         raise named from err
