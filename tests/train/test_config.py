@@ -53,13 +53,13 @@ def test_wrong_type_names_key(override, words):
 
 
 @pytest.mark.parametrize("override, words", [
-    ("train.lr=-1", ["train.lr", "> 0"]),
-    ("train.lr=0", ["train.lr", "> 0"]),
+    ("train.lr=-1", ["train.lr", "(0, 10]"]),
+    ("train.lr=0", ["train.lr", "(0, 10]"]),
     ("train.loss='lts'", ["train.loss", "lts_ce", "did you mean 'lts_ce'"]),
     ("model.neuron='lifx'", ["model.neuron", "'lif'"]),
     ("eval.readout='first'", ["eval.readout", "'mean'", "'last'"]),
-    ("data.T=0", ["data.T", ">= 1"]),
-    ("train.momentum=1.5", ["train.momentum", "<= 1"]),
+    ("data.T=0", ["data.T", "[1, 10000]"]),
+    ("train.momentum=1.5", ["train.momentum", "[0, 1]"]),
     ("train.warmup_epochs=50", ["train.warmup_epochs", "train.epochs"]),
     ("train.betas=[0.9]", ["train.betas"]),
     ("model.neuron_kwargs.tau=-2.0", ["model.neuron_kwargs.tau", "positive"]),

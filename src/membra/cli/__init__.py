@@ -28,7 +28,7 @@ class _OneLineErrors(TyperGroup):
         except Exception as err:  # noqa: BLE001 -- the one boundary where errors become text
             if _DEBUG["on"] or type(err).__module__.split(".")[0] in ("typer", "click"):
                 raise
-            known = isinstance(err, (ValueError, TypeError, OSError, KeyError))
+            known = isinstance(err, (ValueError, TypeError, OSError, KeyError, MemoryError))
             text = str(err) if known else f"{type(err).__name__}: {err}"
             typer.secho(f"error: {text}", fg=typer.colors.RED, err=True)
             if not known:

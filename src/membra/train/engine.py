@@ -34,8 +34,23 @@ from torch import nn
 from .. import readout as readout_fn
 from . import checkpoint as ckpt
 from . import rng
-from .config import RunConfig, config_from_dict, config_to_dict, dump_config, load_config
-from .distributed import DistContext, all_reduce_sum, broadcast_object, setup, teardown
+from .config import (
+    RunConfig,
+    check_batch_split,
+    config_from_dict,
+    config_to_dict,
+    dump_config,
+    load_config,
+    memory_error,
+)
+from .distributed import (
+    DistContext,
+    all_reduce_sum,
+    broadcast_object,
+    peer_failure,
+    setup,
+    teardown,
+)
 from .loop import (
     ShardSampler,
     SkipSampler,
@@ -53,6 +68,7 @@ __all__ = ["fit", "evaluate_run", "build_datasets", "build_model", "prepare_run_
 # config keys that may differ between a checkpoint and the config resuming it
 _RESUME_FREE = {
     "run.name", "run.out_dir", "run.progress", "run.threads", "run.plots", "run.tensorboard",
+    "run.ddp_timeout_s",
     "data.num_workers", "data.root", "train.epochs", "train.checkpoint_every",
     "train.keep_checkpoints", "train.max_steps"}
 
@@ -278,11 +294,7 @@ class _Trainer:
                                 f"{ctx.device}[/]")
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
 
-        for name, bs in (("data.batch_size", cfg.data.batch_size),
-                         ("data.eval_batch_size", cfg.data.eval_batch_size)):
-            if bs % ctx.world_size:
-                raise ValueError(f"{name}={bs} must be divisible by the {ctx.world_size} "
-                                 "processes (it is the global batch)")
+        check_batch_split(cfg, ctx.world_size)
         self.batch = cfg.data.batch_size // ctx.world_size
         self.sampler = torch.utils.data.DistributedSampler(
             self.train_ds, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
@@ -591,9 +603,15 @@ def fit(cfg, *, run_dir=None, resume=None, device=None, model=None, loss_fn=None
     threads = torch.get_num_threads()
     if cfg.run.threads:
         torch.set_num_threads(cfg.run.threads)
-    ctx = setup(device)
+    ctx = setup(device, timeout_s=cfg.run.ddp_timeout_s)
     try:
         return _Trainer(cfg, ctx, run_dir, loaded, model, loss_fn, callbacks).run()
+    except (RuntimeError, MemoryError) as err:
+        # a silent peer or an allocation the config cannot get: say which rank / which keys
+        named = peer_failure(ctx, err) or memory_error(cfg, err)
+        if named is None:
+            raise
+        raise named from err
     finally:
         teardown(ctx)
         torch.set_num_threads(threads)
