@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from membra.convert import QCFS, Residual, qcfs_count
+from membra.convert import QCFS, Residual, qcfs_counts  # noqa: F401 (tests import qcfs_counts from here)
 
 LEVELS = (1, 2, 4, 8, 16)
 
@@ -56,21 +56,6 @@ def random_cnn(seed: int) -> tuple[nn.Module, torch.Tensor]:
         nn.Linear(2 * c * 2 * 2, 16), nn.BatchNorm1d(16), _q(g), nn.Linear(16, 7))
     x = 2 * torch.rand(4, 2, 8, 8, generator=g)
     return randomize_bn(net, g).eval(), x
-
-
-def qcfs_counts(net: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
-    """``(logits, {QCFS path: count of its input})`` of one forward pass of ``net``."""
-    counts = {}
-    hooks = [m.register_forward_hook(
-        lambda m, a, o, p=p: counts.__setitem__(p, qcfs_count(a[0], m.lam, m.L)))
-        for p, m in net.named_modules() if isinstance(m, QCFS)]
-    try:
-        with torch.no_grad():
-            out = net(x)
-    finally:
-        for h in hooks:
-            h.remove()
-    return out, counts
 
 
 # ---- tie-heavy nets: fixed-point arithmetic, pre-activations exactly on level boundaries ----
