@@ -190,6 +190,16 @@ def test_whitespace_and_padding_bytes_are_covered(work, tmp_path):
                 ck.load_checkpoint(bad)
 
 
+def _put(path, value):
+    """A metadata edit: ``meta[path[0]][path[1]]... = value``."""
+    def fn(m):
+        node = m
+        for k in path[:-1]:
+            node = node[k]
+        node[path[-1]] = value
+    return fn
+
+
 def _edits():
     """Header edits that keep a well-formed safetensors file (old digest: tensors only)."""
     def meta_edit(fn):
@@ -199,22 +209,14 @@ def _edits():
             header["__metadata__"]["membra"] = json.dumps(m)
         return apply
 
-    def setitem(path, value):
-        def fn(m):
-            node = m
-            for k in path[:-1]:
-                node = node[k]
-            node[path[-1]] = value
-        return fn
-
-    yield "T=9", meta_edit(setitem(["config", "data", "T"], 9))
-    yield "readout", meta_edit(setitem(["config", "eval", "readout"], "mean"))
-    yield "epoch=-5", meta_edit(setitem(["epoch"], -5))
-    yield "step", meta_edit(setitem(["step"], 1))
-    yield "history", meta_edit(setitem(["history"], []))
+    yield "T=9", meta_edit(_put(["config", "data", "T"], 9))
+    yield "readout", meta_edit(_put(["config", "eval", "readout"], "mean"))
+    yield "epoch=-5", meta_edit(_put(["epoch"], -5))
+    yield "step", meta_edit(_put(["step"], 1))
+    yield "history", meta_edit(_put(["history"], []))
     yield "acc", meta_edit(lambda m: m["history"][0].update(test_acc=1.0))
     yield "rng", meta_edit(lambda m: m["rng"]["python"][1].__setitem__(3, 7))
-    yield "lr", meta_edit(setitem(["config", "train", "lr"], 0.5))
+    yield "lr", meta_edit(_put(["config", "train", "lr"], 0.5))
     yield "pretty", lambda header: header.update(
         __metadata__={**header["__metadata__"],
                       "membra": json.dumps(json.loads(header["__metadata__"]["membra"]),
@@ -249,21 +251,13 @@ def _variants():
     def delete(key):
         return lambda m: m.pop(key)
 
-    def put(path, value):
-        def fn(m):
-            node = m
-            for k in path[:-1]:
-                node = node[k]
-            node[path[-1]] = value
-        return fn
-
     for key, kind in _TYPES.items():
         yield f"missing-{key}", delete(key), [f"'{key}'", "missing"], False
         for v in _WRONG:
             ok = isinstance(v, kind) and not (isinstance(v, bool) and kind is int) and not \
                 (isinstance(v, bool) and kind == (int, float))
             if not ok:
-                yield f"{key}={v!r}", put([key], v), [f"'{key}'"], False
+                yield f"{key}={v!r}", _put([key], v), [f"'{key}'"], False
     for key, v in [("epoch", -5), ("epoch", 10**30), ("epoch", 7), ("step", -1),
                    ("step", 2**70), ("batch_in_epoch", -1), ("world_size", 0),
                    ("world_size", -2), ("epoch_time", -1.0), ("epoch_time", math.inf),
@@ -272,7 +266,7 @@ def _variants():
                    ("epoch_sums", [0.5, 3.0, 16.0]),  # counts an epoch that has no batches
                    ("history", [5]), ("history", [{"epoch": 2}]),
                    ("scaler", "x"), ("torch", 5)]:
-        yield f"{key}={v!r}", put([key], v), [f"'{key}'"], False
+        yield f"{key}={v!r}", _put([key], v), [f"'{key}'"], False
     yield "batch_in_epoch=huge", lambda m: m.update(batch_in_epoch=10**9, step=10**9 + 6,
                                                      epoch_sums=[1.0, 1.0, 16.0]), \
         ["'batch_in_epoch'"], True
@@ -283,19 +277,19 @@ def _variants():
         ["'history'", "test_acc_per_step"], False
     yield "history-acc-str", lambda m: m["history"][0].update(test_acc="high"), \
         ["'history'", "test_acc"], False
-    yield "config-T=0", put(["config", "data", "T"], 0), ["'config'", "data.T"], False
-    yield "config-readout", put(["config", "eval", "readout"], "best"), \
+    yield "config-T=0", _put(["config", "data", "T"], 0), ["'config'", "data.T"], False
+    yield "config-readout", _put(["config", "eval", "readout"], "best"), \
         ["'config'", "eval.readout"], False
-    yield "config-unknown", put(["config", "train", "lrr"], 1), ["'config'", "lrr"], False
-    yield "rng-numpy", put(["rng", "numpy"], "x"), ["'rng'"], False
+    yield "config-unknown", _put(["config", "train", "lrr"], 1), ["'config'", "lrr"], False
+    yield "rng-numpy", _put(["rng", "numpy"], "x"), ["'rng'"], False
     yield "rng-no-python", lambda m: m["rng"].pop("python"), ["'rng'", "python"], False
     yield "rng-python-short", lambda m: m["rng"]["python"].__setitem__(1, [1, 2]), \
         ["'rng'"], False
-    yield "optimizer-dict-5", put(["optimizer"], {"__dict__": 5}), ["'optimizer'"], False
-    yield "optimizer-tensor", put(["optimizer", "__dict__", 0, 1], {"__tensor__": "nope"}), \
+    yield "optimizer-dict-5", _put(["optimizer"], {"__dict__": 5}), ["'optimizer'"], False
+    yield "optimizer-tensor", _put(["optimizer", "__dict__", 0, 1], {"__tensor__": "nope"}), \
         ["'optimizer'", "nope"], False
-    yield "optimizer-pair", put(["optimizer", "__dict__", 0], ["bad"]), ["'optimizer'"], False
-    yield "format", put(["format"], 2), ["format"], False
+    yield "optimizer-pair", _put(["optimizer", "__dict__", 0], ["bad"]), ["'optimizer'"], False
+    yield "format", _put(["format"], 2), ["format"], False
 
 
 VARIANTS = list(_variants())
