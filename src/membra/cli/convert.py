@@ -19,11 +19,6 @@ convert_app = typer.Typer(help="ANN-to-SNN conversion: QCFS training, naive IF c
 app.add_typer(convert_app, name="convert")
 
 
-def _fail(err: Exception) -> None:
-    typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
-
-
 @convert_app.command("train")
 def train(
     config: Annotated[Path, typer.Argument(help="TOML run file with a \\[convert] table.")],
@@ -39,11 +34,8 @@ def train(
     """
     from ..convert.train import load_convert_config, train_convert
 
-    try:
-        cfg, sec = load_convert_config(config, list(set_ or []))
-        record = train_convert(cfg, sec, device=device, log=typer.echo)
-    except (ValueError, TypeError, FileNotFoundError, OSError) as err:
-        _fail(err)
+    cfg, sec = load_convert_config(config, list(set_ or []))
+    record = train_convert(cfg, sec, device=device, log=typer.echo)
     for st in record["stages"]:
         typer.echo(f"stage {st['name']}: L = {list(st['L'].values())} (sum "
                    f"{sum(st['L'].values())}), ANN test accuracy {100 * st['test_acc']:.2f}%")
@@ -73,16 +65,13 @@ def run(
     from ..convert.train import load_stage
 
     if mode not in ("pascal", "naive"):
-        _fail(ValueError(f"--mode must be pascal or naive, got {mode!r}"))
+        raise ValueError(f"--mode must be pascal or naive, got {mode!r}")
     if mode == "pascal" and T is not None:
-        _fail(ValueError("--T is for --mode naive; PASCAL's time steps follow from L"))
-    try:
-        net, cfg, st = load_stage(run_dir, stage)
-        kw = {} if mode == "naive" else {"neuron": neuron, "bias": bias, "simulate": simulate}
-        res = evaluate_snn(net, eval_batches(cfg), mode, T=(T or 32) if mode == "naive" else None,
-                           dtype=torch.float64 if float64 else None, **kw)
-    except (ValueError, TypeError, FileNotFoundError) as err:
-        _fail(err)
+        raise ValueError("--T is for --mode naive; PASCAL's time steps follow from L")
+    net, cfg, st = load_stage(run_dir, stage)
+    kw = {} if mode == "naive" else {"neuron": neuron, "bias": bias, "simulate": simulate}
+    res = evaluate_snn(net, eval_batches(cfg), mode, T=(T or 32) if mode == "naive" else None,
+                       dtype=torch.float64 if float64 else None, **kw)
     snn_dtype = "float64" if float64 else "float32"
     typer.echo(f"stage {st['name']}, L = {list(st['L'].values())}; {mode} SNN ({snn_dtype}), "
                f"{res['time_steps']} time steps: accuracy {100 * res['snn_acc']:.2f}%")
@@ -114,9 +103,6 @@ def report(
     """
     from ..convert.report import write_report
 
-    try:
-        path = write_report(run_dir, out, naive_T)
-    except (ValueError, TypeError, FileNotFoundError) as err:
-        _fail(err)
+    path = write_report(run_dir, out, naive_T)
     typer.echo((path / "report.md").read_text().split("\n## ")[0])
     typer.echo(f"report -> {path}")
