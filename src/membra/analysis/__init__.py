@@ -1,6 +1,5 @@
-"""Analyses and reports: spike-pattern counts, the IMP study runner and its report, plots.
-
-matplotlib is imported only inside the plotting functions (``membra[plot]``)."""
+"""Analyses and reports: spike-pattern counts, the IMP study runner and its report (figures
+from :mod:`membra.plotting`)."""
 
 from .imp_report import aggregate, imp_report, load_runs
 from .patterns import (

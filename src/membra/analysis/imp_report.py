@@ -29,6 +29,7 @@ from .study import ARMS
 __all__ = ["load_runs", "aggregate", "imp_report", "arm_of", "is_static"]
 
 ZERO_START = ("baseline", "lts")
+IMP_V_TH = 1.0  # threshold of the study's neurons (lif_event preset), marked on the V_0 histogram
 IMP_ARMS = ("imp", "imp_lts", "imp_tet", "imp_ls_tet")
 STATIC_DATASETS = ("digits", "cifar10", "image-folder")
 """Image datasets whose ``direct`` encoding repeats the same input at every step (used for
@@ -250,55 +251,26 @@ def _ranking(arms: dict, key: str, label: str) -> str:
 
 
 def _plots(ds: str, arms: dict, out: Path) -> list[str]:
-    from .plots import pyplot
+    """``curves_<ds>.png`` (per-step accuracy, mean ± std over seeds) and ``imp_hist_<ds>.png``
+    (learned V_0 of every IMP arm and seed, per layer); returns the file names."""
+    from ..plotting import init_potential_figure, save, seed_curves_figure
 
-    plt = pyplot()
-    names = []
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for arm, s in arms.items():
-        T = s["T"]
-        t = list(range(1, T + 1))
-        m = [100 * v[0] for v in s["per_step"]]
-        sd = [100 * v[1] for v in s["per_step"]]
-        style = "--" if arm in ZERO_START else "-"
-        line, = ax.plot(t, m, style, marker="o", ms=3, label=f"{arm} (n={s['n']})")
-        ax.fill_between(t, [a - b for a, b in zip(m, sd, strict=True)],
-                        [a + b for a, b in zip(m, sd, strict=True)],
-                        color=line.get_color(), alpha=0.15)
-    ax.set_xticks(range(1, max(s["T"] for s in arms.values()) + 1))
-    ax.set_xlabel("time step t")
-    ax.set_ylabel("test accuracy of step t alone (%)")
-    ax.set_title(f"{ds}: per-step accuracy, mean ± std over seeds")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    name = f"curves_{ds}.png"
-    fig.savefig(out / name, dpi=100)
-    plt.close(fig)
-    names.append(name)
-
+    curves = {f"{arm} (n={s['n']})": ([100 * v[0] for v in s["per_step"]],
+                                     [100 * v[1] for v in s["per_step"]], arm in ZERO_START)
+              for arm, s in arms.items()}
+    names = [save(seed_curves_figure(curves, f"{ds}: per-step accuracy, mean ± std over seeds"),
+                  out / f"curves_{ds}.png", dpi=100).name]
     layers = defaultdict(list)
     for s in arms.values():
         for run in s["init_potentials"]:
             for layer, v in run.items():
                 layers[layer].append(v.flatten())
     if layers:
-        keys = sorted(layers)
-        fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.2), squeeze=False)
-        for ax, k in zip(axes[0], keys, strict=True):
-            v = torch.cat(layers[k]).numpy()
-            ax.hist(v, bins=40, color="C0", alpha=0.8)
-            ax.axvspan(0.4, 0.6, color="0.85", zorder=0, label="init U(0.4, 0.6)")
-            ax.set_title(f"layer {k}: {v.size} neurons\nmean {v.mean():.3f}, std "
-                         f"{v.std():.3f}", fontsize=9)
-            ax.set_xlabel("learned V_0")
-            ax.legend(fontsize=7)
-        fig.suptitle(f"{ds}: learned initial potentials (all IMP arms and seeds)", fontsize=10)
-        fig.tight_layout()
-        name = f"imp_hist_{ds}.png"
-        fig.savefig(out / name, dpi=90)
-        plt.close(fig)
-        names.append(name)
+        v0 = {f"layer {k}": torch.cat(layers[k]).numpy() for k in sorted(layers)}
+        fig = init_potential_figure(
+            v0, v_th=IMP_V_TH,
+            title=f"{ds}: learned initial potentials (all IMP arms and seeds)")
+        names.append(save(fig, out / f"imp_hist_{ds}.png", dpi=90).name)
     return names
 
 

@@ -44,7 +44,8 @@ def patterns(
         table.add_row(*r)
     Console().print(table)
     if out is not None:
-        from ..analysis.plots import pattern_heatmaps
+        from ..analysis.patterns import format_train
+        from ..plotting import pattern_heatmaps_figure, save
 
         out.mkdir(parents=True, exist_ok=True)
         md = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
@@ -54,7 +55,8 @@ def patterns(
             f"T = {T})\n\nGrid A: V_0 = 0, w in linspace(0, 1, 17). Grid B: V_0 in "
             "linspace(-1, 1, 9) x w in linspace(0, 1, 9).\n\n" + "\n".join(md) +
             "\n\n![heatmaps](patterns.png)\n")
-        png = pattern_heatmaps(results, out / "patterns.png", T=T)
+        labels = [format_train(c, T) for c in range(2 ** T)]
+        png = save(pattern_heatmaps_figure(results, labels), out / "patterns.png")
         typer.echo(f"wrote {out / 'patterns.md'} and {png}")
 
 

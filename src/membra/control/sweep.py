@@ -1,5 +1,5 @@
 """Degradation sweeps: every condition with and without DWAM on identical seeds and identical
-degraded weights, a markdown table, a CSV of episodes, and plots (matplotlib imported inside).
+degraded weights, a markdown table, a CSV of episodes, and plots (:mod:`membra.plotting`).
 """
 
 from __future__ import annotations
@@ -235,47 +235,9 @@ def write_report(sweep: dict, out: str | Path, title: str | None = None) -> Path
 
 
 def _plots(sweep: dict, out: Path) -> None:
-    try:
-        import matplotlib
-    except ImportError as e:  # pragma: no cover
-        raise ImportError("plots need matplotlib: pip install 'membra[plot]'") from e
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ..plotting import save, sweep_firing_figure, sweep_returns_figure
 
     pairs = _pairs(sweep)
-    labels = [p[0] for p in pairs]
-    x = np.arange(len(pairs))
-    fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(pairs) + 2), 4))
-    for i, (name, idx) in enumerate((("no DWAM", 1), ("DWAM", 2))):
-        m = [p[idx]["mean"] for p in pairs]
-        s = [p[idx]["std"] for p in pairs]
-        ax.bar(x + (i - 0.5) * 0.4, m, 0.4, yerr=s, capsize=3, label=name)
-    ax.set_xticks(x, labels, rotation=45, ha="right")
-    ax.set_ylabel("episode return (mean ± std)")
-    ax.set_title(f"{sweep['env_id']}: return under degradation")
-    # outside the axes: returns can be negative (Pendulum) or large, so no corner is free
-    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out / "returns.png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-
-    layer_names = list(pairs[0][1]["layers"])
-    fig, axes = plt.subplots(2, len(layer_names), figsize=(4 * len(layer_names), 6.5),
-                             squeeze=False)
-    for j, ln in enumerate(layer_names):
-        for r, (stat, lab) in enumerate((("cv", "temporal CV of rates"),
-                                         ("rate_dev", "|rate - healthy rate|"))):
-            ax = axes[r, j]
-            for i, (name, idx) in enumerate((("no DWAM", 1), ("DWAM", 2))):
-                v = [p[idx]["layers"][ln].get(stat, np.nan) for p in pairs]
-                ax.bar(x + (i - 0.5) * 0.4, v, 0.4, label=name)
-            ax.set_title(f"{ln}: {lab}", fontsize=9)
-            ax.set_xticks(x, labels if r == 1 else [""] * len(x), rotation=60, ha="right",
-                          fontsize=7)
-            ax.grid(axis="y", alpha=0.3)
-    axes[0, 0].legend(fontsize=8)
-    fig.suptitle(f"{sweep['env_id']}: firing-rate variability per layer")
-    fig.tight_layout()
-    fig.savefig(out / "firing.png", dpi=100)
-    plt.close(fig)
+    save(sweep_returns_figure(pairs, sweep["env_id"]), out / "returns.png",
+         bbox_inches="tight")
+    save(sweep_firing_figure(pairs, sweep["env_id"]), out / "firing.png", dpi=100)

@@ -121,7 +121,7 @@ def evaluate_stage(run, stage=None, naive_T: int = 64, dtype=torch.float32) -> d
 def write_report(run, out=None, naive_T: int = 64) -> Path:
     """``report.md``, ``report.json`` and plots (naive accuracy vs T against the ANN line and
     the PASCAL point; spikes and SOPs per layer; uniform L vs AL) for every stage of ``run``."""
-    from .plots import plot_layers, plot_naive_curve, plot_stages
+    from ..plotting import layers_figure, naive_curve_figure, save, stages_figure
 
     root, record = stages(run)
     out = Path(out) if out is not None else root / "report"
@@ -129,10 +129,10 @@ def write_report(run, out=None, naive_T: int = 64) -> Path:
     results = [evaluate_stage(root, s["name"], naive_T) for s in record["stages"]]
     (out / "report.json").write_text(json.dumps(
         [{k: v for k, v in r.items()} for r in results], indent=2, default=str))
-    figs = [plot_naive_curve(results, out / "naive_vs_T.png"),
-            plot_layers(results, out / "layers.png")]
+    figs = [save(naive_curve_figure(results), out / "naive_vs_T.png", dpi=120),
+            save(layers_figure(results), out / "layers.png", dpi=120)]
     if len(results) > 1:
-        figs.append(plot_stages(results, out / "uniform_vs_al.png"))
+        figs.append(save(stages_figure(results), out / "uniform_vs_al.png", dpi=120))
     lines = [f"# Conversion report: {root.name}", "",
              f"Net `{record['net']}`; test split of the run's dataset. PASCAL runs the "
              "temporal simulation (IF neurons, float32); naive mode is IF conversion with "

@@ -1,24 +1,17 @@
-"""Figures of the conversion report (matplotlib, imported here only)."""
+"""Figures of the conversion report (``membra convert report``), from its per-stage results
+(``report.json``: one dict per stage with ``stage``, ``sum_L``, ``naive`` and ``pascal``)."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from .core import new_figure
+
+__all__ = ["naive_curve_figure", "layers_figure", "stages_figure"]
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def plot_naive_curve(results: list[dict], path: Path) -> Path:
+def naive_curve_figure(results: list[dict]):
     """Naive accuracy vs T (log axis) per stage, the ANN's accuracy as a line and the PASCAL
     point at its time-step count."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6.4, 4))
+    fig, ax = new_figure(figsize=(6.4, 4))
     for i, r in enumerate(results):
         color = f"C{i}"
         acc = [100 * a for a in r["naive"]["acc_per_T"]]
@@ -35,55 +28,46 @@ def plot_naive_curve(results: list[dict], path: Path) -> Path:
     ax.set_title("naive conversion approaches the ANN; PASCAL equals it")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return fig
 
 
-def plot_layers(results: list[dict], path: Path) -> Path:
-    """Spikes per neuron layer and SOPs per weight layer (PASCAL, per sample), per stage."""
-    plt = _plt()
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
+def _grouped_bars(ax, results, keep, value, label_of) -> None:
+    """One bar group per report row that ``keep`` accepts, one bar per stage."""
     width = 0.8 / len(results)
     for i, r in enumerate(results):
-        rows = r["pascal"]["report"]["rows"]
-        neurons = [x for x in rows if x["kind"] == "neuron"]
-        weights = [x for x in rows if x["kind"] != "neuron"]
-        xs = range(len(neurons))
-        a1.bar([x + i * width for x in xs], [x["spikes"] for x in neurons], width,
-               label=r["stage"])
-        a1.set_xticks([x + width * (len(results) - 1) / 2 for x in xs],
-                      [f"{x['layer']}" for x in neurons], rotation=30, fontsize=8)
-        xs = range(len(weights))
-        a2.bar([x + i * width for x in xs],
-               [x.get("sops", 0.0) + x.get("macs", 0.0) for x in weights], width,
-               label=r["stage"])
-        a2.set_xticks([x + width * (len(results) - 1) / 2 for x in xs],
-                      [f"{x['layer']}" + (" (MACs)" if "macs" in x else "") for x in weights],
-                      rotation=30, fontsize=8)
+        rows = [x for x in r["pascal"]["report"]["rows"] if keep(x)]
+        xs = range(len(rows))
+        ax.bar([x + i * width for x in xs], [value(x) for x in rows], width, label=r["stage"])
+        ax.set_xticks([x + width * (len(results) - 1) / 2 for x in xs],
+                      [label_of(x) for x in rows], rotation=30, fontsize=8)
+
+
+def layers_figure(results: list[dict]):
+    """Spikes per neuron layer and SOPs per weight layer (PASCAL, per sample), per stage."""
+    fig, (a1, a2) = new_figure(1, 2, figsize=(10, 3.8))
+    _grouped_bars(a1, results, lambda x: x["kind"] == "neuron", lambda x: x["spikes"],
+                  lambda x: f"{x['layer']}")
+    _grouped_bars(a2, results, lambda x: x["kind"] != "neuron",
+                  lambda x: x.get("sops", 0.0) + x.get("macs", 0.0),
+                  lambda x: f"{x['layer']}" + (" (MACs)" if "macs" in x else ""))
     a1.set_title("spikes per sample, per neuron layer")
     a2.set_title("SOPs per sample, per weight layer")
     for a in (a1, a2):
         a.legend(fontsize=8)
         a.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return fig
 
 
-def plot_stages(results: list[dict], path: Path) -> Path:
-    """Uniform L vs AL: sum of L, time steps, spikes and SOPs (relative to uniform) and
-    accuracy."""
-    plt = _plt()
+def stages_figure(results: list[dict]):
+    """Uniform L vs AL: sum of L, time steps, spikes, SOPs and energy relative to the first
+    stage, and each stage's PASCAL accuracy."""
     base = results[0]
     keys = [("sum L", lambda r: r["sum_L"]),
             ("time steps", lambda r: r["pascal"]["time_steps"]),
             ("spikes", lambda r: r["pascal"]["report"]["spikes"]),
             ("SOPs", lambda r: r["pascal"]["report"]["sops"]),
             ("energy", lambda r: r["pascal"]["report"]["energy_j"])]
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.6), gridspec_kw={"width_ratios": [3, 1]})
+    fig, (a1, a2) = new_figure(1, 2, figsize=(9, 3.6), gridspec_kw={"width_ratios": [3, 1]})
     width = 0.8 / len(results)
     for i, r in enumerate(results):
         vals = [f(r) / f(base) for _, f in keys]
@@ -97,7 +81,4 @@ def plot_stages(results: list[dict], path: Path) -> Path:
     lo = min(100 * r["pascal"]["snn_acc"] for r in results)
     a2.set_ylim(max(0, lo - 5), 100)
     a2.set_title("PASCAL accuracy (%)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return fig
