@@ -270,6 +270,10 @@ class _Trainer:
 
     def _build(self, model, loss_fn, loaded) -> None:
         cfg, ctx, tc = self.cfg, self.ctx, self.cfg.train
+        if cfg.run.plots and ctx.is_main:  # say so before training, not after it
+            from ..plotting import require_matplotlib
+
+            require_matplotlib()
         self.reporter = Reporter(self.run_dir, ctx.is_main, cfg.run.progress)
         rng.seed_everything(cfg.run.seed)
         self.train_ds, self.test_ds = build_datasets(cfg)
@@ -558,9 +562,11 @@ class _Trainer:
             rep.print(per_step_table(self.history[-1], self.cfg.eval.readout))
             ckpt.atomic_write_bytes(self.run_dir / "summary.json",
                                     (json.dumps(final, indent=2) + "\n").encode())
-            from .plots import plot_run
+            from .plots import first_inputs, write_run_plots
 
-            written = plot_run(self.run_dir, self.history, self.model) \
+            written = write_run_plots(
+                self.run_dir, self.history, self.model, num_classes=self.info.num_classes,
+                sample=first_inputs(self.test_ds).to(self.ctx.device)) \
                 if self.cfg.run.plots else []
             if written:
                 rep.print(f"plots: {', '.join(p.name for p in written)} in "
@@ -617,10 +623,18 @@ def fit(cfg, *, run_dir=None, resume=None, device=None, model=None, loss_fn=None
         torch.set_num_threads(threads)
 
 
-def evaluate_run(run_dir, *, checkpoint=None, device=None, model=None, show: bool = True) -> dict:
+def evaluate_run(run_dir, *, checkpoint=None, device=None, model=None, show: bool = True,
+                 plots: bool = False, plots_out=None) -> dict:
     """Re-evaluate a saved run on its test split: loads the checkpoint (default: the run's
     latest), rebuilds data and model from the config stored in it, prints the per-step table.
+    With ``plots``, writes the run's plots (:func:`membra.train.plots.write_run_plots`, traces
+    of the first test inputs) to ``plots_out`` (default ``<run>/plots``); ``ev["plots"]`` lists
+    them.
     """
+    if plots:
+        from ..plotting import require_matplotlib
+
+        require_matplotlib()
     path, tensors, meta = ckpt.load_run_checkpoint(checkpoint if checkpoint is not None
                                                    else run_dir)
     cfg = config_from_dict(meta["config"])
@@ -655,6 +669,13 @@ def evaluate_run(run_dir, *, checkpoint=None, device=None, model=None, show: boo
     with torch.no_grad():
         energy = sops(model.eval(), x_first.to(ctx.device).transpose(0, 1))
     ev["energy"] = energy.as_dict()
+    if plots:
+        from .plots import TRACE_SAMPLES, write_run_plots
+
+        folder = ckpt.run_folder_of(path) or Path(run_dir)
+        ev["plots"] = [str(p) for p in write_run_plots(
+            folder, meta["history"], model, num_classes=info.num_classes, out=plots_out,
+            sample=x_first[:TRACE_SAMPLES].to(ctx.device).transpose(0, 1))]
     if show:
         from rich.console import Console
 
