@@ -44,11 +44,16 @@ def save(fig, path, *, dpi: int = 110, tight: bool = True, **kw) -> Path:
     return path
 
 
-def integer_ticks(axis) -> None:
-    """Major ticks of ``axis`` (e.g. ``ax.xaxis``) at integers only (epochs, time steps)."""
+def integer_ticks(axis, values=None, *, most: int = 12) -> None:
+    """Major ticks of ``axis`` (e.g. ``ax.xaxis``) at integers only (epochs, time steps):
+    at each of ``values`` when there are at most ``most`` of them (one epoch gets one tick,
+    not 0.96, 0.98, ...), else at matplotlib's choice of integers."""
     from matplotlib.ticker import MaxNLocator
 
-    axis.set_major_locator(MaxNLocator(integer=True))
+    if values is not None and 0 < len(set(values)) <= most:
+        axis.set_ticks(sorted({int(v) for v in values}))
+    else:
+        axis.set_major_locator(MaxNLocator(integer=True))
 
 
 def accuracy_limits(values, *, pad: float = 0.1, min_pad: float = 1.0) -> tuple[float, float]:

@@ -33,7 +33,7 @@ def curves_figure(history: list[dict]):
     ax2.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy",
             ylim=accuracy_limits([v for ys in acc.values() for v in ys]))
     for ax in (ax1, ax2):
-        integer_ticks(ax.xaxis)
+        integer_ticks(ax.xaxis, ep)
         ax.grid(alpha=0.3)
         ax.legend()
     return fig
@@ -84,7 +84,7 @@ def firing_rate_figure(history: list[dict]):
                 label=name)
     ax.set(xlabel="epoch", ylabel="spikes per neuron per step",
            title="firing rate per spiking layer (test)")
-    integer_ticks(ax.xaxis)
+    integer_ticks(ax.xaxis, ep)
     ax.legend(fontsize="small")
     return fig
 

@@ -85,7 +85,7 @@ def raster_figure(traces: dict, *, samples: int = 4, max_neurons: int | None = 2
             ax.scatter(t + 1, k, marker="|", s=20, color="k", linewidths=0.8)
             ax.set_xlim(0.5, s.shape[0] + 0.5)
             ax.set_ylim(n - 0.5, -0.5)
-            integer_ticks(ax.xaxis)
+            integer_ticks(ax.xaxis, range(1, s.shape[0] + 1))
             ax.set_title(f"{name}, sample {b}", fontsize=8)
             if b == 0:
                 ax.set_ylabel(f"neuron (of {s.shape[2]})", fontsize=8)
@@ -134,7 +134,7 @@ def potential_figure(traces: dict, *, v_th=1.0, v0=0.0, neurons: int = 4, sample
                 label="initial potential V0")
         for level in np.unique(th[pick]):
             ax.axhline(level, color="tab:red", ls="--", lw=1, label=f"threshold {level:g}")
-        integer_ticks(ax.xaxis)
+        integer_ticks(ax.xaxis, range(T + 1))
         ax.set(xlabel="time step t (0 = initial)", ylabel="membrane potential",
                title=f"{name}, sample {sample}")
         ax.legend(fontsize=6)
