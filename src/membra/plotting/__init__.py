@@ -6,8 +6,8 @@ Each ``*_figure`` function takes plain data (histories, traces, report dicts) an
 is missing, every figure function raises one ``ImportError`` naming ``pip install
 'membra[plot]'``. Importing this package and the trace statistics need no matplotlib.
 
-A package, not one file, because the figures of five report families (training runs, neuron
-traces, conversion, construct, control sweeps, studies) come to ~700 lines; each family is a
+A package, not one file, because the figures of six families (training runs, neuron traces,
+conversion, construct, control sweeps, studies) come to about 640 lines; each family is a
 small module and they share :mod:`.core`.
 """
 
