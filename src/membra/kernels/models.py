@@ -22,6 +22,7 @@ neuron's later spikes and final state are NaN.
 from __future__ import annotations
 
 import ctypes
+import math
 import warnings
 from pathlib import Path
 
@@ -245,7 +246,7 @@ def rlif_sequence(x, weight, state=None, *, tau=2.0, v_th=1.0, v_reset=0.0, rese
     s0, _ = _validate(x, s0, None, v_th=v_th, v_reset=v_reset, reset=reset,
                       surrogate=surrogate, alpha=alpha, check_finite=False,
                       op=f"{op} (s0)")
-    n = x[0, 0].numel()
+    n = math.prod(x.shape[2:])
     if not isinstance(weight, torch.Tensor) or tuple(weight.shape) != (n, n):
         got = tuple(weight.shape) if isinstance(weight, torch.Tensor) else type(weight).__name__
         raise ValueError(f"{op}: weight must be [N, N] = [{n}, {n}] for per-sample shape "
