@@ -4,6 +4,7 @@ No state, no modules; everything else in membra is built on these definitions.
 """
 
 from .encoding import ENCODERS, direct, encode, latency, rate
+from .models import alif_step, check_delays, cuba_lif_step, delay_sequence, rlif_step
 from .neuron import (
     RESETS,
     check_tau,
@@ -15,7 +16,6 @@ from .neuron import (
     raw_from_tau,
     tau_from_raw,
 )
-from .models import alif_step, check_delays, cuba_lif_step, delay_sequence, rlif_step
 from .readout import READOUTS, readout
 from .surrogate import SURROGATES, Surrogate, get_surrogate, heaviside, spike, surrogate_grad
 

@@ -97,9 +97,9 @@ class Streaming(nn.Module):
         for name, m in self._norms:
             if m.training or m.running_mean is None:
                 raise ValueError(f"Streaming: layer {name!r} ({type(m).__name__}) uses batch "
-                                 "statistics (training mode or no running stats) and normalises over the T*B samples of a "
-                                 "whole sequence, one step has only B; call model.eval() "
-                                 "before streaming, with running statistics")
+                                 "statistics (training mode or no running stats) over the T*B "
+                                 "samples of a whole sequence, one step has only B; call "
+                                 "model.eval() before streaming, with running statistics")
 
     def _stateful_forward(self, name: str, module: nn.Module):
         def forward(x):
