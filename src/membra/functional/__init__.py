@@ -4,6 +4,7 @@ No state, no modules; everything else in membra is built on these definitions.
 """
 
 from .encoding import ENCODERS, direct, encode, latency, rate
+from .models import alif_step, check_delays, cuba_lif_step, delay_sequence, rlif_step
 from .neuron import (
     RESETS,
     check_tau,
@@ -23,5 +24,6 @@ __all__ = [
     "RESETS", "check_tau", "fire_and_reset", "if_charge", "if_step", "lif_charge", "lif_step",
     "raw_from_tau", "tau_from_raw",
     "READOUTS", "readout",
+    "cuba_lif_step", "alif_step", "rlif_step", "check_delays", "delay_sequence",
     "SURROGATES", "Surrogate", "get_surrogate", "heaviside", "spike", "surrogate_grad",
 ]

@@ -14,14 +14,18 @@ import torch
 from torch import nn
 
 from ..functional.readout import check_readout, readout
-from ..nn import IF, LIF, TimeDistributed
+from ..nn import ALIF, IF, LIF, CubaLIF, TimeDistributed
 
-__all__ = ["make_neuron", "out_shape", "Stack", "SpikingNet"]
+__all__ = ["NEURON_CLASSES", "make_neuron", "out_shape", "Stack", "SpikingNet"]
+
+#: The zoo's neuron switch (``model.neuron`` in configs): name -> layer class.
+NEURON_CLASSES: dict[str, type[nn.Module]] = {"lif": LIF, "if": IF, "cuba_lif": CubaLIF,
+                                              "alif": ALIF}
 
 
 def make_neuron(neuron: str, shape: tuple[int, ...], neuron_kwargs: dict) -> nn.Module:
-    """``LIF(shape=shape, **neuron_kwargs)`` or ``IF(...)``."""
-    cls = {"lif": LIF, "if": IF}[neuron]
+    """``NEURON_CLASSES[neuron](shape=shape, **neuron_kwargs)``, e.g. ``LIF(...)``."""
+    cls = NEURON_CLASSES[neuron]
     try:
         return cls(shape=tuple(shape), **neuron_kwargs)
     except TypeError as e:

@@ -18,10 +18,12 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from .common import NEURON_CLASSES
+
 __all__ = ["ModelEntry", "register_model", "list_models", "model_entries", "create_model",
            "NEURONS"]
 
-NEURONS = ("lif", "if")
+NEURONS = tuple(NEURON_CLASSES)
 _COMMON = ("in_shape", "num_classes", "neuron", "neuron_kwargs")
 
 
@@ -91,7 +93,8 @@ def create_model(name: str, *, in_shape, num_classes: int, neuron: str = "lif",
         name: a name from :func:`list_models`.
         in_shape: shape of one sample at one step, e.g. ``(64,)`` or ``(2, 48, 48)``.
         num_classes: ``K``, the size of the per-step logits.
-        neuron: ``"lif"`` (:class:`membra.nn.LIF`) or ``"if"`` (:class:`membra.nn.IF`).
+        neuron: a key of :data:`membra.models.common.NEURON_CLASSES`: ``"lif"``, ``"if"``,
+            ``"cuba_lif"``, ``"alif"`` (``docs/neurons.md``).
         neuron_kwargs: keyword arguments for every neuron (``init_potential``, ``tau``,
             ``reset``, ``surrogate`` ...); the builder passes ``shape=`` itself.
         **kw: options of the model (see ``membra models`` and ``docs/models.md``).

@@ -133,7 +133,8 @@ class ModelSection(_Section):
 
     _name = "model"
     name: str = _opt("mlp", doc="model (`membra models`)")
-    neuron: str = _opt("lif", choices=("lif", "if"), doc="spiking neuron type")
+    neuron: str = _opt("lif", choices=("lif", "if", "cuba_lif", "alif"),
+                       doc="spiking neuron type (`docs/neurons.md`)")
     neuron_kwargs: dict = _opt({}, valid="the neuron's options, checked by building one",
                                doc="options of every neuron: `init_potential` (`\"learnable\"` "
                                    "= IMP, or a number), `tau`, `v_th`, `reset`, `surrogate`, "
@@ -326,9 +327,9 @@ def _check_value(key: str, value, meta) -> None:
 
 
 def _neuron_params(neuron: str) -> dict[str, inspect.Parameter]:
-    from ..nn import IF, LIF
+    from ..models.common import NEURON_CLASSES
 
-    cls = LIF if neuron == "lif" else IF
+    cls = NEURON_CLASSES[neuron]
     return {n: p for n, p in inspect.signature(cls.__init__).parameters.items()
             if n not in ("self", "shape")}
 
@@ -340,9 +341,9 @@ def _check_neuron_kwargs(neuron: str, kwargs: dict) -> None:
     for k in kwargs:
         if k not in params:
             raise _unknown(f"model.neuron_kwargs.{k}", k, params)
-    from ..nn import IF, LIF
+    from ..models.common import NEURON_CLASSES
 
-    cls = LIF if neuron == "lif" else IF
+    cls = NEURON_CLASSES[neuron]
     try:
         cls(shape=(1,), **kwargs)
     except (TypeError, ValueError) as err:
