@@ -397,3 +397,32 @@ def test_converted_pascal_refused_with_hint():
     snn = to_snn(replace_relu(build_net("digits_net", in_shape=(1, 8, 8), num_classes=3)).eval())
     with pytest.raises(ValueError, match="mode='naive'"):
         to_nir(snn, in_shape=(1, 8, 8))
+
+
+@pytest.mark.skipif(not (HAS_CUBA and HAS_DELAY), reason="needs membra.nn.CubaLIF and Delay")
+@pytest.mark.parametrize("dt", [1.0, 0.5])
+@pytest.mark.parametrize("seed", range(2))
+def test_cuba_lif_and_delay_round_trip(seed, dt, tmp_path):
+    torch.manual_seed(seed)
+    model = nn.Sequential(
+        nn.Linear(5, 8), mnn.CubaLIF(shape=(8,), tau=3.0, tau_syn=2.0, reset="hard",
+                                     init_potential="learnable", init_current=0.2),
+        mnn.Delay((8,), 3, delays=torch.randint(0, 4, (8,))),
+        nn.Linear(8, 4), LIF(shape=(4,), tau=2.0, init_potential=0.3)).eval()
+    with torch.no_grad():
+        model[0].weight.mul_(3.0)
+        model[3].weight.abs_().mul_(2.0)
+    graph = to_nir(model, in_shape=(5,), dt=dt)
+    assert {type(n).__name__ for n in graph.nodes.values()} >= {"CubaLIF", "Delay", "LIF"}
+    back = from_nir(read_nir(write_nir(graph, tmp_path / "c.nir")))
+    x = torch.rand(12, 3, 5, generator=torch.Generator().manual_seed(seed)) * 2
+    assert_same_spikes(model, back.eval(), x)
+
+
+@pytest.mark.parametrize("name", ["ALIF", "RLIF"])
+def test_neurons_without_nir_node_refused(name):
+    if not hasattr(mnn, name):
+        pytest.skip(f"needs membra.nn.{name}")
+    model = nn.Sequential(nn.Linear(3, 4), getattr(mnn, name)(shape=(4,)))
+    with pytest.raises(ValueError, match=f"{name}.*no NIR node"):
+        to_nir(model, in_shape=(3,))

@@ -1,12 +1,15 @@
-r"""Export membra's spiking MLP/CNN models to NIR (Neuromorphic Intermediate Representation)
-and load them back.
+r"""NIR (Neuromorphic Intermediate Representation) both ways, for graphs (docs/nir.md).
 
-Supported layers (an ``nn.Sequential``, nested Sequentials are flattened): ``nn.Linear``,
-``Conv2d`` / ``AvgPool2d`` / ``Flatten`` / ``BatchNorm1d|2d`` / ``Dropout`` wrapped in
-:class:`membra.nn.TimeDistributed` (or ``nn.Flatten(2)`` on ``[T, B, ...]``), and the neurons
-:class:`membra.nn.LIF` / :class:`membra.nn.IF`. BatchNorm is folded into the weight layer
-before it, with its running statistics (the export is the inference network); Dropout is
-dropped.
+:func:`to_nir` traces the network with ``torch.fx`` (nirtorch 2.6's tracer does not serve:
+no shapes for Conv2d/Flatten nodes, no ``torch.cat``, a KeyError for unmapped modules) and
+writes one node per layer: ``Affine``/``Linear``/``Conv2d`` (BatchNorm folded), ``AvgPool2d``
+(also for whole-window ``AdaptiveAvgPool2d``), ``Flatten``, ``LIF``/``IF``/``CubaLIF``/``Delay``.
+A residual ``+`` becomes two edges into the next node (NIR sums a node's inputs); ``torch.cat``
+becomes one 0/1 selection ``Linear`` (vectors) or 1x1 ``Conv2d`` (channels) per part, summed
+by the next node; a ``MaxPool2d`` on spikes becomes ``SumPool2d`` + an ``IF`` with threshold
+1/2 that resets to 0 (exact: it fires iff the window holds a spike; NIR has no max-pool node).
+:func:`from_nir` builds an ``nn.Sequential`` from a chain and a
+:class:`~membra.export.modules.GraphNet` from any other acyclic graph.
 
 **Neuron mapping.** NIR neurons are continuous-time; membra's are their forward-Euler
 discretisation with a step ``dt`` (``dt = 1`` by default; stored as graph metadata
