@@ -134,8 +134,8 @@ def test_foreign_graph_uses_nir_semantics():
 def test_errors():
     with pytest.raises(ValueError, match="in_shape"):
         to_nir(mlp())
-    with pytest.raises(TypeError, match="nn.Sequential"):
-        to_nir(LIF(), (3,))
+    with pytest.raises(TypeError, match="nn.Module"):
+        to_nir("not a model", (3,))
     with pytest.raises(ValueError, match="not supported"):
         to_nir(nn.Sequential(nn.Linear(3, 3), nn.ReLU()), (3,))
     with pytest.raises(ValueError, match="must follow"):

@@ -22,8 +22,9 @@ def nir_(
     check: Annotated[bool, typer.Option(help="Load the file back and compare spikes on a "
                                              "random input.")] = True,
 ) -> None:
-    """Export a spiking MLP/CNN to NIR. The initial potentials (IMP), soft reset and '>='
-    firing travel as `membra.*` node metadata (NIR has no field for them).
+    """Export a spiking network to NIR: chains and graphs (SEW-ResNet adds, concat, max-pool on
+    spikes; docs/nir.md). The initial potentials (IMP), soft reset and '>=' firing travel as
+    `membra.*` node metadata (NIR has no field for them).
 
     Example: membra export nir runs/digits_imp_lts --out model.nir
     """
@@ -46,6 +47,6 @@ def nir_(
         with torch.no_grad():
             same = torch.allclose(model(x), back(x), atol=1e-4, rtol=1e-4)
         typer.echo("round trip: outputs match" if same else
-                   "round trip: outputs DIFFER (see docs/study.md, NIR limits)")
+                   "round trip: outputs DIFFER (see docs/nir.md)")
         if not same:
             raise typer.Exit(1)
