@@ -1,6 +1,6 @@
 """Load the model of a run folder for the CLI: a ``membra train`` run (``config.toml`` +
-``checkpoints/``, or a checkpoint file) or an IMP-study run (``config.json`` +
-``model.safetensors``)."""
+``checkpoints/``, or a checkpoint file) through :func:`membra.train.load_run`, or an IMP-study
+run (``config.json`` + ``model.safetensors``, until the study writes ordinary run folders)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def load_run_model(path: Path):
-    """``(model in eval mode, in_shape)`` of a run folder or checkpoint file."""
+    """``(model in eval mode, in_shape, model name)`` of a run folder or checkpoint file."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"run folder or checkpoint not found: {path}")
@@ -16,16 +16,8 @@ def load_run_model(path: Path):
         from ..analysis.study import load_study_run
 
         model, in_shape, _ = load_study_run(path)
-        return model, in_shape
-    from ..train.checkpoint import load_model_state, load_run_checkpoint
-    from ..train.config import config_from_dict
-    from ..train.engine import _info, build_datasets, build_model
+        return model, in_shape, type(model).__name__
+    from ..train import load_run
 
-    ckpt, tensors, meta = load_run_checkpoint(path)
-    cfg = config_from_dict(meta["config"])
-    _, test_ds = build_datasets(cfg)
-    info = _info(test_ds)
-    model = build_model(cfg, info)
-    state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-    load_model_state(model, state, source=f"checkpoint {str(ckpt)!r}")
-    return model.eval(), tuple(info.in_shape)
+    run = load_run(path)
+    return run.model, run.in_shape, run.model_name

@@ -62,6 +62,7 @@ from .loop import (
     learning_rate,
 )
 from .report import Reporter, per_step_table
+from .runs import load_run, model_info
 
 __all__ = ["fit", "evaluate_run", "build_datasets", "build_model", "prepare_run_dir"]
 
@@ -275,6 +276,7 @@ class _Trainer:
         self.train_ds, self.test_ds = build_datasets(cfg)
         info = _info(self.train_ds)
         self.info = info
+        self.model_info = model_info(info.in_shape, info.num_classes, model)
         if model is None:
             model = build_model(cfg, info)
         if not isinstance(model, nn.Module):
@@ -323,7 +325,7 @@ class _Trainer:
                           "total_steps": self.total_steps},
             "scaler": self.scaler.state_dict() if self.amp else None,
             "rng": rng_meta, "history": self.history, "world_size": self.ctx.world_size,
-            "torch": torch.__version__,
+            "torch": torch.__version__, "model_info": self.model_info,
         }
         return tensors, meta
 
@@ -618,13 +620,14 @@ def fit(cfg, *, run_dir=None, resume=None, device=None, model=None, loss_fn=None
 
 
 def evaluate_run(run_dir, *, checkpoint=None, device=None, model=None, show: bool = True) -> dict:
-    """Re-evaluate a saved run on its test split: loads the checkpoint (default: the run's
-    latest), rebuilds data and model from the config stored in it, prints the per-step table.
+    """Re-evaluate a saved run on its test split: loads the model with
+    :func:`~membra.train.runs.load_run` (default: the run's latest checkpoint; ``model`` for a
+    run of ``fit(cfg, model=...)``), builds the test split from the stored config and prints
+    the per-step table.
     """
-    path, tensors, meta = ckpt.load_run_checkpoint(checkpoint if checkpoint is not None
-                                                   else run_dir)
-    cfg = config_from_dict(meta["config"])
-    bad = ckpt.non_finite_tensors({k: v for k, v in tensors.items() if k.startswith("model.")})
+    ctx = DistContext(device=setup(device).device)
+    run = load_run(run_dir, checkpoint=checkpoint, model=model, device=ctx.device)
+    cfg, path, bad, model = run.config, run.checkpoint, run.non_finite, run.model
     if bad:  # evaluating such weights gives meaningless numbers: say so before them
         text = (f"checkpoint {str(path)!r} holds weights that are not finite: "
                 f"{', '.join(bad)}; its outputs and accuracies are meaningless")
@@ -635,20 +638,16 @@ def evaluate_run(run_dir, *, checkpoint=None, device=None, model=None, show: boo
                                                        markup=False, highlight=False)
         else:
             warnings.warn(text, RuntimeWarning, stacklevel=2)
-    ctx = DistContext(device=setup(device).device)
     rng.seed_everything(cfg.run.seed)
     _, test_ds = build_datasets(cfg)
-    info = _info(test_ds)
-    model = (model if model is not None else build_model(cfg, info)).to(ctx.device)
-    state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-    ckpt.load_model_state(model, state, source=f"checkpoint {str(path)!r}")
     from .loop import build_loss
 
     loader = torch.utils.data.DataLoader(test_ds, batch_size=cfg.data.eval_batch_size,
                                          shuffle=False, num_workers=cfg.data.num_workers)
     ev = evaluate(model, loader, build_loss(cfg.train), ctx.device)
     ev.update(readout=cfg.eval.readout, test_acc=ev[f"test_acc_{cfg.eval.readout}"],
-              checkpoint=str(path), epoch=meta["epoch"], step=meta["step"], non_finite=bad)
+              checkpoint=str(path), epoch=run.meta["epoch"], step=run.meta["step"],
+              non_finite=bad, model=run.model_name)
     from ..energy import sops
 
     x_first, _ = next(iter(loader))  # synaptic operations per sample, on the first test batch
@@ -659,6 +658,8 @@ def evaluate_run(run_dir, *, checkpoint=None, device=None, model=None, show: boo
         from rich.console import Console
 
         console = Console()
+        console.print(f"model: {run.model_name}" + (" (custom)" if run.custom_model else ""),
+                      markup=False, highlight=False)
         console.print(per_step_table(ev, cfg.eval.readout,
                                      title=f"{path.name}: test accuracy per time step"))
         console.print(f"synaptic operations per sample ({energy.batch} test samples, "
