@@ -32,7 +32,7 @@ def train(
 
     Example: membra convert train configs/convert_digits.toml --set convert.L=4
     """
-    from ..convert.train import load_convert_config, train_convert
+    from ..experiments.qcfs_pascal import load_convert_config, train_convert
 
     cfg, sec = load_convert_config(config, list(set_ or []))
     record = train_convert(cfg, sec, device=device, log=typer.echo)
@@ -61,8 +61,8 @@ def run(
     """
     import torch
 
-    from ..convert.report import eval_batches, evaluate_snn
-    from ..convert.train import load_stage
+    from ..convert.report import evaluate_snn
+    from ..experiments.qcfs_pascal import eval_batches, load_stage
 
     if mode not in ("pascal", "naive"):
         raise ValueError(f"--mode must be pascal or naive, got {mode!r}")
@@ -101,7 +101,7 @@ def report(
 
     Example: membra convert report runs/convert_digits --out reports/convert
     """
-    from ..convert.report import write_report
+    from ..experiments.qcfs_pascal import write_report
 
     path = write_report(run_dir, out, naive_T)
     typer.echo((path / "report.md").read_text().split("\n## ")[0])

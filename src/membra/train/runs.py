@@ -30,7 +30,7 @@ from torch import nn
 from . import checkpoint as ckpt
 from .config import RunConfig, config_from_dict
 
-__all__ = ["Run", "load_run", "model_info", "model_state"]
+__all__ = ["Run", "load_run", "model_info", "model_state", "recorded_shapes"]
 
 
 @dataclass(frozen=True)
@@ -75,8 +75,10 @@ def model_state(tensors: dict) -> dict:
     return {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
 
 
-def _shapes(cfg: RunConfig, meta: dict, path: Path) -> tuple[tuple[int, ...], int]:
-    """``(in_shape, num_classes)`` recorded in ``meta``; for older runs, from the dataset."""
+def recorded_shapes(cfg: RunConfig, meta: dict, path) -> tuple[tuple[int, ...], int]:
+    """``(in_shape, num_classes)`` recorded in the (schema-checked) metadata ``meta`` of the
+    checkpoint ``path``; for runs written before membra recorded them, from the dataset of
+    ``cfg`` (with a warning)."""
     info = meta.get("model_info")
     if info is not None:
         return tuple(info["in_shape"]), info["num_classes"]
@@ -84,7 +86,7 @@ def _shapes(cfg: RunConfig, meta: dict, path: Path) -> tuple[tuple[int, ...], in
 
     warnings.warn(f"checkpoint {str(path)!r} was written by an older membra without the "
                   "model's input shape; building the dataset to learn it", UserWarning,
-                  stacklevel=3)
+                  stacklevel=2)
     info = engine._info(engine.build_datasets(cfg)[1])
     return tuple(info.in_shape), info.num_classes
 
@@ -130,7 +132,7 @@ def load_run(path, *, checkpoint=None, model: nn.Module | None = None, device=No
             raise _custom_error(ck_path, cfg, custom)
         from . import engine
 
-        in_shape, num_classes = _shapes(cfg, meta, ck_path)
+        in_shape, num_classes = recorded_shapes(cfg, meta, ck_path)
         model = engine.build_model(cfg, SimpleNamespace(in_shape=in_shape,
                                                         num_classes=num_classes))
     elif not isinstance(model, nn.Module):
