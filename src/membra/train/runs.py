@@ -30,7 +30,7 @@ from torch import nn
 from . import checkpoint as ckpt
 from .config import RunConfig, config_from_dict
 
-__all__ = ["Run", "load_run", "model_info", "model_state", "recorded_shapes"]
+__all__ = ["Run", "load_run", "model_info", "model_state", "recorded_shapes", "save_pretrained"]
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ def recorded_shapes(cfg: RunConfig, meta: dict, path) -> tuple[tuple[int, ...], 
 
     warnings.warn(f"checkpoint {str(path)!r} was written by an older membra without the "
                   "model's input shape; building the dataset to learn it", UserWarning,
-                  stacklevel=2)
+                  stacklevel=3)
     info = engine._info(engine.build_datasets(cfg)[1])
     return tuple(info.in_shape), info.num_classes
 
@@ -150,4 +150,38 @@ def load_run(path, *, checkpoint=None, model: nn.Module | None = None, device=No
         raise ValueError(f"{err}{hint}") from None
     return Run(model=model.to(device or "cpu").eval(), config=cfg, meta=meta,
                checkpoint=ck_path, in_shape=in_shape, num_classes=num_classes,
-               non_finite=ckpt.non_finite_tensors(state))
+               non_finite=ckpt.non_finite_tensors(
+                   {k: v for k, v in tensors.items() if k.startswith("model.")}))
+
+
+def save_pretrained(path, folder, *, made_with: str, checkpoint=None) -> Path:
+    """Write the model of a run as a shipped pretrained model (see
+    :mod:`membra.models.pretrained`): ``folder/model.safetensors`` and ``folder/config.json``
+    with the zoo model, shapes, run config, the last epoch's test accuracy and ``made_with``
+    (the command that trained it). Only zoo models can be shipped (no custom-model runs)."""
+    import hashlib
+    import json
+
+    from safetensors.torch import save
+
+    run = load_run(path, checkpoint=checkpoint)
+    if not run.meta["history"]:
+        raise ValueError(f"run {str(run.checkpoint)!r} finished no epoch; nothing to ship")
+    m = run.config.model
+    last = run.meta["history"][-1]
+    config = json.loads(json.dumps(run.meta["config"]))
+    config["run"]["out_dir"] = "runs"  # where it ran says nothing about the model
+    raw = save({k: v.detach().to("cpu", copy=True).contiguous()
+                for k, v in run.model.state_dict().items()})
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    record = {"model": {"name": m.name, "neuron": m.neuron,
+                        "neuron_kwargs": dict(m.neuron_kwargs), "options": dict(m.options)},
+              "in_shape": list(run.in_shape), "num_classes": run.num_classes,
+              "test_acc": last["test_acc"], "readout": run.config.eval.readout,
+              "epoch": run.meta["epoch"], "config": config, "made_with": made_with,
+              "sha256": hashlib.sha256(raw).hexdigest()}
+    ckpt.atomic_write_bytes(folder / "model.safetensors", raw)
+    ckpt.atomic_write_bytes(folder / "config.json",
+                            (json.dumps(record, indent=2) + "\n").encode())
+    return folder
