@@ -94,9 +94,9 @@ def recorded_shapes(cfg: RunConfig, meta: dict, path) -> tuple[tuple[int, ...], 
 def _custom_error(path: Path, cfg: RunConfig, custom: dict) -> ValueError:
     cls, mod = custom["class"], custom["module"]
     return ValueError(
-        f"run {str(path)!r} was trained with a custom model, {cls} (module {mod}), not the "
-        f"config's model {cfg.model.name!r}, so it cannot be rebuilt from the config; build "
-        f"the module again and pass it: load_run(path, model={cls}(...)) (membra eval and "
+        f"the run of {str(path)!r} was trained with a custom model, {cls} (module {mod}), not "
+        f"the config's model {cfg.model.name!r}, so it cannot be rebuilt from the config; "
+        f"build the module again and pass it: load_run(path, model={cls}(...)) (membra eval and "
         "membra export nir only rebuild models of the zoo)")
 
 
