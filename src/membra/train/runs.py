@@ -42,8 +42,10 @@ class Run:
     config: RunConfig
     meta: dict
     checkpoint: Path
-    in_shape: tuple[int, ...]
-    num_classes: int
+    #: per-sample input shape and number of classes (``None`` only for a run written before
+    #: membra recorded them, loaded with ``model=``)
+    in_shape: tuple[int, ...] | None
+    num_classes: int | None
     #: ``"name (a NaN, b inf of n)"`` for every model tensor that is not finite
     non_finite: list[str] = field(default_factory=list)
 
@@ -120,10 +122,8 @@ def load_run(path, *, checkpoint=None, model: nn.Module | None = None, device=No
             "Integrity guarantees"), a custom-model run without ``model=``, or weights that
             do not match the model (names and shapes listed).
     """
-    source = checkpoint if checkpoint is not None else path
-    if not Path(source).exists() and not Path(source).is_symlink():
-        raise FileNotFoundError(f"run folder or checkpoint not found: {str(source)!r}")
-    ck_path, tensors, meta = ckpt.load_run_checkpoint(source)
+    ck_path, tensors, meta = ckpt.load_run_checkpoint(
+        checkpoint if checkpoint is not None else path)
     cfg = config_from_dict(meta["config"])
     state = model_state(tensors)
     custom = (meta.get("model_info") or {}).get("custom")
