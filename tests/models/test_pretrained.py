@@ -43,8 +43,7 @@ def _accuracy(model, cfg_dict) -> float:
     return correct / n
 
 
-@pytest.mark.parametrize("name", [
-    "digits-mlp", pytest.param("digits-dvs-cnn", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("name", ["digits-mlp", "digits-dvs-cnn"])  # ~3 s each
 def test_shipped_accuracy_is_reproduced(name):
     pytest.importorskip("sklearn")
     e = pretrained_entry(name)
