@@ -294,3 +294,11 @@ def test_digest_helper_matches_the_documented_rule(runs):
     header = json.loads(raw[8:8 + header_len])
     digest = header["__metadata__"][DIGEST_KEY]
     assert hashlib.sha256(raw.replace(digest.encode(), b"0" * 64)).hexdigest() == digest
+
+
+@pytest.mark.parametrize("name", ["narrow5", "sequential"])
+def test_fit_announces_a_custom_model_by_its_class(tiny, tmp_path, capsys, name):
+    model = CUSTOM[name]()
+    fit(cfg("train.epochs=1", "run.progress=true"), run_dir=tmp_path / "r", model=model)
+    first = capsys.readouterr().out.splitlines()[0]
+    assert f"-> {type(model).__name__} (custom)" in first and "tiny" not in first.split("->")[1]

@@ -484,7 +484,8 @@ class _Trainer:
     def run(self) -> dict:
         cfg, tc, rep = self.cfg, self.cfg.train, self.reporter
         rep.print(f"[bold]membra train[/] {cfg.run.name}: {cfg.data.name} (T={cfg.data.T}) -> "
-                  f"{cfg.model.name} ({cfg.model.neuron}), loss {tc.loss}, readout "
+                  + (f"{type(self.model).__name__} (custom)" if self.model_info["custom"] else
+                     f"{cfg.model.name} ({cfg.model.neuron})") + f", loss {tc.loss}, readout "
                   f"{cfg.eval.readout}, {tc.epochs} epochs on {self.ctx.device}"
                   + (f" x {self.ctx.world_size} processes" if self.ctx.distributed else "")
                   + f"\nrun folder: {self.run_dir}")
