@@ -208,6 +208,22 @@ def test_old_run_without_model_info_falls_back_to_the_dataset(runs, tiny, tmp_pa
     assert r.meta.get("model_info") is None
 
 
+@pytest.mark.parametrize("verb", [("eval",), ("export", "nir")])
+def test_old_run_note_is_one_line_in_the_cli(runs, tiny, tmp_path, verb):
+    import shutil
+
+    if verb[0] == "export":
+        pytest.importorskip("nir")
+    run = Path(shutil.copytree(runs["zoo"], tmp_path / "old"))
+    _reseal(ck.resolve_checkpoint(run), lambda m: m.pop("model_info", None))
+    extra = ("--out", tmp_path / "m.nir") if verb[0] == "export" else ()
+    res = cli(*verb, run, *extra)
+    assert res.exit_code == 0, res.output
+    notes = [ln for ln in res.output.splitlines() if "older membra" in ln]
+    assert len(notes) == 1 and notes[0].startswith("note: "), res.output
+    assert "UserWarning" not in res.output and "load_run(" not in res.output, res.output
+
+
 # ---- 4. integrity: the guarantees of docs/training.md hold for load_run -----------------------
 @pytest.mark.parametrize("seed", range(6))
 def test_a_flipped_byte_anywhere_is_refused(runs, tiny, tmp_path, seed):

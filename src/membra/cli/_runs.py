@@ -4,7 +4,24 @@ run (``config.json`` + ``model.safetensors``, until the study writes ordinary ru
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
+
+
+@contextlib.contextmanager
+def notes():
+    """Inside: each Python warning (e.g. load_run's note on a run written by an older membra)
+    is one ``note: <message>`` line on stderr, not Python's two-line warning format."""
+    import warnings
+
+    import typer
+
+    old = warnings.showwarning
+    warnings.showwarning = lambda message, *_a, **_k: typer.echo(f"note: {message}", err=True)
+    try:
+        yield
+    finally:
+        warnings.showwarning = old
 
 
 def load_run_model(path: Path):
@@ -19,5 +36,6 @@ def load_run_model(path: Path):
         return model, in_shape, type(model).__name__
     from ..train import load_run
 
-    run = load_run(path)
+    with notes():
+        run = load_run(path)
     return run.model, run.in_shape, run.model_name

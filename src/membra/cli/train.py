@@ -95,8 +95,10 @@ def eval_(
     Example: membra eval runs/digits_imp_lts
     """
     from ..train import evaluate_run
+    from ._runs import notes
 
-    evaluate_run(run_dir, checkpoint=checkpoint, device=device)
+    with notes():
+        evaluate_run(run_dir, checkpoint=checkpoint, device=device)
 
 
 @app.command("config-keys")
