@@ -32,7 +32,7 @@ def train(
 
     Example: membra convert train configs/convert_digits.toml --set convert.L=4
     """
-    from ..convert.train import load_convert_config, train_convert
+    from ..experiments.qcfs_pascal import load_convert_config, train_convert
 
     cfg, sec = load_convert_config(config, list(set_ or []))
     record = train_convert(cfg, sec, device=device, log=typer.echo)
@@ -61,14 +61,16 @@ def run(
     """
     import torch
 
-    from ..convert.report import eval_batches, evaluate_snn
-    from ..convert.train import load_stage
+    from ..convert.report import evaluate_snn
+    from ..experiments.qcfs_pascal import eval_batches, load_stage
+    from ._runs import notes
 
     if mode not in ("pascal", "naive"):
         raise ValueError(f"--mode must be pascal or naive, got {mode!r}")
     if mode == "pascal" and T is not None:
         raise ValueError("--T is for --mode naive; PASCAL's time steps follow from L")
-    net, cfg, st = load_stage(run_dir, stage)
+    with notes():
+        net, cfg, st = load_stage(run_dir, stage)
     kw = {} if mode == "naive" else {"neuron": neuron, "bias": bias, "simulate": simulate}
     res = evaluate_snn(net, eval_batches(cfg), mode, T=(T or 32) if mode == "naive" else None,
                        dtype=torch.float64 if float64 else None, **kw)
@@ -101,8 +103,10 @@ def report(
 
     Example: membra convert report runs/convert_digits --out reports/convert
     """
-    from ..convert.report import write_report
+    from ..experiments.qcfs_pascal import write_report
+    from ._runs import notes
 
-    path = write_report(run_dir, out, naive_T)
+    with notes():
+        path = write_report(run_dir, out, naive_T)
     typer.echo((path / "report.md").read_text().split("\n## ")[0])
     typer.echo(f"report -> {path}")

@@ -33,14 +33,14 @@ def nir_(
     from ..export import from_nir, read_nir, to_nir, write_nir
     from ._runs import load_run_model
 
+    model, in_shape, name = load_run_model(run)  # errors: one line at the CLI's boundary
     try:
-        model, in_shape = load_run_model(run)
         graph = to_nir(model, in_shape, dt=dt)
     except (ValueError, TypeError, FileNotFoundError) as err:
         raise typer.BadParameter(str(err)) from err
     path = write_nir(graph, out)
     n = sum(1 for k in graph.nodes if k not in ("input", "output"))
-    typer.echo(f"wrote {path} ({n} nodes, input shape {in_shape})")
+    typer.echo(f"wrote {path} ({name}, {n} nodes, input shape {in_shape})")
     if check:
         back = from_nir(read_nir(path)).eval()
         x = torch.rand(4, 8, *in_shape, generator=torch.Generator().manual_seed(0))

@@ -126,7 +126,7 @@ def sops_(
     from ._runs import load_run_model
 
     try:
-        model, in_shape = load_run_model(run)
+        model, in_shape, _ = load_run_model(run)
         x = _test_batch(run, batch)
     except (ValueError, FileNotFoundError) as err:
         raise typer.BadParameter(str(err)) from err

@@ -101,9 +101,11 @@ def eval_(
     Example: membra eval runs/digits_imp_lts --plots
     """
     from ..train import evaluate_run
+    from ._runs import notes
 
-    ev = evaluate_run(run_dir, checkpoint=checkpoint, device=device, plots=plots,
-                      plots_out=out)
+    with notes():
+        ev = evaluate_run(run_dir, checkpoint=checkpoint, device=device, plots=plots,
+                          plots_out=out)
     if plots:
         typer.echo(f"plots: {len(ev['plots'])} files in "
                    f"{Path(ev['plots'][0]).parent if ev['plots'] else out}")

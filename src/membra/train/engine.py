@@ -62,6 +62,7 @@ from .loop import (
     learning_rate,
 )
 from .report import Reporter, per_step_table
+from .runs import load_run, model_info
 
 __all__ = ["fit", "evaluate_run", "build_datasets", "build_model", "prepare_run_dir"]
 
@@ -279,6 +280,7 @@ class _Trainer:
         self.train_ds, self.test_ds = build_datasets(cfg)
         info = _info(self.train_ds)
         self.info = info
+        self.model_info = model_info(info.in_shape, info.num_classes, model)
         if model is None:
             model = build_model(cfg, info)
         if not isinstance(model, nn.Module):
@@ -327,7 +329,7 @@ class _Trainer:
                           "total_steps": self.total_steps},
             "scaler": self.scaler.state_dict() if self.amp else None,
             "rng": rng_meta, "history": self.history, "world_size": self.ctx.world_size,
-            "torch": torch.__version__,
+            "torch": torch.__version__, "model_info": self.model_info,
         }
         return tensors, meta
 
@@ -486,7 +488,8 @@ class _Trainer:
     def run(self) -> dict:
         cfg, tc, rep = self.cfg, self.cfg.train, self.reporter
         rep.print(f"[bold]membra train[/] {cfg.run.name}: {cfg.data.name} (T={cfg.data.T}) -> "
-                  f"{cfg.model.name} ({cfg.model.neuron}), loss {tc.loss}, readout "
+                  + (f"{type(self.model).__name__} (custom)" if self.model_info["custom"] else
+                     f"{cfg.model.name} ({cfg.model.neuron})") + f", loss {tc.loss}, readout "
                   f"{cfg.eval.readout}, {tc.epochs} epochs on {self.ctx.device}"
                   + (f" x {self.ctx.world_size} processes" if self.ctx.distributed else "")
                   + f"\nrun folder: {self.run_dir}")
@@ -625,20 +628,20 @@ def fit(cfg, *, run_dir=None, resume=None, device=None, model=None, loss_fn=None
 
 def evaluate_run(run_dir, *, checkpoint=None, device=None, model=None, show: bool = True,
                  plots: bool = False, plots_out=None) -> dict:
-    """Re-evaluate a saved run on its test split: loads the checkpoint (default: the run's
-    latest), rebuilds data and model from the config stored in it, prints the per-step table.
-    With ``plots``, writes the run's plots (:func:`membra.train.plots.write_run_plots`, traces
-    of the first test inputs) to ``plots_out`` (default ``<run>/plots``); ``ev["plots"]`` lists
-    them.
+    """Re-evaluate a saved run on its test split: loads the model with
+    :func:`~membra.train.runs.load_run` (default: the run's latest checkpoint; ``model`` for a
+    run of ``fit(cfg, model=...)``), builds the test split from the stored config and prints
+    the per-step table. With ``plots``, writes the run's plots
+    (:func:`membra.train.plots.write_run_plots`, traces of the first test inputs) to
+    ``plots_out`` (default ``<run>/plots``); ``ev["plots"]`` lists them.
     """
     if plots:
         from ..plotting import require_matplotlib
 
         require_matplotlib()
-    path, tensors, meta = ckpt.load_run_checkpoint(checkpoint if checkpoint is not None
-                                                   else run_dir)
-    cfg = config_from_dict(meta["config"])
-    bad = ckpt.non_finite_tensors({k: v for k, v in tensors.items() if k.startswith("model.")})
+    ctx = DistContext(device=setup(device).device)
+    run = load_run(run_dir, checkpoint=checkpoint, model=model, device=ctx.device)
+    cfg, path, bad, model = run.config, run.checkpoint, run.non_finite, run.model
     if bad:  # evaluating such weights gives meaningless numbers: say so before them
         text = (f"checkpoint {str(path)!r} holds weights that are not finite: "
                 f"{', '.join(bad)}; its outputs and accuracies are meaningless")
@@ -649,20 +652,16 @@ def evaluate_run(run_dir, *, checkpoint=None, device=None, model=None, show: boo
                                                        markup=False, highlight=False)
         else:
             warnings.warn(text, RuntimeWarning, stacklevel=2)
-    ctx = DistContext(device=setup(device).device)
     rng.seed_everything(cfg.run.seed)
     _, test_ds = build_datasets(cfg)
-    info = _info(test_ds)
-    model = (model if model is not None else build_model(cfg, info)).to(ctx.device)
-    state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-    ckpt.load_model_state(model, state, source=f"checkpoint {str(path)!r}")
     from .loop import build_loss
 
     loader = torch.utils.data.DataLoader(test_ds, batch_size=cfg.data.eval_batch_size,
                                          shuffle=False, num_workers=cfg.data.num_workers)
     ev = evaluate(model, loader, build_loss(cfg.train), ctx.device)
     ev.update(readout=cfg.eval.readout, test_acc=ev[f"test_acc_{cfg.eval.readout}"],
-              checkpoint=str(path), epoch=meta["epoch"], step=meta["step"], non_finite=bad)
+              checkpoint=str(path), epoch=run.meta["epoch"], step=run.meta["step"],
+              non_finite=bad, model=run.model_name)
     from ..energy import sops
 
     x_first, _ = next(iter(loader))  # synaptic operations per sample, on the first test batch
@@ -674,12 +673,14 @@ def evaluate_run(run_dir, *, checkpoint=None, device=None, model=None, show: boo
 
         folder = ckpt.run_folder_of(path) or Path(run_dir)
         ev["plots"] = [str(p) for p in write_run_plots(
-            folder, meta["history"], model, num_classes=info.num_classes, out=plots_out,
+            folder, run.meta["history"], model, num_classes=run.num_classes, out=plots_out,
             sample=x_first[:TRACE_SAMPLES].to(ctx.device).transpose(0, 1))]
     if show:
         from rich.console import Console
 
         console = Console()
+        console.print(f"model: {run.model_name}" + (" (custom)" if run.custom_model else ""),
+                      markup=False, highlight=False)
         console.print(per_step_table(ev, cfg.eval.readout,
                                      title=f"{path.name}: test accuracy per time step"))
         console.print(f"synaptic operations per sample ({energy.batch} test samples, "
