@@ -1,4 +1,5 @@
-"""Training: TOML run configs, the training engine, checkpoints and distributed runs.
+"""Training: TOML run configs, the training engine, callbacks, checkpoints and distributed
+runs.
 
 Example::
 
@@ -6,9 +7,13 @@ Example::
     metrics = fit(load_config("configs/digits_imp_lts.toml", ["train.epochs=3"]))
 """
 
+from . import callbacks
+from .callbacks import Callback
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import RunConfig, dump_config, load_config
 from .engine import evaluate_run, fit
+from .state import RunState, RunStatus
 
 __all__ = ["RunConfig", "load_config", "dump_config", "fit", "evaluate_run",
-           "save_checkpoint", "load_checkpoint"]
+           "save_checkpoint", "load_checkpoint", "Callback", "callbacks", "RunState",
+           "RunStatus"]
