@@ -1,6 +1,5 @@
 """Load the model of a run folder for the CLI: a ``membra train`` run (``config.toml`` +
-``checkpoints/``, or a checkpoint file) or an IMP-study run (``config.json`` +
-``model.safetensors``)."""
+``checkpoints/``, or a checkpoint file); IMP-study runs are such runs."""
 
 from __future__ import annotations
 
@@ -12,11 +11,6 @@ def load_run_model(path: Path):
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"run folder or checkpoint not found: {path}")
-    if path.is_dir() and (path / "model.safetensors").is_file():
-        from ..analysis.study import load_study_run
-
-        model, in_shape, _ = load_study_run(path)
-        return model, in_shape
     from ..train.checkpoint import load_model_state, load_run_checkpoint
     from ..train.config import config_from_dict
     from ..train.engine import _info, build_datasets, build_model

@@ -112,10 +112,12 @@ def _flat(d: dict, prefix="") -> dict:
 
 
 def check_resume_config(saved: dict, cfg: RunConfig, path) -> None:
-    """A checkpoint resumes only under its own config, up to :data:`RESUME_FREE` keys."""
+    """A checkpoint resumes only under its own config, up to :data:`RESUME_FREE` keys and
+    ``run.tags``."""
     a, b = _flat(saved), _flat(config_to_dict(cfg))
     diff = [f"{k}: checkpoint {a.get(k)!r} vs config {b.get(k)!r}"
-            for k in sorted(set(a) | set(b)) if k not in RESUME_FREE and a.get(k) != b.get(k)]
+            for k in sorted(set(a) | set(b))
+            if k not in RESUME_FREE and not k.startswith("run.tags.") and a.get(k) != b.get(k)]
     if diff:
         raise ValueError(f"checkpoint {str(path)!r} was written with a different config; "
                          f"resume with the run's own config.toml or fix: {'; '.join(diff)}")
