@@ -17,6 +17,10 @@ inputs) and the run folder, :mod:`.state` holds the :class:`~.state.RunState` an
 :mod:`.loop` the schedule, loss and evaluation, :mod:`.console` what a run prints. This
 module is the loop that ties them: one optimizer step per batch with a single host
 synchronisation (the loss's finiteness and the epoch's running sums, read together).
+
+Length (about 500 lines): the loop stays in one class because its parts share the run's
+state; ``build_datasets``/``build_model`` stay here because tests and other packages replace
+or import them from this module, and ``evaluate_run`` is due to move beside ``load_run``.
 """
 
 from __future__ import annotations
