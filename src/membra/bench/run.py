@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from .neurons import run_neuron_bench
-from .report import markdown
+from .results import markdown
 
 RESULTS = Path("runs/bench")
 

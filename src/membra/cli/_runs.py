@@ -1,6 +1,6 @@
 """Load the model of a run folder for the CLI: a ``membra train`` run (``config.toml`` +
-``checkpoints/``, or a checkpoint file) through :func:`membra.train.load_run`, or an IMP-study
-run (``config.json`` + ``model.safetensors``, until the study writes ordinary run folders)."""
+``checkpoints/``, or a checkpoint file) through :func:`membra.train.load_run`; IMP-study runs
+are such runs."""
 
 from __future__ import annotations
 
@@ -29,11 +29,6 @@ def load_run_model(path: Path):
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"run folder or checkpoint not found: {path}")
-    if path.is_dir() and (path / "model.safetensors").is_file():
-        from ..analysis.study import load_study_run
-
-        model, in_shape, _ = load_study_run(path)
-        return model, in_shape, type(model).__name__
     from ..train import load_run
 
     with notes():

@@ -62,32 +62,35 @@ def patterns(
 
 @report_app.command("run-study")
 def run_study(
-    configs: Annotated[list[Path], typer.Argument(help="Study config TOML files.")],
+    configs: Annotated[list[Path], typer.Argument(help="Study run configs (one TOML per arm).")],
     out: Annotated[Path, typer.Option("--out", help="Folder for the run folders.")] = Path(
         "runs/study"),
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds.")] = "0,1,2",
     epochs: Annotated[int, typer.Option(help="Override train.epochs (0: keep).")] = 0,
-    threads: Annotated[int, typer.Option(help="torch CPU threads.")] = 1,
+    threads: Annotated[int, typer.Option(help="torch CPU threads (run.threads).")] = 1,
+    overrides: Annotated[list[str] | None, typer.Option(
+        "--set", help="Override a config key of every run, e.g. --set train.lr=1e-3.")] = None,
 ) -> None:
-    """Train every config with every seed (the IMP study runner) and write run folders that
-    `membra report imp` aggregates.
+    """Train every config with every seed through `membra train`'s engine; each run is an
+    ordinary run folder <out>/<run.name>_s<seed> (tagged with its arm and seed) that `membra
+    eval`, TensorBoard and `membra report imp` read. Finished runs are skipped, interrupted
+    ones resumed.
 
     Example: membra report run-study configs/study/digits/*.toml --out runs/study
     """
-    import torch
+    from ..experiments.study import run_arm
 
-    from ..analysis.study import run_arm
-
-    torch.set_num_threads(threads)
     try:
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
     except ValueError as err:
         raise typer.BadParameter(f"--seeds must be integers like 0,1,2, got {seeds!r}") \
             from err
-    overrides = {"train.epochs": epochs} if epochs else None
+    over = [f"run.threads={threads}", *(overrides or [])]
+    if epochs:
+        over.append(f"train.epochs={epochs}")
     for cfg in configs:
         for seed in seed_list:
-            run_arm(cfg, seed=seed, out_dir=out, overrides=overrides, log=typer.echo)
+            run_arm(cfg, seed=seed, out_dir=out, overrides=over, log=typer.echo)
 
 
 @report_app.command("imp")
@@ -102,7 +105,7 @@ def imp(
 
     Example: membra report imp runs/study --out reports/imp
     """
-    from ..analysis.imp_report import imp_report
+    from ..experiments.imp_tables import imp_report
 
     try:
         path = imp_report(runs, out, title=title)
@@ -134,15 +137,7 @@ def sops_(
 
 
 def _test_batch(run: Path, batch: int):
-    """``[T, B, *S]`` test inputs of a run (study runs and ``membra train`` runs)."""
-    import json
-
-    if (run / "config.json").is_file():
-        from ..analysis.study import load_data
-
-        cfg = json.loads((run / "config.json").read_text())
-        xte = load_data(cfg)[2]
-        return xte[:batch].transpose(0, 1)
+    """``[T, B, *S]`` test inputs of a run folder."""
     import torch
 
     from ..train.checkpoint import read_meta, resolve_checkpoint

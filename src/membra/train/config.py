@@ -98,8 +98,15 @@ class RunSection(_Section):
     ddp_timeout_s: float = _opt(600.0, min=1.0, max=86_400.0,
                                 doc="seconds a process waits for the others in a collective "
                                     "before stopping with the name of the silent rank")
+    tags: dict = _opt({}, valid="strings, numbers or true/false",
+                      doc="labels stored with the run, never read by training (e.g. the IMP "
+                          "study's `{ study = \"imp\", arm = \"imp_lts\" }`)")
 
     def _check(self) -> None:
+        for k, v in self.tags.items():
+            if not isinstance(v, (str, int, float, bool)):
+                raise ValueError(f"run.tags.{k} must be a string, a number or true/false, "
+                                 f"got {v!r}")
         if "/" in self.name or self.name in (".", ".."):
             raise ValueError(f"run.name must be a folder name without '/', got {self.name!r}")
         if len(self.name.encode("utf-8")) > 255:
