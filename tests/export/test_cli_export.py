@@ -27,7 +27,7 @@ def test_export_nir_round_trip(run_dir, tmp_path):
     res = CliRunner().invoke(app, ["export", "nir", run_dir, "--out", str(out)])
     assert res.exit_code == 0, res.output
     assert "outputs match" in res.output
-    model, in_shape = load_run_model(run_dir)
+    model, _, _ = load_run_model(run_dir)
     back = from_nir(read_nir(out))
     lif = [m for m in back if hasattr(m, "init_potential")]
     ref = [m for m in model.body if hasattr(m, "init_potential")]
