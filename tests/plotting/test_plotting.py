@@ -70,8 +70,8 @@ def test_plotting_leaves_backend_and_pyplot_alone(tmp_path):
         import matplotlib.pyplot as plt
         plt.figure()
         before = (matplotlib.get_backend(), plt.get_fignums())
-        import membra.plotting as P, membra.train.plots, membra.convert.report
-        import membra.construct.plot, membra.control.sweep, membra.analysis.imp_report
+        import membra.plotting as P, membra.train.plots, membra.experiments.qcfs_pascal
+        import membra.construct.plot, membra.control.sweep, membra.experiments.imp_tables
         import torch
         s = (torch.rand(3, 2, 5) > 0.5).float()
         P.save(P.raster_figure({{"a": (s, s, s)}}), r"{tmp_path / 'r.png'}")
