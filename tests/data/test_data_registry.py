@@ -7,7 +7,7 @@ import torch
 
 from membra.data import DatasetInfo, dataset_entries, get_dataset, list_datasets, register_dataset
 
-BUILTIN = {"digits", "digits-dvs", "mnist1d"}
+BUILTIN = {"digits", "digits-dvs", "mnist1d", "mnist1d-static", "mnist-5k"}
 READERS = {"cifar10", "image-folder", "nmnist", "ncaltech101", "cifar10-dvs", "dvs128-gesture"}
 
 
