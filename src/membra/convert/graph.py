@@ -52,8 +52,7 @@ _FUNCTION_MODULES = {F.avg_pool1d: nn.AvgPool1d, F.avg_pool2d: nn.AvgPool2d,
                      F.adaptive_avg_pool1d: nn.AdaptiveAvgPool1d,
                      F.adaptive_avg_pool2d: nn.AdaptiveAvgPool2d,
                      F.max_pool1d: nn.MaxPool1d, F.max_pool2d: nn.MaxPool2d,
-                     F.interpolate: nn.Upsample, F.dropout: nn.Dropout,
-                     torch.flatten: nn.Flatten}
+                     F.interpolate: nn.Upsample, F.dropout: nn.Dropout}
 _POST_TRAINING = ("or calibrate it after training, without retraining: "
                   "membra.convert.quantize_relu(model, data, L=...)")
 
@@ -205,23 +204,29 @@ def _flat_nodes(args) -> list[fx.Node]:
     return out
 
 
-def _bound(fn, node: fx.Node) -> dict:
-    """The arguments of a call of ``fn`` by name (defaults applied)."""
-    b = inspect.signature(fn).bind(*node.args, **node.kwargs)
-    b.apply_defaults()
-    return dict(b.arguments)
+_POOL = "kernel_size stride padding"
+# positional parameters of the functions of _FUNCTION_MODULES (several are builtins, which
+# have no inspectable signature), after ``input``
+_PARAMS = {"avg_pool1d": f"{_POOL} ceil_mode count_include_pad",
+           "avg_pool2d": f"{_POOL} ceil_mode count_include_pad divisor_override",
+           "adaptive_avg_pool1d": "output_size", "adaptive_avg_pool2d": "output_size",
+           "max_pool1d": f"{_POOL} dilation ceil_mode return_indices",
+           "max_pool2d": f"{_POOL} dilation ceil_mode return_indices",
+           "interpolate": "size scale_factor mode align_corners recompute_scale_factor"}
 
 
 def _function_module(node: fx.Node) -> nn.Module:
-    """The module a functional pool / dropout / interpolate / flatten call is equivalent to."""
+    """The module a functional pool / dropout / interpolate call is equivalent to, built from
+    the call's arguments by name."""
     cls = _FUNCTION_MODULES[node.target]
-    args = _bound(node.target, node)
-    keys = inspect.signature(cls).parameters
     if cls is nn.Dropout:
         return nn.Identity()              # eval: dropout is the identity
-    if cls is nn.Flatten:
-        args = {"start_dim": args["start_dim"], "end_dim": args["end_dim"]}
-    return cls(**{k: v for k, v in args.items() if k in keys and k != "input"})
+    names = _PARAMS[node.target.__name__].split()
+    args = dict(zip(names, node.args[1:], strict=False)) | dict(node.kwargs)
+    if cls is nn.Upsample:
+        args.setdefault("mode", "nearest")
+    keys = inspect.signature(cls).parameters
+    return cls(**{k: v for k, v in args.items() if k in keys})
 
 
 def _layer(node: fx.Node, m: nn.Module, path: str) -> str:
@@ -332,7 +337,8 @@ def capture(model: nn.Module) -> tuple[fx.GraphModule, list[Op]]:
             op = Op("linear", node.name, ins, module=_reshape(node, shape_nodes))
         elif node.op == "call_method" and node.target in ("view", "reshape") and len(ins) == 1:
             op = Op("linear", node.name, ins, module=_reshape(node, shape_nodes))
-        elif node.op == "call_method" and node.target == "flatten" and len(ins) == 1:
+        elif (node.op == "call_method" and node.target == "flatten" or
+              node.op == "call_function" and node.target is torch.flatten) and len(ins) == 1:
             start = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", 0)
             end = node.args[2] if len(node.args) > 2 else node.kwargs.get("end_dim", -1)
             m = nn.Flatten(start, end)
