@@ -177,4 +177,4 @@ def quantize_relu(model: nn.Module, data, L: int = 8, scale: str = "max",
         q.lam = nn.Parameter(rec.lam(scale, percentile).to(q.lam.dtype if param is None
                                                               else param.dtype))
         gm.add_submodule(name, q)
-    return gm
+    return gm.eval()
