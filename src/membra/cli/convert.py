@@ -110,3 +110,28 @@ def report(
         path = write_report(run_dir, out, naive_T)
     typer.echo((path / "report.md").read_text().split("\n## ")[0])
     typer.echo(f"report -> {path}")
+
+
+@convert_app.command("calibrate")
+def calibrate(
+    out: Annotated[Path, typer.Option(help="Markdown report to write.")] = Path(
+        "reports/convert/calibrate.md"),
+    epochs: Annotated[int, typer.Option(min=1, help="Epochs of the ReLU net.")] = 30,
+    seed: Annotated[int, typer.Option(help="Seed of training and data order.")] = 0,
+    percentile: Annotated[float, typer.Option(help="Percentile of scale=percentile.")] = 99.9,
+) -> None:
+    """Post-training conversion study on the digits: train a plain ReLU CNN, calibrate QCFS
+    clip values with quantize_relu (max and percentile, L = 2..16), convert (PASCAL, naive at
+    T = 1..64) and write the accuracy table.
+
+    Example: membra convert calibrate --out reports/convert/calibrate.md
+    """
+    from ..convert.calibrate_study import calibration_study, study_markdown
+
+    res = calibration_study(epochs=epochs, seed=seed, percentile=percentile)
+    command = f"membra convert calibrate --epochs {epochs} --seed {seed} " \
+              f"--percentile {percentile:g}"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(study_markdown(res, command))
+    typer.echo(study_markdown(res, command))
+    typer.echo(f"wrote {out}")
