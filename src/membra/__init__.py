@@ -2,30 +2,48 @@
 
 Quick tour::
 
-    import membra
+    import torch, membra
     lif = membra.nn.LIF(shape=(128,), init_potential="learnable")   # learnable IMP
-    spikes = lif(x)                                                  # x [T, B, 128]
-    logits = membra.readout(outputs, "last")                         # "mean" | "last" | "per_step"
-    loss = membra.losses.ls_tet(outputs, y, eps=0.01)
-    acc_t = membra.metrics.per_step_accuracy(outputs, y)
+    x = torch.rand(4, 8, 128)                                        # [T, B, 128]
+    spikes = lif(x)                                                  # [T, B, 128]
+    y = torch.randint(0, 2, (8,))
+    logits = membra.readout(spikes, "last")                          # "mean" | "last" | "per_step"
+    loss = membra.losses.ls_tet(spikes, y, eps=0.01)
+    acc_t = membra.metrics.per_step_accuracy(spikes, y)
     run = membra.load_run("runs/digits_imp_lts")                     # model, config, meta
+
+Every name is imported on first use, so ``import membra`` (and the ``membra`` command's
+``--help``) costs no torch import until a name that needs torch is touched.
 """
 
 __version__ = "0.1.0"
 
-from . import functional, kernels, losses, metrics, nn  # noqa: E402
-from .functional.readout import readout  # noqa: E402
-
 __all__ = ["__version__", "functional", "kernels", "nn", "losses", "metrics", "readout",
            "load_run", "Run"]
 
-#: names imported on first use, so that ``import membra`` does not import the training engine
-_LAZY = {"load_run": "membra.train.runs", "Run": "membra.train.runs"}
+#: public name -> (module that defines it, attribute of that module or ``None`` for the module)
+_LAZY = {
+    "functional": ("membra.functional", None),
+    "kernels": ("membra.kernels", None),
+    "nn": ("membra.nn", None),
+    "losses": ("membra.losses", None),
+    "metrics": ("membra.metrics", None),
+    "readout": ("membra.functional.readout", "readout"),
+    "load_run": ("membra.train.runs", "load_run"),
+    "Run": ("membra.train.runs", "Run"),
+}
 
 
 def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
+    """PEP 562: import ``membra.<name>`` when it is first asked for."""
+    if name not in _LAZY:
+        raise AttributeError(f"module 'membra' has no attribute {name!r}")
+    import importlib
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'membra' has no attribute {name!r}")
+    module, attr = _LAZY[name]
+    value = importlib.import_module(module)
+    return value if attr is None else getattr(value, attr)
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -1,4 +1,4 @@
-r"""Input -> output spike-pattern counts of a single neuron (membrane-dynamics spec §8).
+r"""Input -> output spike-pattern counts of a single neuron (``docs/study.md`` §1).
 
 A single neuron (IF by default, ``v_th = 1``, soft reset) is driven for ``T`` steps by every
 binary train :math:`b \in \{0, 1\}^T` scaled by a scalar weight, :math:`X_t = w\, b_t`, from

@@ -9,7 +9,10 @@ import typer
 
 from . import app
 
-export_app = typer.Typer(help="Export trained models (NIR).", no_args_is_help=True)
+export_app = typer.Typer(help="""Export trained models (NIR).
+
+    Example: membra export nir runs/digits_imp_lts --out model.nir
+    """, no_args_is_help=True)
 app.add_typer(export_app, name="export")
 
 

@@ -9,8 +9,14 @@ import typer
 
 from . import app
 
-report_app = typer.Typer(help="Reports: spike-pattern counts, the IMP study.",
-                         no_args_is_help=True)
+report_app = typer.Typer(help="""Reports: spike-pattern counts, the IMP study, synaptic operations.
+
+    Examples:
+
+    membra report patterns --out reports/patterns
+    membra report run-study configs/study/digits/*.toml --out runs/study
+    membra report imp runs/study --out reports/imp
+    """, no_args_is_help=True)
 app.add_typer(report_app, name="report")
 
 
@@ -23,7 +29,7 @@ def patterns(
     fire: Annotated[str, typer.Option(help="Firing rule: '>=' (membra) or '>' (strict).")] = ">=",
 ) -> None:
     """Count the input->output spike patterns of one IF neuron with V_0 = 0 and with V_0
-    swept over [-1, 1] (membrane-dynamics spec §8); print the table, save the heatmaps.
+    swept over [-1, 1] (docs/study.md, section 1); print the table, save the heatmaps.
 
     Example: membra report patterns --out reports/patterns
     """
@@ -43,7 +49,10 @@ def patterns(
     for r in rows[1:]:
         table.add_row(*r)
     Console().print(table)
-    if out is not None:
+    if out is None:
+        typer.echo("nothing saved: give --out FOLDER to write patterns.md and the heatmaps "
+                   "(patterns.png)")
+    else:
         from ..analysis.patterns import format_train
         from ..plotting import pattern_heatmaps_figure, save
 

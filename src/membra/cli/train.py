@@ -20,14 +20,31 @@ def _resolve_config(config: Path | None, set_: list[str], resume: Path | None):
         if resume is None:
             raise ValueError("give a CONFIG file (e.g. configs/digits_imp_lts.toml) or "
                              "--resume RUN_DIR")
-        from ..train.checkpoint import load_run_checkpoint
+        from ..train.checkpoint import read_meta
         from ..train.config import apply_overrides, config_from_dict
 
-        saved = load_run_checkpoint(resume)[2]["config"]
+        saved = read_meta(resume)["config"]
         cfg = config_from_dict(apply_overrides(saved, set_))
     else:
         cfg = load_config(config, set_)
     return cfg
+
+
+def _finished(cfg, resume: Path) -> str | None:
+    """What to tell the user when the ``--resume`` checkpoint already ended the run (every
+    epoch of ``train.epochs`` done, or ``train.max_steps`` reached at an epoch's end), else
+    ``None``."""
+    from ..train.checkpoint import read_meta
+
+    meta = read_meta(resume)
+    epoch, step, tc = meta["epoch"], meta["step"], cfg.train
+    if meta["batch_in_epoch"] or (epoch < tc.epochs and not 0 < tc.max_steps <= step):
+        return None
+    why = (f"all {tc.epochs} epochs of train.epochs are done" if epoch >= tc.epochs else
+           f"train.max_steps={tc.max_steps} is reached (step {step})")
+    return (f"{resume} is a finished run: {why}; nothing was trained. `membra eval {resume}` "
+            f"evaluates it again; `membra train --resume {resume} --set "
+            f"train.epochs={max(epoch, tc.epochs) + 10}` trains it further.")
 
 
 @app.command()
@@ -45,20 +62,23 @@ def train(
 ) -> None:
     """Train a spiking network from a TOML run config.
 
+    Resuming a run that already did all its epochs trains nothing and says so.
+
     Examples:
 
-      membra train configs/digits_imp_lts.toml
-
-      membra train configs/digits_imp_lts.toml --set train.epochs=3 --set run.name=quick
-
-      membra train --resume runs/digits_imp_lts
-
-      membra train configs/digits_imp_lts.toml --nproc 2
+    membra train configs/digits_imp_lts.toml
+    membra train configs/digits_imp_lts.toml --set train.epochs=3
+    membra train --resume runs/digits_imp_lts
+    membra train configs/digits_imp_lts.toml --nproc 2
     """
     set_ = list(set_ or [])
     # resolved before any process starts, so a bad config is one error line, printed once
     # (the CLI's error boundary prints what is raised here)
     cfg = _resolve_config(config, set_, resume)
+    done = _finished(cfg, resume) if resume is not None else None
+    if done is not None:
+        typer.echo(done)
+        return
     if nproc > 1:
         from ..train.config import check_runnable
         from ..train.distributed import launch
@@ -92,7 +112,7 @@ def eval_(
     plots: Annotated[bool, typer.Option(
         "--plots", help="Also write the run's plots: curves, per-step accuracy, V_0 "
         "histogram, and spike raster, membrane potentials, rate heatmap and dead/saturated "
-        "neurons on the first test inputs (needs membra[plot]).")] = False,
+        "neurons on the first test inputs (needs membra\\[plot]).")] = False,
     out: Annotated[Optional[Path], typer.Option(  # noqa: UP045
         "--out", help="Folder for --plots (default: RUN/plots).")] = None,
 ) -> None:
