@@ -30,6 +30,9 @@ def train(env: str = typer.Option("Pendulum-v1", help="gymnasium id, e.g. Pendul
           start_steps: int = typer.Option(None, help="random steps first (default: 2000 for "
                                           "runs under 50k steps, else 10000)"),
           hidden: str = typer.Option("256,256", help="spiking hidden widths"),
+          neuron: str = typer.Option("lif", help="spiking neuron of the actor: lif (PopSAN's "
+                                     "static threshold) or bdett (homeostatic dynamic "
+                                     "threshold, see docs/homeostasis.md)"),
           eval_every: int = typer.Option(5000, min=1),
           utd: float = typer.Option(1.0, min=0.0, help="TD3 updates per environment step"),
           time_limit: float = typer.Option(None, "--time-limit", min=1.0,
@@ -48,7 +51,7 @@ def train(env: str = typer.Option("Pendulum-v1", help="gymnasium id, e.g. Pendul
                     (2000 if steps < 50_000 else 10_000), eval_every=eval_every, utd=utd)
     try:
         _, info = train_td3(env, steps, seed=seed, out=out, config=cfg,
-                            actor_kwargs={"hidden": _hidden(hidden)}, log=typer.echo,
+                            actor_kwargs={"hidden": _hidden(hidden), "neuron": neuron}, log=typer.echo,
                             time_limit_s=time_limit)
     except ValueError as e:
         raise typer.BadParameter(str(e)) from None
@@ -105,18 +108,49 @@ def eval_(run: str = typer.Argument(..., help="checkpoint directory or shipped n
         typer.echo(f"  {name}: " + ", ".join(f"{k}={v:.3f}" for k, v in st.items()))
 
 
+def _conditions(text, env_id):
+    """``"healthy,weight_gn:0.05"`` -> ``[None, ("weight_gn", 0.05)]`` (checked)."""
+    from ..control.degrade import parse_degradation
+
+    if text is None:
+        return None
+    return [parse_degradation(c.strip(), env_id) for c in text.split(",") if c.strip()]
+
+
 @control_app.command()
 def sweep(run: str = typer.Argument(..., help="checkpoint directory or shipped name"),
           out: str = typer.Option(None, help="report directory (default RUN/sweep; "
                                   "runs/sweep-NAME for a shipped controller)"),
-          episodes: int = typer.Option(10, min=1),
+          episodes: int = typer.Option(10, min=1, help="episodes per condition and draw "
+                                       "(test env seeds 1000+e)"),
           full: bool = typer.Option(False, "--full", help="every severity of the grid (default: "
                                     "the default severity of each degradation)"),
-          repeats: int = typer.Option(1, min=1, help="weight-degradation draws"),
-          eta: float = typer.Option(None), zeta: float = typer.Option(None),
-          rho: float = typer.Option(None)) -> None:
-    """Run the degradation grid with and without DWAM -> sweep.md, returns.png, firing.png,
-    episodes.csv."""
+          conditions: str = typer.Option(None, help="comma-separated conditions instead of "
+                                         "the grid, e.g. healthy,weight_gn:0.05,weight_zero:0.3"),
+          repeats: int = typer.Option(12, min=1, help="draws of each random weight "
+                                      "degradation (weight_gn, weight_zero); CIs are over "
+                                      "draws"),
+          persist: bool = typer.Option(False, "--persist", help="deployed regime: DWAM is "
+                                       "reset once per draw and its adaptation carries over "
+                                       "from episode to episode"),
+          guard_k: int = typer.Option(None, min=0, help="stability guard: roll back to the "
+                                      "last good weights when the rate deviation grows this "
+                                      "many control steps in a row (0 = off; default 20 with "
+                                      "--persist, else 0)"),
+          eta: float = typer.Option(None, help="DWAM learning rate (default: the "
+                                    "controller's tuned eta)"),
+          zeta: float = typer.Option(None, help="CV gain of DWAM (k = zeta * CV; 0 = off)"),
+          rho: float = typer.Option(None, help="drift bound per weight, in units of the "
+                                    "layer's mean |W|"),
+          progress: bool = typer.Option(True, help="progress bar on stderr")) -> None:
+    """Run the degradation grid with and without DWAM -> sweep.md (95 % bootstrap CIs over
+    draws, per-draw tables, rate CV), sweep.json, episodes.csv, returns.png, firing.png.
+
+    Example: membra control sweep pendulum --conditions healthy,weight_gn:0.05 --repeats 2
+    --episodes 2 --out runs/sweep-demo
+    """
+    import shlex
+    import sys
     from pathlib import Path
 
     from ..control.checkpoint import PRETRAINED, _resolve, load_config
@@ -124,15 +158,20 @@ def sweep(run: str = typer.Argument(..., help="checkpoint directory or shipped n
 
     try:
         cfg = load_config(run)
-        dwam_cfg = dwam_config_for(cfg, **_dwam_overrides(eta, zeta, rho))
+        conds = _conditions(conditions, cfg["env_id"])
+        gk = guard_k if guard_k is not None else (20 if persist else 0)
+        dwam_cfg = dwam_config_for(cfg, **_dwam_overrides(eta, zeta, rho), guard_k=gk)
     except (ValueError, FileNotFoundError) as e:
         raise typer.BadParameter(str(e)) from None
     if out is None:  # a shipped controller's report goes to the working directory
         out = Path(f"runs/sweep-{run}") if run in PRETRAINED and not Path(run).exists() else \
             Path(_resolve(run)) / "sweep"
-    res = run_sweep(run, episodes=episodes, full=full, repeats=repeats, dwam_config=dwam_cfg)
-    path = write_report(res, out)
-    typer.echo((path / "sweep.md").read_text())
+    res = run_sweep(run, episodes=episodes, full=full, repeats=repeats, dwam_config=dwam_cfg,
+                    conditions=conds, persist=persist, progress=progress)
+    command = "membra control " + shlex.join(["sweep", *sys.argv[sys.argv.index("sweep") + 1:]]) \
+        if "sweep" in sys.argv else None
+    path = write_report(res, out, command=command)
+    typer.echo((path / "sweep.md").read_text().split("![returns]")[0])
     typer.echo(f"report -> {path}")
 
 
