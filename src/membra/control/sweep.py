@@ -16,7 +16,15 @@ from .checkpoint import _resolve, load_actor
 from .degrade import NAV_ONLY
 from .envs import make_env
 from .evaluate import evaluate
-from .stats import bootstrap_ci, draw_table, min_loss, recovered_ci, recovered_fraction
+from .stats import (
+    bootstrap_ci,
+    draw_table,
+    episode_recovered,
+    episode_recovered_ci,
+    min_loss,
+    recovered_ci,
+    recovered_fraction,
+)
 
 __all__ = ["degradation_grid", "calibrated_dwam", "dwam_config_for", "run_sweep",
            "write_report", "summarize", "check_seeds", "TEST_SEED", "VALIDATION_SEED",
@@ -63,10 +71,13 @@ def degradation_grid(env_id: str, full: bool = False) -> list[tuple[str, float] 
     return out
 
 
-def dwam_config_for(cfg: dict, **overrides) -> DWAMConfig:
-    """The DWAM config stored in a checkpoint's ``config.json`` (key ``"dwam"``), with
-    ``overrides`` (``None`` values ignored)."""
+def dwam_config_for(cfg: dict, persist: bool = False, **overrides) -> DWAMConfig:
+    """The DWAM config stored in a checkpoint's ``config.json`` (key ``"dwam"``; with
+    ``persist``, its ``"persist"`` entries, set by ``membra control tune --persist``, on
+    top), with ``overrides`` (``None`` values ignored)."""
     base = dict(cfg.get("dwam", {}).get("config", {}))
+    if persist:
+        base.update(cfg.get("dwam", {}).get("persist", {}))
     base.update({k: v for k, v in overrides.items() if v is not None})
     return DWAMConfig(**base)
 
