@@ -148,6 +148,9 @@ def test_sweep_prints_bootstrap_cis_over_draws(tmp_path, monkeypatch):
     assert "| +4% [+4%, +4%] |" in obs, obs  # one draw: CI over paired episodes
     md = (tmp_path / "rep" / "sweep.md").read_text()
     assert "### weight_gn 0.05: per draw" in md and "### obs_gn" not in md
+    from membra.control.sweep import load_sweep, markdown_table
+
+    assert markdown_table(load_sweep(tmp_path / "rep")) in md  # reports can be rewritten
     line = next(x for x in md.splitlines() if x.startswith("Produced by: `membra control "
                                                                "sweep pendulum "))
     for part in ("--conditions healthy,weight_gn:0.05,obs_gn:0.1", "--repeats 4", "--episodes 3",

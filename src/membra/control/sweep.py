@@ -27,7 +27,7 @@ from .stats import (
 )
 
 __all__ = ["degradation_grid", "calibrated_dwam", "dwam_config_for", "run_sweep",
-           "write_report", "summarize", "check_seeds", "TEST_SEED", "VALIDATION_SEED",
+           "write_report", "load_sweep", "summarize", "check_seeds", "TEST_SEED", "VALIDATION_SEED",
            "DRAWS"]
 
 TEST_SEED, VALIDATION_SEED, CALIBRATION_SEED = 1000, 2000, 0
@@ -322,6 +322,12 @@ def draws_markdown(sweep: dict) -> str:
                        f"{rec} | {da['cv']:.3f} / {db['cv']:.3f} |")
         out.append("")
     return "\n".join(out)
+
+
+def load_sweep(folder) -> dict:
+    """A sweep read back from ``folder/sweep.json`` (episodes are not reloaded; rewriting the
+    report keeps the folder's ``episodes.csv``)."""
+    return json.loads((Path(folder) / "sweep.json").read_text()) | {"episodes": []}
 
 
 def write_report(sweep: dict, out: str | Path, title: str | None = None,
