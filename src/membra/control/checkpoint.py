@@ -2,7 +2,7 @@
 ``config.json`` (actor config, environment, training settings, measured returns). No pickle.
 
 A checkpoint is a directory; :func:`load_actor` also accepts the name of a shipped controller
-(``pendulum``, ``lidarnav``, ``halfcheetah``: see :func:`pretrained_path`). A local folder of
+(``pendulum``, ``lidarnav``, ``halfcheetah``, ``pendulum_bdett``: see :func:`pretrained_path`). A local folder of
 the same name takes precedence, with a warning; ``shipped:NAME`` always means the shipped one.
 Shipped controllers are read-only: nothing membra does writes into the installed package.
 """
@@ -18,7 +18,8 @@ from .actor import PopSANActor
 __all__ = ["save_actor", "load_actor", "load_config", "update_config", "pretrained_path",
            "is_shipped", "PRETRAINED", "SHIPPED_PREFIX"]
 
-PRETRAINED = {"pendulum": "pendulum", "lidarnav": "lidarnav", "halfcheetah": "halfcheetah"}
+PRETRAINED = {"pendulum": "pendulum", "lidarnav": "lidarnav", "halfcheetah": "halfcheetah",
+              "pendulum_bdett": "pendulum_bdett"}
 SHIPPED_PREFIX = "shipped:"
 
 

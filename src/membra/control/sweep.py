@@ -266,10 +266,12 @@ def summarize(sweep: dict) -> list[dict]:
     return out
 
 
-def _fmt_ci(ci, pct=False) -> str:
+def _fmt_ci(ci, pct: int | bool = False) -> str:
+    """`` [lo, hi]`` (returns, 1 decimal) or percentages with ``pct`` decimals."""
     if ci is None or not np.all(np.isfinite(ci)):
         return ""
-    return f" [{ci[0]:+.0%}, {ci[1]:+.0%}]" if pct else f" [{ci[0]:.1f}, {ci[1]:.1f}]"
+    return f" [{ci[0]:+.{pct}%}, {ci[1]:+.{pct}%}]" if pct is not False else \
+        f" [{ci[0]:.1f}, {ci[1]:.1f}]"
 
 
 def markdown_table(sweep: dict) -> str:
@@ -285,9 +287,9 @@ def markdown_table(sweep: dict) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for it in items:
         if it["condition"] == "healthy" and "change" in it:
-            rec = f"{it['change']:+.1%} (change){_fmt_ci(it['change_ci'], True)}"
+            rec = f"{it['change']:+.1%} (change){_fmt_ci(it['change_ci'], 1)}"
         elif "recovered" in it and np.isfinite(it["recovered"]):
-            rec = f"{it['recovered']:+.0%}{_fmt_ci(it['recovered_ci'], True)}"
+            rec = f"{it['recovered']:+.0%}{_fmt_ci(it['recovered_ci'], 0)}"
             if it.get("units") == "draws":
                 rec += f" ({it['losing']}/{it['n']} draws lose)"
         else:
