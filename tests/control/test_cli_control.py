@@ -150,6 +150,14 @@ def test_sweep_prints_bootstrap_cis_over_draws(tmp_path, monkeypatch):
     assert "### weight_gn 0.05: per draw" in md and "### obs_gn" not in md
     from membra.control.sweep import load_sweep, markdown_table
 
+    monkeypatch.chdir(tmp_path)  # no --out: a shipped controller's report goes to ./runs
+    before = _digest(pretrained_path("pendulum"))
+    r = runner.invoke(app, ["control", "sweep", "shipped:pendulum", "--conditions", "healthy",
+                            "--episodes", "1", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "runs" / "sweep-pendulum" / "sweep.md").is_file()
+    assert _digest(pretrained_path("pendulum")) == before
+
     assert markdown_table(load_sweep(tmp_path / "rep")) in md  # reports can be rewritten
     line = next(x for x in md.splitlines() if x.startswith("Produced by: `membra control "
                                                                "sweep pendulum "))

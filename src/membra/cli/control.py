@@ -235,7 +235,7 @@ def sweep(ctx: typer.Context,
     """
     from pathlib import Path
 
-    from ..control.checkpoint import PRETRAINED, _resolve, load_config
+    from ..control.checkpoint import _resolve, is_shipped, load_config
     from ..control.sweep import dwam_config_for, run_sweep, write_report
 
     try:
@@ -247,8 +247,8 @@ def sweep(ctx: typer.Context,
     except (ValueError, FileNotFoundError) as e:
         raise typer.BadParameter(str(e)) from None
     if out is None:  # a shipped controller's report goes to the working directory
-        out = Path(f"runs/sweep-{run}") if run in PRETRAINED and not Path(run).exists() else \
-            Path(_resolve(run)) / "sweep"
+        where = _resolve(run)
+        out = Path(f"runs/sweep-{where.name}") if is_shipped(where) else where / "sweep"
     res = run_sweep(run, episodes=episodes, full=full, repeats=repeats, dwam_config=dwam_cfg,
                     conditions=conds, persist=persist, progress=progress)
     path = write_report(res, out, command=_command_line(ctx))

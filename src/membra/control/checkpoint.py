@@ -2,8 +2,9 @@
 ``config.json`` (actor config, environment, training settings, measured returns). No pickle.
 
 A checkpoint is a directory; :func:`load_actor` also accepts the name of a shipped controller
-(``pendulum``, ``lidarnav``, ``halfcheetah``, ``pendulum_bdett``: see :func:`pretrained_path`). A local folder of
-the same name takes precedence, with a warning; ``shipped:NAME`` always means the shipped one.
+(``pendulum``, ``lidarnav``, ``halfcheetah``, ``pendulum_bdett``: see :func:`pretrained_path`).
+A local folder of the same name takes precedence, with a warning; ``shipped:NAME`` always means
+the shipped one.
 Shipped controllers are read-only: nothing membra does writes into the installed package.
 """
 
