@@ -86,3 +86,12 @@ def test_readme_shell_examples_run(tmp_path):
         res = subprocess.run([sys.executable, "-m", "membra", *argv], cwd=tmp_path, env=env,
                              capture_output=True, text=True, check=False, timeout=1800)
         assert res.returncode == 0, f"{cmd}\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}"
+
+
+def test_sources_cite_the_docs_a_user_has():
+    """Docstrings point to docs/ (shipped), never to specs/ or "spec §N" (not shipped)."""
+    cites = [f"{p.relative_to(ROOT)}:{i}" for p in sorted((ROOT / "src").rglob("*"))
+             if p.suffix in (".py", ".cpp", ".cu", ".md")
+             for i, line in enumerate(p.read_text().splitlines(), 1)
+             if re.search(r"specs/|spec §", line)]
+    assert cites == []

@@ -1,5 +1,5 @@
 """Triton kernels of the ``triton`` backend (imported at first use by
-:mod:`membra.kernels.triton_backend`; equations in ``specs/kernels.md``).
+:mod:`membra.kernels.triton_backend`; equations in ``docs/kernels.md``).
 
 Spikes and resets follow the reference exactly, non-finite values included: the spike is
 ``(u >= 0) + (u - u)`` (NaN where ``h`` is NaN or +-inf) and both resets are arithmetic, so a

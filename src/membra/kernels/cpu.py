@@ -3,7 +3,7 @@ r"""The ``cpu`` backend: fused C++/OpenMP forward and BPTT backward for LIF and 
 Two ``torch.library`` custom ops, ``membra::neuron_cpu_fwd`` and ``membra::neuron_cpu_bwd``,
 the first with a registered autograd formula that calls the second, so autograd,
 ``torch.compile`` and ``torch.export`` see a single op. The equations are those of
-``specs/kernels.md`` (source: ``csrc/neuron_cpu.cpp``):
+``docs/kernels.md`` (source: ``csrc/neuron_cpu.cpp``):
 
 .. math::
     h_t = v_{t-1} + (x_t - (v_{t-1} - v_{reset}))/\tau \ (\text{LIF}) \ |\ v_{t-1} + x_t\

@@ -1,7 +1,7 @@
 """Backend registry and selection for the neuron-sequence kernels.
 
 A backend is a function ``fn(x, v0, tau, *, neuron, v_th, v_reset, reset, surrogate, alpha,
-detach_reset) -> (spikes, v_final)`` computing the op of ``specs/kernels.md`` on validated
+detach_reset) -> (spikes, v_final)`` computing the op of ``docs/kernels.md`` on validated
 input (``x`` ``[T, *N]`` floating point, ``v0`` broadcastable to ``x[0]``, ``tau`` a float or a
 0-d tensor, ``None`` for IF). Backends register themselves with :func:`register_backend`;
 ``reference`` always exists and is the oracle the others are tested against.

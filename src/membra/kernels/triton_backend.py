@@ -1,7 +1,7 @@
 r"""The ``triton`` backend: fused forward and BPTT backward for LIF and IF neurons on CUDA.
 
 The same op as the ``cpu`` backend (equations in :mod:`membra.kernels.cpu` and
-``specs/kernels.md``), written in Triton: one program per block of ``BLOCK`` neurons, the
+``docs/kernels.md``), written in Triton: one program per block of ``BLOCK`` neurons, the
 time loop inside, the potential in float32 (float64 for float64 input). The forward reads
 ``x`` and writes ``s`` and ``h`` (the saved tensor, float32); the backward reads ``gs`` and
 ``h`` and writes ``gx`` (plus ``x`` when ``tau`` needs a gradient): 6 passes over ``[T, M]``,

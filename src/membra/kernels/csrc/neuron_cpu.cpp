@@ -1,6 +1,6 @@
 // Fused LIF / IF neuron kernels for CPU: one forward and one BPTT backward over x[T, M].
 //
-// Equations (specs/kernels.md, membra.functional.neuron), per neuron m and step t:
+// Equations (docs/kernels.md, membra.functional.neuron), per neuron m and step t:
 //   LIF charge  h_t = v_{t-1} + (x_t - (v_{t-1} - v_reset)) / tau
 //   IF  charge  h_t = v_{t-1} + x_t
 //   fire        s_t = (u_t >= 0 ? 1 : 0) + (u_t - u_t),  u_t = h_t - v_th
