@@ -75,15 +75,18 @@ def fan_in(module: nn.Module) -> int:
 
 
 def _feeding_weight(ops, i: int) -> nn.Module:
-    """The weight layer whose current op ``i`` (a QCFS) integrates: walk up first inputs
-    through linear ops (pooling, flatten, the residual add's first branch)."""
-    j = ops[i].inputs[0]
-    while ops[j].kind != "weight":
-        if ops[j].kind == "input" or not ops[j].inputs:
-            raise ValueError(f"QCFS call site {ops[i].path!r} is not fed by a Linear/Conv "
-                             "layer; its fan-in (for the effective step count) is undefined")
-        j = ops[j].inputs[0]
-    return ops[j].module
+    """The weight layer whose current op ``i`` (a QCFS) integrates: depth first through the
+    inputs in order (a residual add's body before its shortcut), through linear ops, never
+    through another QCFS."""
+    stack = list(reversed(ops[i].inputs))
+    while stack:
+        j = stack.pop()
+        if ops[j].kind == "weight":
+            return ops[j].module
+        if ops[j].kind not in ("input", "qcfs"):
+            stack += list(reversed(ops[j].inputs))
+    raise ValueError(f"QCFS call site {ops[i].path!r} is not fed by a Linear/Conv layer; its "
+                     "fan-in (for the effective step count) is undefined")
 
 
 def pascal_steps(snn) -> int:
