@@ -245,7 +245,9 @@ def latency_markdown(results, command: str, claim: dict | None = None) -> str:
              "(`membra.convert.NETS['vgg_small']`, `depth` QCFS layers) trained with "
              "`membra convert train`'s recipe; accuracy on the dataset's test split. PASCAL "
              "equals the QCFS ANN; naive conversion is IF neurons read out as the running "
-             f"mean, simulated up to T = {results[0]['T_max'] if results else T_MAX}.", "",
+             "mean, simulated up to T = "
+             f"{' or '.join(str(t) for t in sorted({r['T_max'] for r in results}) or [T_MAX])}"
+             " (each 'not by T = N' names its row's).", "",
              "PASCAL step counts: **1 + ΣL**, the sequential latency of spike accumulation (the "
              "logits exist only after the last window); **max L**, the pipelined interval "
              "(a new sample every max L steps); **T_eff**, the mean over layers of "
