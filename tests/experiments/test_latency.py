@@ -199,3 +199,23 @@ def test_a_qcfs_fed_by_the_input_alone_has_no_fan_in():
     net = nn.Sequential(QCFS(L=2), nn.Linear(4, 2))
     with pytest.raises(ValueError, match="not fed by a Linear/Conv"):
         latency_counts(net)
+
+
+def test_cached_only_reports_cached_cases_and_trains_nothing(tmp_path):
+    """``--cached-only``: the cases already evaluated come back as cached; the others are
+    skipped with a line, and no run folder is created."""
+    import json
+
+    from membra.experiments.latency import latency_benchmark
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    case = _case("mnist1d-static")
+    (cache / "convert_latency_mnist1d_d7_L2.json").write_text(json.dumps(case))
+    said = []
+    out = latency_benchmark(["configs/convert_latency_mnist1d.toml"], depths=(7,),
+                            runs_root=tmp_path / "runs", cache=cache, log=said.append,
+                            train=False)
+    assert out == [case]
+    assert sorted(s.split()[1] for s in said) == ["convert_latency_mnist1d_d7_AL:",
+                                                  "convert_latency_mnist1d_d7_L4:"]
+    assert not (tmp_path / "runs").exists()

@@ -154,6 +154,9 @@ def latency(
     Path("reports/convert"),
     set_: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045 (typer needs Optional)
         "--set", help="Override for every config: section.key=value (repeat).")] = None,
+    cached_only: Annotated[bool, typer.Option(
+        "--cached-only", help="Report the cases evaluated so far; train and simulate nothing.")]
+    = False,
 ) -> None:
     """PASCAL's step counts (1 + sum L, max L, the per-layer T_eff of PASCAL's code) against
     the T naive conversion needs for ANN - 0.5 pt, ANN - 0.1 pt and 100 % agreement, with
@@ -170,11 +173,13 @@ def latency(
     except ValueError:
         raise ValueError(f"--depths must be comma-separated ints, got {depths!r}") from None
     results = latency_benchmark(configs, ds, runs_root=runs, cache=out / "latency",
-                                T_max=T_max, overrides=list(set_ or []), log=typer.echo)
+                                T_max=T_max, overrides=list(set_ or []), log=typer.echo,
+                                train=not cached_only)
     command = ("membra convert latency " + " ".join(str(c) for c in configs)
                + (f" --depths {depths}" if ds != (7, 13) else "")
                + (f" --T-max {T_max}" if T_max != 256 else "")
-               + "".join(f" --set {s}" for s in set_ or []))
+               + "".join(f" --set {s}" for s in set_ or [])
+               + (" --cached-only" if cached_only else ""))
     md = write_latency_report(results, out, command, resnet34_claim())
     typer.echo(md.read_text().split("\n## Spikes")[0])
     typer.echo(f"report -> {md}")

@@ -203,9 +203,10 @@ def _trained(run_dir: Path, stages) -> bool:
 
 def latency_benchmark(configs, depths=(7, 13), runs_root="runs/latency",
                       cache="reports/convert/latency", T_max: int = T_MAX,
-                      overrides=(), log=print) -> list[dict]:
+                      overrides=(), log=print, train: bool = True) -> list[dict]:
     """Train (or reuse) and evaluate every (config, depth, level setting); returns one result
-    dict per case (also cached as JSON under ``cache``; a cached case is not re-run)."""
+    dict per case (also cached as JSON under ``cache``; a cached case is not re-run). With
+    ``train=False`` only cached cases are returned: nothing is trained or simulated."""
     from .qcfs_pascal import load_convert_config, train_convert
 
     results = []
@@ -216,7 +217,7 @@ def latency_benchmark(configs, depths=(7, 13), runs_root="runs/latency",
         for depth in depths:
             for name, s, stages in _runs_of(cfg, sec, depth):
                 run_dir = Path(runs_root) / f"{Path(path).stem}_{name}"
-                if not _trained(run_dir, stages):
+                if train and not _trained(run_dir, stages):
                     log(f"training {run_dir} ({sec.net}, depth {depth}, L = {s.L}"
                         f"{', then AL' if s.al else ''})")
                     train_convert(cfg, s, run_dir=run_dir, log=log)
@@ -224,6 +225,9 @@ def latency_benchmark(configs, depths=(7, 13), runs_root="runs/latency",
                     key = cache / f"{Path(path).stem}_d{depth}_{label.replace(' = ', '')}.json"
                     if key.is_file():
                         res = json.loads(key.read_text())
+                    elif not train:
+                        log(f"skipped {key.stem}: not evaluated yet")
+                        continue
                     else:
                         log(f"evaluating {run_dir} stage {stage} (naive up to T = {T_max})")
                         res = run_case(run_dir, stage, T_max)
