@@ -219,3 +219,12 @@ def test_cached_only_reports_cached_cases_and_trains_nothing(tmp_path):
     assert sorted(s.split()[1] for s in said) == ["convert_latency_mnist1d_d7_AL:",
                                                   "convert_latency_mnist1d_d7_L4:"]
     assert not (tmp_path / "runs").exists()
+
+
+def test_latency_figure_has_one_panel_per_dataset():
+    pytest.importorskip("matplotlib")
+    from membra.plotting import latency_figure
+    fig = latency_figure([_case("mnist-5k"), _case("mnist1d-static"), _case("mnist-5k")])
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["mnist-5k", "mnist1d-static"]
+    assert len(fig.axes[0].lines) == 2 * 3          # two cases: curve, 1 + ΣL, T_eff each
