@@ -4,6 +4,7 @@ No state, no modules; everything else in membra is built on these definitions.
 """
 
 from .encoding import ENCODERS, direct, encode, latency, rate
+from .kinds import DEFAULT_INIT_RANGE, InitPotential, NeuronKind
 from .neuron import (
     RESETS,
     check_tau,
@@ -16,12 +17,22 @@ from .neuron import (
     tau_from_raw,
 )
 from .readout import READOUTS, readout
-from .surrogate import SURROGATES, Surrogate, get_surrogate, heaviside, spike, surrogate_grad
+from .surrogate import (
+    PRECOMPUTED,
+    SURROGATES,
+    Surrogate,
+    as_surrogate,
+    get_surrogate,
+    heaviside,
+    spike,
+    surrogate_grad,
+)
 
 __all__ = [
     "ENCODERS", "direct", "encode", "latency", "rate",
     "RESETS", "check_tau", "fire_and_reset", "if_charge", "if_step", "lif_charge", "lif_step",
     "raw_from_tau", "tau_from_raw",
     "READOUTS", "readout",
-    "SURROGATES", "Surrogate", "get_surrogate", "heaviside", "spike", "surrogate_grad",
+    "DEFAULT_INIT_RANGE", "InitPotential", "NeuronKind",
+    "PRECOMPUTED", "SURROGATES", "Surrogate", "as_surrogate", "get_surrogate", "heaviside", "spike", "surrogate_grad",
 ]

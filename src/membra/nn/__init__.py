@@ -1,6 +1,6 @@
 """Module wrappers: spiking neurons, time folding of stateless layers, readouts."""
 
 from .layers import Readout, TimeDistributed, param_groups
-from .neurons import IF, LIF, SpikingNeuron
+from .neurons import IF, LIF, NeuronTrace, SpikingNeuron, record, recording
 
-__all__ = ["IF", "LIF", "SpikingNeuron", "Readout", "TimeDistributed", "param_groups"]
+__all__ = ["IF", "LIF", "NeuronTrace", "SpikingNeuron", "record", "recording", "Readout", "TimeDistributed", "param_groups"]
