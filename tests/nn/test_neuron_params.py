@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from membra.functional import InitPotential, SURROGATES, Surrogate
+from membra.functional import SURROGATES, InitPotential, Surrogate
 from membra.nn import IF, LIF
 
 

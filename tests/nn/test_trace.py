@@ -67,8 +67,8 @@ def test_trace_matches_plain_loop_with_gradients(backend, cls, reset, surrogate,
     g = torch.Generator().manual_seed(1)
     ws = [torch.randn(x.shape, generator=g, dtype=dtype) for _ in range(3)]
     leaves = [x, *layer.parameters()]
-    got = torch.autograd.grad(sum((t * w).sum() for t, w in zip(tr, ws)), leaves)
-    wantg = torch.autograd.grad(sum((t * w).sum() for t, w in zip(want, ws)), leaves)
+    got = torch.autograd.grad(sum((t * w).sum() for t, w in zip(tr, ws, strict=True)), leaves)
+    wantg = torch.autograd.grad(sum((t * w).sum() for t, w in zip(want, ws, strict=True)), leaves)
     for a, b in zip(got, wantg, strict=True):
         torch.testing.assert_close(a, b, **tol)
 

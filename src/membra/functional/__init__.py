@@ -34,5 +34,6 @@ __all__ = [
     "raw_from_tau", "tau_from_raw",
     "READOUTS", "readout",
     "DEFAULT_INIT_RANGE", "InitPotential", "NeuronKind",
-    "PRECOMPUTED", "SURROGATES", "Surrogate", "as_surrogate", "get_surrogate", "heaviside", "spike", "surrogate_grad",
+    "PRECOMPUTED", "SURROGATES", "Surrogate", "as_surrogate", "get_surrogate", "heaviside",
+    "spike", "surrogate_grad",
 ]

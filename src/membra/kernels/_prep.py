@@ -8,6 +8,7 @@ import math
 
 import torch
 
+
 def state_dtype(dtype: torch.dtype) -> torch.dtype:
     """The potential is kept in float64 for float64 input, else in float32."""
     return torch.float64 if dtype == torch.float64 else torch.float32

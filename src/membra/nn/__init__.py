@@ -3,4 +3,5 @@
 from .layers import Readout, TimeDistributed, param_groups
 from .neurons import IF, LIF, NeuronTrace, SpikingNeuron, record, recording
 
-__all__ = ["IF", "LIF", "NeuronTrace", "SpikingNeuron", "record", "recording", "Readout", "TimeDistributed", "param_groups"]
+__all__ = ["IF", "LIF", "NeuronTrace", "SpikingNeuron", "record", "recording", "Readout",
+           "TimeDistributed", "param_groups"]
