@@ -7,8 +7,8 @@ NaN spike makes the potential NaN (``docs/kernels.md``, "Non-finite values").
 
 ``fwd_kernel``: one program per ``BLOCK`` neurons, time loop inside; writes spikes, ``h``
 (the saved tensor), ``v_T`` and with ``TRACE_V`` every ``v_t``. ``bwd_kernel``: walks back
-in time from ``dL/dv_T`` reading ``gs`` and ``h`` (and ``x`` for the gradient of a learnable ``tau``), writing ``gx``,
-``dL/dv_0`` and one partial sum of ``dL/dtau`` per program.
+in time from ``dL/dv_T`` reading ``gs`` and ``h`` (and ``x`` for the gradient of a learnable
+``tau``), writing ``gx``, ``dL/dv_0`` and one partial sum of ``dL/dtau`` per program.
 """
 
 import triton

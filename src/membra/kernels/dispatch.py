@@ -12,7 +12,8 @@ The fused backends ``cpu`` and ``triton`` are one ``torch.library`` op whose ker
 picks by device (:mod:`membra.kernels.fused`); the names remain so that a backend can be forced
 and compared. Selection order: the ``backend=`` argument, else the ``MEMBRA_BACKEND``
 environment variable, else the device's fused kernel when it can run (:data:`PREFERENCE`).
-A backend that was asked for but cannot run (no compiler, no GPU) falls back to ``reference`` with one warning.
+A backend that was asked for but cannot run (no compiler, no GPU) falls back to ``reference``
+with one warning.
 """
 
 from __future__ import annotations
