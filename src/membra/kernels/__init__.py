@@ -101,9 +101,9 @@ def _run(x, v0, *, neuron, tau, v_th, v_reset, reset, surrogate, alpha, detach_r
                     trace=trace)
 
 
-def neuron_sequence(x, v0=None, *, neuron="lif", tau=2.0, v_th=1.0, v_reset=0.0, reset="soft",
-                    surrogate="sigmoid", alpha=None, detach_reset=True, backend=None,
-                    check_finite=False):
+def neuron_sequence(x, v0=None, *, neuron=NeuronKind.LIF, tau=2.0, v_th=1.0, v_reset=0.0,
+                    reset="soft", surrogate="sigmoid", alpha=None, detach_reset=True,
+                    backend=None, check_finite=False):
     """Shared entry of :func:`lif_sequence` / :func:`if_sequence`: ``neuron`` is a
     :class:`membra.functional.NeuronKind` or its name (``"lif"``, ``"if"``); anything else
     raises ``ValueError``. Returns ``(spikes, v_T)``."""
@@ -112,8 +112,8 @@ def neuron_sequence(x, v0=None, *, neuron="lif", tau=2.0, v_th=1.0, v_reset=0.0,
                 check_finite=check_finite, trace=False)
 
 
-def neuron_trace(x, v0=None, *, neuron="lif", tau=2.0, v_th=1.0, v_reset=0.0, reset="soft",
-                 surrogate="sigmoid", alpha=None, detach_reset=True, backend=None,
+def neuron_trace(x, v0=None, *, neuron=NeuronKind.LIF, tau=2.0, v_th=1.0, v_reset=0.0,
+                 reset="soft", surrogate="sigmoid", alpha=None, detach_reset=True, backend=None,
                  check_finite=False) -> NeuronTrace:
     """As :func:`neuron_sequence`, but every step: :class:`NeuronTrace` ``(spikes, v, h)``,
     each ``[T, B, ...]``, differentiable in ``x``, ``v0`` and ``tau`` through all three (the
@@ -158,7 +158,7 @@ def lif_sequence(x, v0=None, *, tau=2.0, v_th=1.0, v_reset=0.0, reset="soft",
     Shape:
         spikes ``[T, B, ...]`` like ``x``; ``v_T`` ``[B, ...]``.
     """
-    return neuron_sequence(x, v0, neuron="lif", tau=tau, v_th=v_th, v_reset=v_reset,
+    return neuron_sequence(x, v0, neuron=NeuronKind.LIF, tau=tau, v_th=v_th, v_reset=v_reset,
                            reset=reset, surrogate=surrogate, alpha=alpha,
                            detach_reset=detach_reset, backend=backend,
                            check_finite=check_finite)
@@ -168,7 +168,7 @@ def if_sequence(x, v0=None, *, v_th=1.0, v_reset=0.0, reset="hard", surrogate="a
                 alpha=None, detach_reset=False, backend=None, check_finite=False):
     r"""Run IF neurons (:math:`h_t = v_{t-1} + x_t`) over ``x[T, B, ...]``; see
     :func:`lif_sequence` for the arguments. Returns ``(spikes, v_T)``."""
-    return neuron_sequence(x, v0, neuron="if", tau=None, v_th=v_th, v_reset=v_reset,
+    return neuron_sequence(x, v0, neuron=NeuronKind.IF, tau=None, v_th=v_th, v_reset=v_reset,
                            reset=reset, surrogate=surrogate, alpha=alpha,
                            detach_reset=detach_reset, backend=backend,
                            check_finite=check_finite)

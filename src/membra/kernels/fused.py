@@ -163,7 +163,8 @@ def fused_sequence(x, v0, tau, *, kind: NeuronKind, v_th, v_reset, reset, surrog
     # the cpu kernels read float32 / float64 / bfloat16: float16 is computed in float32
     xk = x.float() if x.dtype == torch.float16 and x.device.type == "cpu" else x
     x2, v, tau_t = flatten_inputs(xk, v0, tau)
-    save_h = trace or x.device.type != "cpu" or not surrogate.builtin
+    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (x2, v, tau_t))
+    save_h = trace or x.device.type != "cpu" or (needs_grad and not surrogate.builtin)
     s2, v_final, h, vs = neuron_fwd(
         x2, v, tau_t, kind.code, reset == "soft", float(v_th), float(v_reset),
         surrogate_token(surrogate), float(surrogate.alpha or 0.0), bool(detach_reset), save_h,
