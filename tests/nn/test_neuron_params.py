@@ -82,3 +82,14 @@ def test_custom_surrogate_layer_trains_on_fused_backend():
     layer(x).sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
     assert layer.init_potential.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("name,cls", [("lif", LIF), ("if", IF)])
+def test_neuron_class_by_kind(name, cls):
+    from membra.functional import NeuronKind
+    from membra.nn import neuron_class
+
+    assert neuron_class(name) is cls and neuron_class(NeuronKind(name)) is cls
+    assert cls.kind is NeuronKind(name)
+    with pytest.raises(ValueError, match=r"'lif'.*'if'"):
+        neuron_class("lfi")
