@@ -38,7 +38,7 @@ def test_one_table_of_kinds():
     codes = [k.code for k in NeuronKind if k is not NeuronKind.RLIF]
     assert codes == sorted(set(codes)) == [0, 1, 2, 3]
     with pytest.raises(ValueError, match="rlif"):
-        NeuronKind.RLIF.code
+        _ = NeuronKind.RLIF.code
 
 
 @pytest.mark.parametrize("cls", MODELS)
