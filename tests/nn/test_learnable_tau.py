@@ -43,7 +43,7 @@ def test_learnable_tau_is_a_parametrisation(tau):
     assert float(lif.tau.detach()) == pytest.approx(f32(tau), rel=2e-7)
     if tau in (1.5, 2.0, 2.5, 3.0, 4.0, 5.0):
         assert float(lif.tau.detach()) == tau
-    assert set(lif.state_dict()) == {"init_potential", "raw_tau"}
+    assert set(lif.state_dict()) == {"init_potential", "raw_tau", "v_th", "v_reset"}
     x = torch.rand(6, 4, 3) * 3
     fixed = LIF(shape=(3,), tau=tau)
     if float(lif.tau.detach()) == float(fixed.tau):
