@@ -97,10 +97,11 @@ def test_custom_op_passes_opcheck():
     x = torch.randn(5, 12)
     v0 = torch.randn(12)
     tau = torch.tensor(2.0)
-    args = (x, v0, tau, "lif", "soft", 1.0, 0.0, "sigmoid", 4.0, True)
-    torch.library.opcheck(torch.ops.membra.neuron_cpu_fwd.default, args,
-                          test_utils=("test_schema", "test_faketensor",
-                                      "test_autograd_registration"))
+    for save_h, trace_v in ((False, False), (True, False), (True, True)):
+        args = (x, v0, tau, 0, True, 1.0, 0.0, 0, 4.0, True, save_h, trace_v)
+        torch.library.opcheck(torch.ops.membra.neuron_fwd.default, args,
+                              test_utils=("test_schema", "test_faketensor",
+                                          "test_autograd_registration"))
 
 
 @pytest.mark.skipif(not fused_backends("cpu"), reason="the cpu kernels could not be built")
@@ -112,5 +113,5 @@ def test_torch_export_sees_one_op():
     x = torch.randn(3, 2, 5)
     ep = torch.export.export(Layer(), (x,))
     targets = [str(n.target) for n in ep.graph.nodes if n.op == "call_function"]
-    assert sum("neuron_cpu_fwd" in t for t in targets) == 1
+    assert sum("neuron_fwd" in t for t in targets) == 1
     torch.testing.assert_close(ep.module()(x), lif_sequence(x, backend="reference")[0])

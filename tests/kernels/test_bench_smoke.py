@@ -17,6 +17,11 @@ def _check(out, T):
     assert row["limits"]["copy_x3"]["median_ms"] > 0
     md = (out / "kernels.md").read_text()
     assert "forward + backward" in md and f"T={T}" in md
+    if "membra-cpu" in row["methods"]:  # a user's surrogate against the built-in, same run
+        assert "membra-cpu-custom-surrogate" in row["methods"]
+        ratio = data["neuron"]["cpu"]["custom_surrogate_ratio"]["membra-cpu-custom-surrogate"]
+        assert ratio[str(T)] > 0
+        assert "Custom surrogate over built-in" in md
 
 
 def test_bench_writes_json_and_markdown(tmp_path):

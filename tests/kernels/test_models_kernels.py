@@ -203,3 +203,139 @@ def test_rlif_golden_and_gradcheck(backend):
 def test_invalid_params_name_the_parameter(call, match):
     with pytest.raises(ValueError, match=match):
         call(torch.zeros(4, 2, 3))
+
+
+# ---- every model x backend x surrogate kind (name, Surrogate instance, custom callable) ----
+def _sigmoid4(u):
+    """A custom callable whose autograd derivative is the built-in sigmoid's (alpha 4)."""
+    return torch.sigmoid(4.0 * u)
+
+
+def _surrogate(kind: str):
+    """The same surrogate gradient, spelled as a name, an instance or a custom callable."""
+    from membra.functional import SURROGATES, Surrogate
+
+    return {"name": "sigmoid", "instance": SURROGATES["sigmoid"].with_alpha(4.0),
+            "custom": _sigmoid4, "custom_object": Surrogate.custom(_sigmoid4, "sig4")}[kind]
+
+
+SURROGATE_KINDS = ["name", "instance", "custom", "custom_object"]
+MODELS = ["cuba_lif", "alif", "rlif"]
+
+
+def _run_any(model, x, state, backend, surrogate, reset="soft", detach_reset=True, w=None,
+             trace=False):
+    kw = dict(reset=reset, surrogate=surrogate, detach_reset=detach_reset, backend=backend,
+              trace=trace)
+    if model == "cuba_lif":
+        return cuba_lif_sequence(x, state, tau=2.0, tau_syn=3.0, **kw)
+    if model == "alif":
+        return alif_sequence(x, state, tau=2.0, tau_adapt=3.0, beta=0.5, **kw)
+    return rlif_sequence(x, w, state, tau=2.0, **kw)
+
+
+def _inputs(model, seed, T=6, shape=(3, 7), dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    x = (torch.randn(T, *shape, generator=g, dtype=dtype) * 1.5).requires_grad_()
+    v0 = torch.rand(shape[1:], generator=g, dtype=dtype).requires_grad_()
+    c0 = None if model == "rlif" else torch.rand(shape, generator=g,
+                                                 dtype=dtype).requires_grad_()
+    w = (torch.randn(shape[1], shape[1], generator=g, dtype=dtype) * 0.5).requires_grad_() \
+        if model == "rlif" else None
+    return x, v0, c0, w
+
+
+def _all_grads(out, leaves):
+    s, (v, c) = out
+    wt = torch.linspace(-1, 1, s.shape[-1], dtype=s.dtype)
+    loss = (s * wt).sum() + (v ** 2).sum() + (1.3 * c).sum()
+    return torch.autograd.grad(loss, leaves, allow_unused=True)
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("sg", SURROGATE_KINDS)
+@pytest.mark.parametrize("reset,detach_reset", [("soft", True), ("hard", False)])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_every_surrogate_kind_gives_the_reference_gradients(model, backend, sg, reset,
+                                                           detach_reset, seed):
+    """Spikes, final states and every gradient of each model on each backend, with the
+    surrogate given as a name, a Surrogate, a callable or Surrogate.custom, equal those of
+    the reference loop with the built-in name (the callable's derivative is the same
+    sigmoid)."""
+    x, v0, c0, w = _inputs(model, seed)
+    leaves = [t for t in (x, v0, c0, w) if t is not None]
+    got = _run_any(model, x, (v0, c0), backend, _surrogate(sg), reset, detach_reset, w)
+    ref = _run_any(model, x, (v0, c0), "reference", "sigmoid", reset, detach_reset, w)
+    assert torch.equal(got[0], ref[0])
+    assert 0 < got[0].sum() < got[0].numel()
+    for a, b in zip((*got[1], *_all_grads(got, leaves)), (*ref[1], *_all_grads(ref, leaves)),
+                    strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_custom_surrogate_gradcheck(model, backend):
+    """float64 gradcheck with a custom callable surrogate (a narrow smooth bump no u of this
+    case reaches, so the analytic gradient is the map's true derivative; see
+    test_gradcheck)."""
+    x, v0, c0, w = _inputs(model, 7, T=4, shape=(2, 3), dtype=torch.float64)
+
+    def bump(u):
+        return torch.sigmoid(1e4 * u)
+
+    def f(*args):
+        it = iter(args)
+        xx, vv = next(it), next(it)
+        cc = next(it) if c0 is not None else None
+        ww = next(it) if w is not None else None
+        s, (v, c) = _run_any(model, xx, (vv, cc), backend, bump, w=ww)
+        return s, v, c
+
+    leaves = tuple(t for t in (x, v0, c0, w) if t is not None)
+    assert torch.autograd.gradcheck(f, leaves, eps=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("sg", ["name", "custom"])
+def test_traces_equal_the_reference_loop(model, backend, sg):
+    """trace=True: NeuronTrace(spikes, v, h) and its gradients through v and h equal the
+    reference loop's, the spikes equal the untraced run's."""
+    from membra.kernels import NeuronTrace
+
+    x, v0, c0, w = _inputs(model, 3)
+    leaves = [t for t in (x, v0, c0, w) if t is not None]
+    tr, state = _run_any(model, x, (v0, c0), backend, _surrogate(sg), w=w, trace=True)
+    ref, _ = _run_any(model, x, (v0, c0), "reference", "sigmoid", w=w, trace=True)
+    assert isinstance(tr, NeuronTrace)
+    plain = _run_any(model, x, (v0, c0), backend, _surrogate(sg), w=w)
+    assert torch.equal(tr.spikes, plain[0]) and torch.equal(tr.spikes, ref.spikes)
+    torch.testing.assert_close(tr.v[-1], state[0])
+    for a, b in zip(tr[1:], ref[1:], strict=True):
+        torch.testing.assert_close(a, b)
+    gt = torch.autograd.grad((tr.v ** 2).sum() + tr.h.sum(), leaves, allow_unused=True)
+    gr = torch.autograd.grad((ref.v ** 2).sum() + ref.h.sum(), leaves, allow_unused=True)
+    for a, b in zip(gt, gr, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_kernel_model_codes_are_the_kind_codes():
+    # models_cpu.cpp's model enum is NeuronKind's table, not a second spelling
+    from pathlib import Path
+
+    import membra.kernels.models as km
+    from membra.functional import NeuronKind
+
+    src = (Path(km.__file__).parent / "csrc" / "models_cpu.cpp").read_text()
+    assert (f"enum Model : int {{ CUBA = {NeuronKind.CUBA_LIF.code}, "
+            f"ALIF_ = {NeuronKind.ALIF.code} }};") in src
+
+
+@pytest.mark.parametrize("kind", ["cuba_lif", "alif", "rlif"])
+def test_neuron_sequence_refuses_the_models_by_name(kind):
+    from membra.kernels import neuron_sequence
+
+    with pytest.raises(ValueError, match=f"{kind}_sequence"):
+        neuron_sequence(torch.zeros(3, 2, 4), neuron=kind)

@@ -9,6 +9,7 @@ import math
 import torch
 from test_nonfinite import assert_agree
 
+from membra.functional import SURROGATES, NeuronKind
 from membra.kernels import if_sequence, lif_sequence
 from membra.kernels._prep import flatten_inputs
 from membra.kernels.triton_backend import _backward_kernel, _forward
@@ -33,12 +34,21 @@ def check(neuron, reset, detach, surrogate, T=5, M=700, bad=None):
         s, v = if_sequence(xr, vr, backend="reference", **kw)
     torch.autograd.backward([s, v], [gs, gv])
     x2, v2, t2 = flatten_inputs(x, v0, tau if neuron == "lif" else None)
-    s_k, v_k, h = _forward(x2, v2, t2, neuron, reset, 0.9, -0.1)
+    kind = NeuronKind.parse(neuron).code
+    s_k, v_k, h, _ = _forward(x2, v2, t2, kind, reset == "soft", 0.9, -0.1)
     assert_agree([s_k.reshape(s.shape)], [s.detach()], dict(atol=0.0, rtol=0.0),
                  names=("spikes",))
-    alpha = {"sigmoid": 4.0, "atan": 2.0, "rectangular": 1.0, "triangle": 1.0}[surrogate]
-    gx, gv0, gtau = _backward_kernel(gs.reshape(T, M), gv.reshape(M), h, x2, v2, t2, neuron,
-                                     reset, 0.9, -0.1, surrogate, alpha, detach, True)
+    sur = SURROGATES[surrogate]
+    # the built-in inline, and the same derivative precomputed (the custom-surrogate path)
+    for dsg in (None, sur.derivative(h - 0.9)):
+        gx, gv0, gtau = _backward_kernel(gs.reshape(T, M), gv.reshape(M), h, x2, v2, t2, dsg,
+                                         None, None, kind, reset == "soft", 0.9, -0.1,
+                                         sur.code, sur.default_alpha, detach, True)
+        check_grads(neuron, v_k, gx, gv0, gtau, v, x, xr, vr, tr)
+
+
+def check_grads(neuron, v_k, gx, gv0, gtau, v, x, xr, vr, tr):
+    """The kernel's final state and gradients against the reference's."""
     assert_agree([v_k.reshape(v.shape), gx.reshape(x.shape), gv0], [v.detach(), xr.grad, vr.grad],
                  dict(atol=1e-5, rtol=1e-5), names=("v_T", "grad_x", "grad_v0"))
     if neuron == "lif":

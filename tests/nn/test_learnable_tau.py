@@ -7,6 +7,7 @@ learnable ``tau`` stored as itself) load, converted; the shipped checkpoints loa
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -43,7 +44,7 @@ def test_learnable_tau_is_a_parametrisation(tau):
     assert float(lif.tau.detach()) == pytest.approx(f32(tau), rel=2e-7)
     if tau in (1.5, 2.0, 2.5, 3.0, 4.0, 5.0):
         assert float(lif.tau.detach()) == tau
-    assert set(lif.state_dict()) == {"init_potential", "raw_tau"}
+    assert set(lif.state_dict()) == {"init_potential", "raw_tau", "v_th", "v_reset"}
     x = torch.rand(6, 4, 3) * 3
     fixed = LIF(shape=(3,), tau=tau)
     if float(lif.tau.detach()) == float(fixed.tau):
@@ -169,7 +170,11 @@ def test_old_learnable_state_dict_with_invalid_tau_names_the_key(tau):
         lif.load_state_dict({"init_potential": torch.tensor(0.0), "tau": torch.tensor(tau)})
 
 
-SHIPPED = sorted(Path(membra.__file__).parent.glob("control/pretrained/*/actor.safetensors"))
+# actors whose hidden neurons are LIF layers (a dynamic-threshold host has no tau to load)
+_ACTORS = Path(membra.__file__).parent.glob("control/pretrained/*/actor.safetensors")
+SHIPPED = sorted(p for p in _ACTORS
+                 if json.loads((p.parent / "config.json").read_text())
+                 .get("actor", {}).get("neuron", "lif") == "lif")
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.parent.name)

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from membra.functional import ZOO_KINDS
 from membra.models import create_model
 from membra.nn import (
     ALIF,
@@ -38,7 +39,7 @@ def _spike_outputs(model):
 
 
 @pytest.mark.parametrize("name,shape,kw", ZOO)
-@pytest.mark.parametrize("neuron", ["lif", "if", "cuba_lif", "alif"])
+@pytest.mark.parametrize("neuron", [k.value for k in ZOO_KINDS])
 def test_zoo_stream_equals_model(name, shape, kw, neuron):
     torch.manual_seed(zlib.crc32(f"{name}-{neuron}".encode()))
     net = create_model(name, in_shape=shape, num_classes=7, neuron=neuron,

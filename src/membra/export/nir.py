@@ -34,7 +34,9 @@ prefixed ``membra.``; other NIR tools ignore them):
 - the firing comparison: NIR fires on :math:`v > v_{th}`, membra on :math:`v \ge v_{th}`
   (``membra.fire = ">="``); they differ only when the potential lands exactly on the threshold;
 - training-only settings: surrogate, its alpha, ``detach_reset`` (``membra.surrogate``,
-  ``membra.alpha``, ``membra.detach_reset``).
+  ``membra.alpha``, ``membra.detach_reset``). A custom surrogate (a callable) cannot be
+  written: :func:`to_nir` refuses it with a ``ValueError`` naming the layer and the surrogate
+  (swap in a built-in first; the spikes do not depend on it).
 
 :func:`from_nir` reads these keys when present, so a membra -> NIR -> membra round trip gives
 the same spikes; on graphs from other tools it uses NIR's semantics (hard reset, zero start).
@@ -157,7 +159,21 @@ def _neuron_meta(neuron: nn.Module, shape) -> dict:
     return meta
 
 
+def _check_surrogate(neuron: nn.Module, name: str) -> None:
+    """NIR carries no surrogate; membra keeps a built-in's name and alpha as metadata, and a
+    custom one (a callable) cannot be written: a ``ValueError`` naming the layer and it."""
+    sg = getattr(neuron, "surrogate_fn", None)
+    if sg is not None and not sg.builtin:
+        raise ValueError(
+            f"to_nir: layer {name!r} ({type(neuron).__name__}) has the custom surrogate "
+            f"{sg.name!r}, which a NIR file cannot carry (membra writes only the built-in "
+            f"surrogates' names as metadata). The spikes do not depend on the surrogate: to "
+            f"export, give the layer a built-in one first, e.g. layer.surrogate_fn = "
+            f"membra.functional.as_surrogate('sigmoid')")
+
+
 def _neuron_node(neuron: nn.Module, shape, dt, nir, name: str):
+    _check_surrogate(neuron, name)
     params = nir_neuron_params(neuron, shape, dt)
     if _is(neuron, "Delay"):
         return nir.Delay(**params)

@@ -4,6 +4,7 @@ No state, no modules; everything else in membra is built on these definitions.
 """
 
 from .encoding import ENCODERS, direct, encode, latency, rate
+from .kinds import DEFAULT_INIT_RANGE, ZOO_KINDS, InitPotential, NeuronKind
 from .models import alif_step, check_delays, cuba_lif_step, delay_sequence, rlif_step
 from .neuron import (
     RESETS,
@@ -17,7 +18,16 @@ from .neuron import (
     tau_from_raw,
 )
 from .readout import READOUTS, readout
-from .surrogate import SURROGATES, Surrogate, get_surrogate, heaviside, spike, surrogate_grad
+from .surrogate import (
+    PRECOMPUTED,
+    SURROGATES,
+    Surrogate,
+    as_surrogate,
+    get_surrogate,
+    heaviside,
+    spike,
+    surrogate_grad,
+)
 
 __all__ = [
     "ENCODERS", "direct", "encode", "latency", "rate",
@@ -25,5 +35,7 @@ __all__ = [
     "raw_from_tau", "tau_from_raw",
     "READOUTS", "readout",
     "cuba_lif_step", "alif_step", "rlif_step", "check_delays", "delay_sequence",
-    "SURROGATES", "Surrogate", "get_surrogate", "heaviside", "spike", "surrogate_grad",
+    "DEFAULT_INIT_RANGE", "InitPotential", "NeuronKind", "ZOO_KINDS",
+    "PRECOMPUTED", "SURROGATES", "Surrogate", "as_surrogate", "get_surrogate", "heaviside",
+    "spike", "surrogate_grad",
 ]

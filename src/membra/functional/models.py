@@ -58,41 +58,43 @@ def keep_fraction(tau: float, name: str = "tau") -> float:
 
 
 def cuba_lif_step(x, state, *, tau=2.0, tau_syn=2.0, v_th=1.0, v_reset=0.0, reset="soft",
-                  surrogate="sigmoid", alpha=None, detach_reset=True):
+                  surrogate="sigmoid", alpha=None, detach_reset=True, trace=False):
     """One CubaLIF step ``(x_t, (v_{t-1}, i_{t-1})) -> (s_t, (v_t, i_t))``: the synaptic
-    current :math:`i_t = (1 - 1/\\tau_{syn}) i_{t-1} + x_t` charges a LIF neuron."""
+    current :math:`i_t = (1 - 1/\tau_{syn}) i_{t-1} + x_t` charges a LIF neuron. With
+    ``trace=True`` also the charged potential :math:`h_t`: ``(s_t, (v_t, i_t), h_t)``."""
     v, i = state
     i = i * keep_fraction(tau_syn, "tau_syn") + x
-    s, v = fire_and_reset(lif_charge(i, v, tau, v_reset), v_th=v_th, v_reset=v_reset,
-                          reset=reset, surrogate=surrogate, alpha=alpha,
-                          detach_reset=detach_reset)
-    return s, (v, i)
+    h = lif_charge(i, v, tau, v_reset)
+    s, v = fire_and_reset(h, v_th=v_th, v_reset=v_reset, reset=reset, surrogate=surrogate,
+                          alpha=alpha, detach_reset=detach_reset)
+    return (s, (v, i), h) if trace else (s, (v, i))
 
 
 def alif_step(x, state, *, tau=2.0, tau_adapt=20.0, beta=0.2, v_th=1.0, v_reset=0.0,
-              reset="soft", surrogate="sigmoid", alpha=None, detach_reset=True):
+              reset="soft", surrogate="sigmoid", alpha=None, detach_reset=True, trace=False):
     """One ALIF step ``(x_t, (v_{t-1}, a_t)) -> (s_t, (v_t, a_{t+1}))`` with the threshold
-    :math:`\\theta_t = v_{th} + \\beta a_t` and :math:`a_{t+1} = (1 - 1/\\tau_a) a_t + s_t`;
-    the soft reset subtracts :math:`\\theta_t`."""
+    :math:`\theta_t = v_{th} + \beta a_t` and :math:`a_{t+1} = (1 - 1/\tau_a) a_t + s_t`;
+    the soft reset subtracts :math:`\theta_t`. With ``trace=True`` also :math:`h_t`."""
     v, a = state
     theta = v_th + beta * a
     h = lif_charge(x, v, tau, v_reset)
     s, v = fire_and_reset(h, v_th=theta, v_reset=v_reset, reset=reset, surrogate=surrogate,
                           alpha=alpha, detach_reset=detach_reset)
     a = a * keep_fraction(tau_adapt, "tau_adapt") + s
-    return s, (v, a)
+    return (s, (v, a), h) if trace else (s, (v, a))
 
 
 def rlif_step(x, state, weight, *, tau=2.0, v_th=1.0, v_reset=0.0, reset="soft",
-              surrogate="sigmoid", alpha=None, detach_reset=True):
+              surrogate="sigmoid", alpha=None, detach_reset=True, trace=False):
     """One RLIF step ``(x_t, (v_{t-1}, s_{t-1})) -> (s_t, (v_t, s_t))``: LIF on
-    :math:`x_t + W s_{t-1}` (``weight`` ``[N, N]`` over the flattened neurons of a sample)."""
+    :math:`x_t + W s_{t-1}` (``weight`` ``[N, N]`` over the flattened neurons of a sample).
+    With ``trace=True`` also :math:`h_t`."""
     v, s_prev = state
     rec = (s_prev.flatten(1) @ weight.t()).view_as(x)
-    s, v = fire_and_reset(lif_charge(x + rec, v, tau, v_reset), v_th=v_th, v_reset=v_reset,
-                          reset=reset, surrogate=surrogate, alpha=alpha,
-                          detach_reset=detach_reset)
-    return s, (v, s)
+    h = lif_charge(x + rec, v, tau, v_reset)
+    s, v = fire_and_reset(h, v_th=v_th, v_reset=v_reset, reset=reset, surrogate=surrogate,
+                          alpha=alpha, detach_reset=detach_reset)
+    return (s, (v, s), h) if trace else (s, (v, s))
 
 
 def check_delays(delays, shape: tuple[int, ...], max_delay: int) -> torch.Tensor:

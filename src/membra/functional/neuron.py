@@ -110,7 +110,7 @@ def fire_and_reset(
     v_th: float = 1.0,
     v_reset: float = 0.0,
     reset: str = "soft",
-    surrogate: str = "sigmoid",
+    surrogate="sigmoid",
     alpha: float | None = None,
     detach_reset: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -134,7 +134,7 @@ def lif_step(
     v_th: float = 1.0,
     v_reset: float = 0.0,
     reset: str = "soft",
-    surrogate: str = "sigmoid",
+    surrogate="sigmoid",
     alpha: float | None = None,
     detach_reset: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -153,7 +153,7 @@ def if_step(
     v_th: float = 1.0,
     v_reset: float = 0.0,
     reset: str = "hard",
-    surrogate: str = "atan",
+    surrogate="atan",
     alpha: float | None = None,
     detach_reset: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:

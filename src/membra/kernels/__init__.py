@@ -13,29 +13,41 @@ tensor that requires grad. Backends: ``reference`` (the loop, always present) an
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 
+from ..functional.kinds import NeuronKind
 from ..functional.neuron import check_reset, check_tau
-from ..functional.surrogate import check_alpha, get_surrogate
+from ..functional.surrogate import as_surrogate
 from .dispatch import (
     PREFERENCE,
     available_backends,
     list_backends,
     register_backend,
     select_backend,
+    unregister_backend,
 )
 from .memory import reuse_freed_memory
 from .reference import reference_sequence
 
-__all__ = ["lif_sequence", "if_sequence", "neuron_sequence", "register_backend",
-           "available_backends", "list_backends", "select_backend", "PREFERENCE",
-           "reuse_freed_memory"]
+__all__ = ["lif_sequence", "if_sequence", "neuron_sequence", "neuron_trace", "NeuronTrace",
+           "register_backend", "unregister_backend", "available_backends", "list_backends",
+           "select_backend", "PREFERENCE", "reuse_freed_memory"]
+
+
+class NeuronTrace(NamedTuple):
+    """Every step of a layer, each ``[T, B, *S]``: ``spikes``; ``v`` the potential after the
+    reset (``v[-1]`` is ``v_T``); ``h`` the charged potential before the spike test."""
+
+    spikes: torch.Tensor
+    v: torch.Tensor
+    h: torch.Tensor
 
 register_backend("reference", reference_sequence)
 
 
-def _validate(x, v0, tau, *, v_th, v_reset, reset, surrogate, alpha, check_finite, op):
+def _validate(x, v0, tau, *, v_th, v_reset, reset, check_finite, op):
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{op}: x must be a torch.Tensor, got {type(x).__name__}")
     if not x.is_floating_point():
@@ -70,26 +82,49 @@ def _validate(x, v0, tau, *, v_th, v_reset, reset, surrogate, alpha, check_finit
         if not isinstance(val, (int, float)) or isinstance(val, bool) or not math.isfinite(val):
             raise ValueError(f"{op}: {name} must be a finite number, got {val!r}")
     check_reset(reset)
-    get_surrogate(surrogate)
-    check_alpha(alpha)
     if check_finite and not bool(torch.isfinite(x).all()):
         raise ValueError(f"{op}: x contains NaN or infinite values")
     return v0, tau
 
 
-def neuron_sequence(x, v0=None, *, neuron="lif", tau=2.0, v_th=1.0, v_reset=0.0, reset="soft",
-                    surrogate="sigmoid", alpha=None, detach_reset=True, backend=None,
-                    check_finite=False):
-    """Shared entry of :func:`lif_sequence` / :func:`if_sequence` (``neuron="lif"|"if"``)."""
-    op = f"{neuron}_sequence"
-    v0, tau = _validate(x, v0, tau if neuron == "lif" else None, v_th=v_th, v_reset=v_reset,
-                        reset=reset, surrogate=surrogate, alpha=alpha,
-                        check_finite=check_finite, op=op)
-    alpha = get_surrogate(surrogate).alpha_or_default(alpha)
+def _run(x, v0, *, neuron, tau, v_th, v_reset, reset, surrogate, alpha, detach_reset,
+         backend, check_finite, trace):
+    """Validate once, pick the backend, run it."""
+    kind = NeuronKind.parse(neuron)
+    if kind not in (NeuronKind.LIF, NeuronKind.IF):
+        raise ValueError(f"neuron_sequence runs 'lif' and 'if' neurons; {kind.value!r} has its "
+                         f"own entry, membra.kernels.models.{kind.value}_sequence")
+    surrogate = as_surrogate(surrogate, alpha)
+    op = f"{kind.value}_sequence"
+    v0, tau = _validate(x, v0, tau if kind.has_tau else None, v_th=v_th, v_reset=v_reset,
+                        reset=reset, check_finite=check_finite, op=op)
     impl = select_backend(backend, x.device)
-    return impl.run(x, v0, tau, neuron=neuron, v_th=float(v_th), v_reset=float(v_reset),
-                    reset=reset, surrogate=surrogate, alpha=float(alpha),
-                    detach_reset=bool(detach_reset))
+    return impl.run(x, v0, tau, kind=kind, v_th=float(v_th), v_reset=float(v_reset),
+                    reset=reset, surrogate=surrogate, detach_reset=bool(detach_reset),
+                    trace=trace)
+
+
+def neuron_sequence(x, v0=None, *, neuron=NeuronKind.LIF, tau=2.0, v_th=1.0, v_reset=0.0,
+                    reset="soft", surrogate="sigmoid", alpha=None, detach_reset=True,
+                    backend=None, check_finite=False):
+    """Shared entry of :func:`lif_sequence` / :func:`if_sequence`: ``neuron`` is a
+    :class:`membra.functional.NeuronKind` or its name (``"lif"``, ``"if"``); anything else
+    raises ``ValueError``. Returns ``(spikes, v_T)``."""
+    return _run(x, v0, neuron=neuron, tau=tau, v_th=v_th, v_reset=v_reset, reset=reset,
+                surrogate=surrogate, alpha=alpha, detach_reset=detach_reset, backend=backend,
+                check_finite=check_finite, trace=False)
+
+
+def neuron_trace(x, v0=None, *, neuron=NeuronKind.LIF, tau=2.0, v_th=1.0, v_reset=0.0,
+                 reset="soft", surrogate="sigmoid", alpha=None, detach_reset=True, backend=None,
+                 check_finite=False) -> NeuronTrace:
+    """As :func:`neuron_sequence`, but every step: :class:`NeuronTrace` ``(spikes, v, h)``,
+    each ``[T, B, ...]``, differentiable in ``x``, ``v0`` and ``tau`` through all three (the
+    fused backends write ``h`` and ``v`` in their forward pass)."""
+    s, _, h, v = _run(x, v0, neuron=neuron, tau=tau, v_th=v_th, v_reset=v_reset, reset=reset,
+                      surrogate=surrogate, alpha=alpha, detach_reset=detach_reset,
+                      backend=backend, check_finite=check_finite, trace=True)
+    return NeuronTrace(s, v, h)
 
 
 def lif_sequence(x, v0=None, *, tau=2.0, v_th=1.0, v_reset=0.0, reset="soft",
@@ -112,7 +147,11 @@ def lif_sequence(x, v0=None, *, tau=2.0, v_th=1.0, v_reset=0.0, reset="soft",
             ``check_finite=True`` (it costs a device sync), and not under ``torch.compile``.
         v_th, v_reset: threshold and reset potential.
         reset: ``"soft"`` (subtract ``v_th``) or ``"hard"`` (set to ``v_reset``).
-        surrogate, alpha: surrogate derivative by name and its sharpness (``None``: default).
+        surrogate: the surrogate gradient: a built-in name (``"sigmoid"``, ``"atan"``,
+            ``"rectangular"``, ``"triangle"``), a :class:`membra.functional.Surrogate`, or any
+            elementwise callable ``f(u)`` whose autograd derivative is the surrogate gradient
+            (its value is unused: the spike is the Heaviside step of ``u = h - v_th``).
+        alpha: a built-in's sharpness (``None``: its default); an error for a callable.
         detach_reset: treat the spike inside the reset as a constant in backward.
         backend: force a backend (else ``MEMBRA_BACKEND``, else the device's default).
         check_finite: raise ``ValueError`` if ``x`` holds NaN/inf (costs one pass and a sync,
@@ -122,7 +161,7 @@ def lif_sequence(x, v0=None, *, tau=2.0, v_th=1.0, v_reset=0.0, reset="soft",
     Shape:
         spikes ``[T, B, ...]`` like ``x``; ``v_T`` ``[B, ...]``.
     """
-    return neuron_sequence(x, v0, neuron="lif", tau=tau, v_th=v_th, v_reset=v_reset,
+    return neuron_sequence(x, v0, neuron=NeuronKind.LIF, tau=tau, v_th=v_th, v_reset=v_reset,
                            reset=reset, surrogate=surrogate, alpha=alpha,
                            detach_reset=detach_reset, backend=backend,
                            check_finite=check_finite)
@@ -132,7 +171,7 @@ def if_sequence(x, v0=None, *, v_th=1.0, v_reset=0.0, reset="hard", surrogate="a
                 alpha=None, detach_reset=False, backend=None, check_finite=False):
     r"""Run IF neurons (:math:`h_t = v_{t-1} + x_t`) over ``x[T, B, ...]``; see
     :func:`lif_sequence` for the arguments. Returns ``(spikes, v_T)``."""
-    return neuron_sequence(x, v0, neuron="if", tau=None, v_th=v_th, v_reset=v_reset,
+    return neuron_sequence(x, v0, neuron=NeuronKind.IF, tau=None, v_th=v_th, v_reset=v_reset,
                            reset=reset, surrogate=surrogate, alpha=alpha,
                            detach_reset=detach_reset, backend=backend,
                            check_finite=check_finite)

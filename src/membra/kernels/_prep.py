@@ -8,8 +8,6 @@ import math
 
 import torch
 
-SURROGATE_CODES = {"sigmoid": 0, "atan": 1, "rectangular": 2, "triangle": 3}
-
 
 def state_dtype(dtype: torch.dtype) -> torch.dtype:
     """The potential is kept in float64 for float64 input, else in float32."""
@@ -30,8 +28,3 @@ def flatten_inputs(x: torch.Tensor, v0: torch.Tensor, tau):
     else:
         tau_t = torch.full((), float(tau), dtype=acc, device=x.device)
     return x2, v, tau_t
-
-
-def unflatten_outputs(x: torch.Tensor, s2: torch.Tensor, v_final: torch.Tensor):
-    """Spikes back to ``x``'s shape; the final potential to ``x[0]``'s shape and dtype."""
-    return s2.reshape(x.shape), v_final.reshape(x.shape[1:]).to(x.dtype)

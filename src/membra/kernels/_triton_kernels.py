@@ -6,9 +6,9 @@ Spikes and resets follow the reference exactly, non-finite values included: the 
 NaN spike makes the potential NaN (``docs/kernels.md``, "Non-finite values").
 
 ``fwd_kernel``: one program per ``BLOCK`` neurons, time loop inside; writes spikes, ``h``
-(the saved tensor) and ``v_T``. ``bwd_kernel``: walks back in time from ``dL/dv_T`` reading
-``gs`` and ``h`` (and ``x`` for the gradient of a learnable ``tau``), writing ``gx``,
-``dL/dv_0`` and one partial sum of ``dL/dtau`` per program.
+(the saved tensor), ``v_T`` and with ``TRACE_V`` every ``v_t``. ``bwd_kernel``: walks back
+in time from ``dL/dv_T`` reading ``gs`` and ``h`` (and ``x`` for the gradient of a learnable
+``tau``), writing ``gx``, ``dL/dv_0`` and one partial sum of ``dL/dtau`` per program.
 """
 
 import triton
@@ -46,13 +46,15 @@ def _surrogate(u, a, SG: tl.constexpr):
         return (a / 2.0) / (1.0 + w * w)
     elif SG == 2:  # rectangular
         return tl.where(tl.abs(u) < 1.0 / (2.0 * a), a, 0.0)
-    else:  # triangle: max(y, 0) that keeps a NaN y, as torch.clamp(y, min=0)
+    elif SG == 3:  # triangle
+        # max(y, 0) that keeps a NaN y, as torch.clamp(y, min=0)
         y = a - a * a * tl.abs(u)
         return tl.where(y < 0.0, 0.0, y)
 
 @triton.jit
-def fwd_kernel(x_ptr, v0_ptr, tau_ptr, s_ptr, h_ptr, vT_ptr, T, M, v_th, v_reset,
-               LIF: tl.constexpr, SOFT: tl.constexpr, BLOCK: tl.constexpr):
+def fwd_kernel(x_ptr, v0_ptr, tau_ptr, s_ptr, h_ptr, v_ptr, vT_ptr, T, M, v_th, v_reset,
+               LIF: tl.constexpr, SOFT: tl.constexpr, TRACE_V: tl.constexpr,
+               BLOCK: tl.constexpr):
     pid = tl.program_id(0)
     offs = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < M
@@ -62,6 +64,7 @@ def fwd_kernel(x_ptr, v0_ptr, tau_ptr, s_ptr, h_ptr, vT_ptr, T, M, v_th, v_reset
     xp = x_ptr + offs
     sp = s_ptr + offs
     hp = h_ptr + offs
+    vp = v_ptr + offs
     for _ in range(T):
         x = tl.load(xp, mask=mask, other=0.0).to(acc)
         h = _charge(v, x, tau, v_reset, LIF)
@@ -69,15 +72,19 @@ def fwd_kernel(x_ptr, v0_ptr, tau_ptr, s_ptr, h_ptr, vT_ptr, T, M, v_th, v_reset
         tl.store(sp, s.to(s_ptr.dtype.element_ty), mask=mask)
         tl.store(hp, h, mask=mask)
         v = _reset(h, s, v_th, v_reset, SOFT)
+        if TRACE_V:
+            tl.store(vp, v, mask=mask)
         xp += M
         sp += M
         hp += M
+        vp += M
     tl.store(vT_ptr + offs, v, mask=mask)
 
 @triton.jit
 def bwd_kernel(gs_ptr, gvT_ptr, h_ptr, x_ptr, v0_ptr, tau_ptr, gx_ptr, gv0_ptr, gtau_ptr,
-               T, M, last, v_th, v_reset, a, nd, LIF: tl.constexpr, SOFT: tl.constexpr,
-               SG: tl.constexpr, NEED_TAU: tl.constexpr, BLOCK: tl.constexpr):
+               dsg_ptr, ghx_ptr, gvx_ptr, T, M, last, v_th, v_reset, a, nd, LIF: tl.constexpr,
+               SOFT: tl.constexpr, SG: tl.constexpr, NEED_TAU: tl.constexpr,
+               BLOCK: tl.constexpr):
     pid = tl.program_id(0)
     offs = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < M
@@ -90,15 +97,27 @@ def bwd_kernel(gs_ptr, gvT_ptr, h_ptr, x_ptr, v0_ptr, tau_ptr, gx_ptr, gv0_ptr, 
     gsp = gs_ptr + last + offs
     gxp = gx_ptr + last + offs
     xp = x_ptr + last + offs
+    # SG 4: the surrogate derivative is read from dsg (a custom surrogate); SG 5: also the
+    # trace's gradients dL/dh_t (ghx) and dL/dv_t (gvx) join the recurrence
+    dp = dsg_ptr + last + offs
+    ghp = ghx_ptr + last + offs
+    gvp = gvx_ptr + last + offs
     for i in range(T):
         h = tl.load(hp, mask=mask, other=0.0)
-        sg = _surrogate(h - v_th, a, SG)
+        if SG >= 4:
+            sg = tl.load(dp, mask=mask, other=0.0).to(acc)
+        else:
+            sg = _surrogate(h - v_th, a, SG)
+        if SG == 5:
+            gv += tl.load(gvp, mask=mask, other=0.0).to(acc)
         if SOFT:
             dvdh = 1.0 + nd * (-v_th * sg)
         else:
             dvdh = (1.0 - _spike(h, v_th)) + nd * ((v_reset - h) * sg)
         gs = tl.load(gsp, mask=mask, other=0.0).to(acc)
         gh = gs * sg + gv * dvdh
+        if SG == 5:
+            gh += tl.load(ghp, mask=mask, other=0.0).to(acc)
         if LIF:
             g = gh / tau
             tl.store(gxp, g.to(gx_ptr.dtype.element_ty), mask=mask)
@@ -119,6 +138,9 @@ def bwd_kernel(gs_ptr, gvT_ptr, h_ptr, x_ptr, v0_ptr, tau_ptr, gx_ptr, gv0_ptr, 
         gsp -= M
         gxp -= M
         xp -= M
+        dp -= M
+        ghp -= M
+        gvp -= M
     tl.store(gv0_ptr + offs, gv, mask=mask)
     if NEED_TAU:
         tl.store(gtau_ptr + pid, tl.sum(tl.where(mask, gt, 0.0), axis=0))

@@ -1,8 +1,8 @@
-r"""The ``cpu`` backend: fused C++/OpenMP forward and BPTT backward for LIF and IF neurons.
+r"""The ``cpu`` kernels of the fused op: C++/OpenMP forward and BPTT backward for LIF and IF.
 
-Two ``torch.library`` custom ops, ``membra::neuron_cpu_fwd`` and ``membra::neuron_cpu_bwd``,
-the first with a registered autograd formula that calls the second, so autograd,
-``torch.compile`` and ``torch.export`` see a single op. The equations are those of
+Registered as the ``"cpu"`` kernels of ``membra::neuron_fwd`` / ``membra::neuron_bwd``
+(:mod:`membra.kernels.fused`), so autograd, ``torch.compile`` and ``torch.export`` see a
+single op. The equations are those of
 ``docs/kernels.md`` (source: ``csrc/neuron_cpu.cpp``):
 
 .. math::
@@ -23,15 +23,24 @@ from __future__ import annotations
 
 import ctypes
 import os
+import sys
 import warnings
 from pathlib import Path
 
 import torch
 
-from ._prep import SURROGATE_CODES, flatten_inputs, state_dtype, unflatten_outputs
+from ..functional.kinds import NeuronKind
+from ._prep import state_dtype
 from .dispatch import register_backend
+from .fused import (
+    fused_sequence,
+    kernel_surrogate_code,
+    neuron_bwd,
+    neuron_fwd,
+    trace_buffer,
+)
 
-__all__ = ["cpu_sequence", "cpu_available"]
+__all__ = ["cpu_available"]
 
 _SOURCE = Path(__file__).with_name("csrc") / "neuron_cpu.cpp"
 _DTYPE_CODES = {torch.float32: 0, torch.float64: 1, torch.bfloat16: 2}
@@ -43,10 +52,11 @@ _HUGE_MIN_BYTES = 8 << 20 if os.environ.get("MEMBRA_HUGEPAGES", "1") != "0" else
 def _declare(lib) -> None:
     """ctypes signatures of the two C entry points of ``csrc/neuron_cpu.cpp``."""
     p, i64, i32, f64 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_double
-    lib.membra_neuron_forward.argtypes = [p, p, p, p, i64, i64, i32, i32, i32, f64, f64, f64]
+    lib.membra_neuron_forward.argtypes = [p, p, p, p, p, p, i64, i64, i32, i32, i32, f64, f64,
+                                          f64]
     lib.membra_neuron_forward.restype = i32
-    lib.membra_neuron_backward.argtypes = [p, p, p, p, p, p, p, i64, i64, i32, i32, i32, i32,
-                                           f64, i32, f64, f64, f64]
+    lib.membra_neuron_backward.argtypes = [p, p, p, p, p, p, p, p, p, p, i64, i64, i32, i32, i32,
+                                           i32, f64, i32, f64, f64, f64]
     lib.membra_neuron_backward.restype = i32
     lib.membra_advise_hugepages.argtypes = [p, i64]
     lib.membra_advise_hugepages.restype = i32
@@ -67,12 +77,18 @@ def _check(rc: int, what: str) -> None:
         raise RuntimeError(f"membra cpu kernel {what} failed with code {rc}")
 
 
-@torch.compiler.disable
 def _load():
     """The compiled extension (built on first call), or ``None`` if it cannot be built.
 
-    Kept out of ``torch.compile`` tracing: once built, :func:`cpu_available` answers from the
-    cache without calling it, so compiled code has no graph break here."""
+    Kept out of ``torch.compile`` tracing (when ``torch._dynamo`` is loaded at all: importing
+    it just for a decorator costs seconds at every start); once built, :func:`cpu_available`
+    answers from the cache without calling it, so compiled code has no graph break here."""
+    if "ok" not in _LIB and "torch._dynamo" in sys.modules:
+        return torch.compiler.disable(_build)()
+    return _build()
+
+
+def _build():
     if "ok" not in _LIB:
         try:
             from .build import build_extension
@@ -106,51 +122,52 @@ def _as_kernel_input(x: torch.Tensor, v0: torch.Tensor):
     return x.contiguous(), v0.to(state_dtype(x.dtype)).contiguous()
 
 
-@torch.library.custom_op("membra::neuron_cpu_fwd", mutates_args=(), device_types="cpu")
-def neuron_cpu_fwd(x: torch.Tensor, v0: torch.Tensor, tau: torch.Tensor, neuron: str,
-                   reset: str, v_th: float, v_reset: float, surrogate: str, alpha: float,
-                   detach_reset: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fused forward on ``x [T, M]`` from ``v0 [M]`` (state dtype): ``(spikes, v_T)``."""
+@neuron_fwd.register_kernel("cpu")
+def _neuron_fwd_cpu(x, v0, tau, kind, soft, v_th, v_reset, surrogate, alpha, detach_reset,
+                    save_h, trace_v):
+    """``membra::neuron_fwd`` on CPU: ``(spikes, v_T, h, v)`` (see :mod:`.fused`)."""
     x, v0 = _as_kernel_input(x, v0)
     lib = _load()
     s = _new_output(x, lib)
     v_final = torch.empty_like(v0)
+    h, v = trace_buffer(x, v0, save_h or trace_v), trace_buffer(x, v0, trace_v)
     T, M = x.shape
     if M:
         _check(lib.membra_neuron_forward(
-            x.data_ptr(), v0.data_ptr(), s.data_ptr(), v_final.data_ptr(), T, M,
-            _DTYPE_CODES[x.dtype], neuron == "lif", reset == "soft", float(tau), v_th, v_reset),
-            "forward")
-    return s, v_final
+            x.data_ptr(), v0.data_ptr(), s.data_ptr(), v_final.data_ptr(),
+            h.data_ptr() if h.numel() else None, v.data_ptr() if v.numel() else None, T, M,
+            _DTYPE_CODES[x.dtype], kind == NeuronKind.LIF.code, soft, float(tau), v_th,
+            v_reset), "forward")
+    return s, v_final, h, v
 
 
-@neuron_cpu_fwd.register_fake
-def _(x, v0, tau, neuron, reset, v_th, v_reset, surrogate, alpha, detach_reset):
-    return torch.empty_like(x), torch.empty_like(v0)
+def _ptr(t: torch.Tensor | None):
+    return None if t is None else t.data_ptr()
 
 
-@torch.library.custom_op("membra::neuron_cpu_bwd", mutates_args=(), device_types="cpu")
-def neuron_cpu_bwd(grad_spikes: torch.Tensor, grad_v_final: torch.Tensor, x: torch.Tensor,
-                   v0: torch.Tensor, tau: torch.Tensor, neuron: str, reset: str, v_th: float,
-                   v_reset: float, surrogate: str, alpha: float, detach_reset: bool,
-                   need_tau: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Fused BPTT backward: ``(grad_x [T, M], grad_v0 [M], grad_tau [])``."""
+@neuron_bwd.register_kernel("cpu")
+def _neuron_bwd_cpu(grad_spikes, grad_v_final, x, h, v0, tau, dsg, grad_h, grad_v, kind, soft,
+                    v_th, v_reset, surrogate, alpha, detach_reset, need_tau):
+    """``membra::neuron_bwd`` on CPU; recomputes ``h`` from ``x`` block by block (``h`` is
+    not read)."""
     x, v0 = _as_kernel_input(x, v0)
     grad_spikes = grad_spikes.to(x.dtype).contiguous()
     grad_v_final = grad_v_final.to(v0.dtype).contiguous()
+    dsg, grad_h, grad_v = (None if t is None else t.to(v0.dtype).contiguous()
+                           for t in (dsg, grad_h, grad_v))
     lib = _load()
     gx = _new_output(x, lib)
     gv0 = torch.empty_like(v0)
     T, M = x.shape
-    need_tau = need_tau and neuron == "lif"
+    need_tau = need_tau and kind == NeuronKind.LIF.code
     gtau_m = torch.empty_like(v0) if need_tau else None
     if M:
         _check(lib.membra_neuron_backward(
             x.data_ptr(), v0.data_ptr(), grad_spikes.data_ptr(), grad_v_final.data_ptr(),
-            gx.data_ptr(), gv0.data_ptr(), gtau_m.data_ptr() if need_tau else None, T, M,
-            _DTYPE_CODES[x.dtype], neuron == "lif", reset == "soft",
-            SURROGATE_CODES[surrogate], alpha, detach_reset, float(tau), v_th, v_reset),
-            "backward")
+            gx.data_ptr(), gv0.data_ptr(), _ptr(gtau_m), _ptr(dsg), _ptr(grad_h), _ptr(grad_v),
+            T, M, _DTYPE_CODES[x.dtype], kind == NeuronKind.LIF.code, soft,
+            kernel_surrogate_code(surrogate, dsg, grad_h), alpha, detach_reset, float(tau),
+            v_th, v_reset), "backward")
     if need_tau and M:
         gtau = gtau_m.sum(dtype=torch.float64).to(tau.dtype).reshape(())
     else:
@@ -158,37 +175,4 @@ def neuron_cpu_bwd(grad_spikes: torch.Tensor, grad_v_final: torch.Tensor, x: tor
     return gx, gv0, gtau
 
 
-@neuron_cpu_bwd.register_fake
-def _(grad_spikes, grad_v_final, x, v0, tau, neuron, reset, v_th, v_reset, surrogate, alpha,
-      detach_reset, need_tau):
-    return torch.empty_like(x), torch.empty_like(v0), torch.empty_like(tau)
-
-
-def _setup_context(ctx, inputs, output):
-    x, v0, tau, *args = inputs
-    ctx.save_for_backward(x, v0, tau)
-    ctx.args = tuple(args)
-
-
-def _backward(ctx, grad_spikes, grad_v_final):
-    x, v0, tau = ctx.saved_tensors
-    need_tau = bool(ctx.needs_input_grad[2])
-    gs = torch.zeros_like(x) if grad_spikes is None else grad_spikes.to(x.dtype).contiguous()
-    gv = torch.zeros_like(v0) if grad_v_final is None else grad_v_final.to(v0.dtype).contiguous()
-    gx, gv0, gtau = neuron_cpu_bwd(gs, gv, x, v0, tau, *ctx.args, need_tau)
-    return (gx, gv0, gtau if need_tau else None) + (None,) * len(ctx.args)
-
-
-neuron_cpu_fwd.register_autograd(_backward, setup_context=_setup_context)
-
-
-def cpu_sequence(x, v0, tau, *, neuron, v_th, v_reset, reset, surrogate, alpha, detach_reset):
-    """Backend entry (see :mod:`membra.kernels.dispatch`): fused op on flattened input."""
-    xk = x if x.dtype in _DTYPE_CODES else x.float()  # float16: computed in float32
-    x2, v, tau_t = flatten_inputs(xk, v0, tau)
-    s2, v_final = neuron_cpu_fwd(x2, v, tau_t, neuron, reset, float(v_th), float(v_reset),
-                                 surrogate, float(alpha), bool(detach_reset))
-    return unflatten_outputs(x, s2.to(x.dtype), v_final)
-
-
-register_backend("cpu", cpu_sequence, available=cpu_available, devices=("cpu",))
+register_backend("cpu", fused_sequence, available=cpu_available, devices=("cpu",))

@@ -1,14 +1,19 @@
 """Backend registry and selection for the neuron-sequence kernels.
 
-A backend is a function ``fn(x, v0, tau, *, neuron, v_th, v_reset, reset, surrogate, alpha,
-detach_reset) -> (spikes, v_final)`` computing the op of ``docs/kernels.md`` on validated
-input (``x`` ``[T, *N]`` floating point, ``v0`` broadcastable to ``x[0]``, ``tau`` a float or a
-0-d tensor, ``None`` for IF). Backends register themselves with :func:`register_backend`;
-``reference`` always exists and is the oracle the others are tested against.
+A backend is a function ``fn(x, v0, tau, *, kind, v_th, v_reset, reset, surrogate,
+detach_reset, trace) -> (spikes, v_final)`` (``(spikes, v_final, h, v)`` with ``trace=True``)
+computing the op of ``docs/kernels.md`` on validated input (``x`` ``[T, *N]`` floating point,
+``v0`` broadcastable to ``x[0]``, ``tau`` a float or a 0-d tensor, ``None`` for IF, ``kind`` a
+:class:`membra.functional.NeuronKind`, ``surrogate`` a :class:`membra.functional.Surrogate`
+with its alpha bound). Backends register themselves with :func:`register_backend`, once per
+name; ``reference`` always exists and is the oracle the others are tested against.
 
-Selection order: the ``backend=`` argument, else the ``MEMBRA_BACKEND`` environment variable,
-else the first available backend in :data:`PREFERENCE` for the input's device. A backend that
-was asked for but cannot run (no compiler, no GPU) falls back to ``reference`` with one warning.
+The fused backends ``cpu`` and ``triton`` are one ``torch.library`` op whose kernel PyTorch
+picks by device (:mod:`membra.kernels.fused`); the names remain so that a backend can be forced
+and compared. Selection order: the ``backend=`` argument, else the ``MEMBRA_BACKEND``
+environment variable, else the device's fused kernel when it can run (:data:`PREFERENCE`).
+A backend that was asked for but cannot run (no compiler, no GPU) falls back to ``reference``
+with one warning.
 """
 
 from __future__ import annotations
@@ -20,8 +25,8 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Backend", "register_backend", "available_backends", "list_backends",
-           "select_backend", "PREFERENCE"]
+__all__ = ["Backend", "register_backend", "unregister_backend", "available_backends",
+           "list_backends", "select_backend", "PREFERENCE"]
 
 
 @dataclass
@@ -47,8 +52,20 @@ PREFERENCE: dict[str, tuple[str, ...]] = {
 
 def register_backend(name: str, run: Callable, *, available: Callable[[], bool] = lambda: True,
                      devices: tuple[str, ...] = ("cpu", "cuda")) -> None:
-    """Register (or replace) backend ``name``."""
+    """Register backend ``name``; a name that is taken raises ``ValueError`` (remove it with
+    :func:`unregister_backend` first)."""
+    if name in _BACKENDS:
+        raise ValueError(f"a membra kernel backend named {name!r} is already registered; "
+                         f"taken names: {list_backends()}")
     _BACKENDS[name] = Backend(name, run, available, tuple(devices))
+
+
+def unregister_backend(name: str) -> None:
+    """Remove backend ``name`` (``reference`` stays: it is the fallback)."""
+    if name == "reference":
+        raise ValueError("the 'reference' backend cannot be removed")
+    if _BACKENDS.pop(name, None) is None:
+        raise ValueError(f"no membra kernel backend named {name!r}; known: {list_backends()}")
 
 
 def list_backends() -> list[str]:

@@ -7,8 +7,10 @@ time loop inside, the potential in float32 (float64 for float64 input). The forw
 ``h`` and writes ``gx`` (plus ``x`` when ``tau`` needs a gradient): 6 passes over ``[T, M]``,
 the traffic of three tensor copies. ``s`` is recomputed from ``h`` as ``h >= v_th``.
 
-Registered as the ``torch.library`` custom ops ``membra::neuron_triton_fwd`` /
-``membra::neuron_triton_bwd``; Triton itself is imported at first use only. Selected by
+Registered as the ``"cuda"`` kernels of ``membra::neuron_fwd`` / ``membra::neuron_bwd``
+(:mod:`membra.kernels.fused`); Triton itself is imported at first use only. A custom
+surrogate's derivative (or a trace's gradients) reaches the backward kernel as tensors
+(``SG`` 4 / 5). Selected by
 default for CUDA tensors when Triton imports.
 """
 
@@ -19,10 +21,17 @@ import math
 
 import torch
 
-from ._prep import SURROGATE_CODES, flatten_inputs, unflatten_outputs
+from ..functional.kinds import NeuronKind
 from .dispatch import register_backend
+from .fused import (
+    fused_sequence,
+    kernel_surrogate_code,
+    neuron_bwd,
+    neuron_fwd,
+    trace_buffer,
+)
 
-__all__ = ["triton_sequence", "triton_available"]
+__all__ = ["triton_available"]
 
 BLOCK = 512
 _KERNELS: dict[str, object] = {}
@@ -42,104 +51,61 @@ def _kernels():
     return _KERNELS["fwd"], _KERNELS["bwd"]
 
 
-def _forward(x, v0, tau, neuron, reset, v_th, v_reset):
-    """Launch the forward kernel: ``(spikes, v_T, h)`` (also used by the interpreter test)."""
+def _forward(x, v0, tau, kind, soft, v_th, v_reset, save_h=True, trace_v=False):
+    """Launch the forward kernel: ``(spikes, v_T, h, v)`` (also used by the interpreter test);
+    ``h`` is always written (the backward reads it), ``v`` with ``trace_v``."""
     T, M = x.shape
     s = torch.empty_like(x)
-    h = torch.empty((T, M), dtype=v0.dtype, device=x.device)
+    h, v = trace_buffer(x, v0, True), trace_buffer(x, v0, trace_v)
     v_final = torch.empty_like(v0)
     if M:
         fwd, _ = _kernels()
-        fwd[(math.ceil(M / BLOCK),)](x, v0, tau, s, h, v_final, T, M, v_th, v_reset,
-                                     LIF=neuron == "lif", SOFT=reset == "soft", BLOCK=BLOCK)
-    return s, v_final, h
+        fwd[(math.ceil(M / BLOCK),)](x, v0, tau, s, h, v if trace_v else h, v_final, T, M, v_th,
+                                     v_reset, LIF=kind == NeuronKind.LIF.code, SOFT=soft,
+                                     TRACE_V=trace_v, BLOCK=BLOCK)
+    return s, v_final, h, v
 
 
-def _backward_kernel(grad_spikes, grad_v_final, h, x, v0, tau, neuron, reset, v_th, v_reset,
-                     surrogate, alpha, detach_reset, need_tau):
+def _backward_kernel(grad_spikes, grad_v_final, h, x, v0, tau, dsg, grad_h, grad_v, kind, soft,
+                     v_th, v_reset, surrogate, alpha, detach_reset, need_tau):
     """Launch the backward kernel: ``(grad_x, grad_v0, grad_tau)``."""
     T, M = h.shape
     gx = torch.empty_like(grad_spikes)
     gv0 = torch.empty_like(v0)
-    need_tau = need_tau and neuron == "lif"
+    need_tau = need_tau and kind == NeuronKind.LIF.code
     grid = math.ceil(M / BLOCK)
     partial = torch.zeros(max(grid, 1), dtype=v0.dtype, device=h.device)
     if M:
         _, bwd = _kernels()
-        bwd[(grid,)](grad_spikes, grad_v_final, h, x, v0, tau, gx, gv0, partial, T, M,
-                     (T - 1) * M, v_th, v_reset, alpha, 0.0 if detach_reset else 1.0,
-                     LIF=neuron == "lif", SOFT=reset == "soft", SG=SURROGATE_CODES[surrogate],
-                     NEED_TAU=need_tau, BLOCK=BLOCK)
+        # unused pointers get h (never read: the constexpr SG / NEED_TAU turn the loads off)
+        bwd[(grid,)](grad_spikes, grad_v_final, h, x, v0, tau, gx, gv0, partial,
+                     h if dsg is None else dsg, h if grad_h is None else grad_h,
+                     h if grad_v is None else grad_v, T, M, (T - 1) * M, v_th, v_reset, alpha,
+                     0.0 if detach_reset else 1.0, LIF=kind == NeuronKind.LIF.code, SOFT=soft,
+                     SG=kernel_surrogate_code(surrogate, dsg, grad_h), NEED_TAU=need_tau,
+                     BLOCK=BLOCK)
     return gx, gv0, partial.sum().to(tau.dtype).reshape(())
 
 
-@torch.library.custom_op("membra::neuron_triton_fwd", mutates_args=(), device_types="cuda")
-def neuron_triton_fwd(x: torch.Tensor, v0: torch.Tensor, tau: torch.Tensor, neuron: str,
-                      reset: str, v_th: float, v_reset: float, surrogate: str, alpha: float,
-                      detach_reset: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Fused forward on ``x [T, M]`` from ``v0 [M]``: ``(spikes, v_T, h)``."""
-    return _forward(x.contiguous(), v0.contiguous(), tau, neuron, reset, v_th, v_reset)
+@neuron_fwd.register_kernel("cuda")
+def _neuron_fwd_cuda(x, v0, tau, kind, soft, v_th, v_reset, surrogate, alpha, detach_reset,
+                     save_h, trace_v):
+    """``membra::neuron_fwd`` on CUDA (see :mod:`.fused`); ``h`` is always written."""
+    s, v_final, h, v = _forward(x.contiguous(), v0.contiguous(), tau, kind, soft, v_th,
+                                v_reset, True, trace_v)
+    return s, v_final, h if (save_h or trace_v) else h.new_empty(0), v
 
 
-@neuron_triton_fwd.register_fake
-def _(x, v0, tau, neuron, reset, v_th, v_reset, surrogate, alpha, detach_reset):
-    return (torch.empty_like(x), torch.empty_like(v0),
-            x.new_empty(x.shape, dtype=v0.dtype))
-
-
-@torch.library.custom_op("membra::neuron_triton_bwd", mutates_args=(), device_types="cuda")
-def neuron_triton_bwd(grad_spikes: torch.Tensor, grad_v_final: torch.Tensor, h: torch.Tensor,
-                      x: torch.Tensor, v0: torch.Tensor, tau: torch.Tensor, neuron: str,
-                      reset: str, v_th: float, v_reset: float, surrogate: str, alpha: float,
-                      detach_reset: bool,
-                      need_tau: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Fused BPTT backward: ``(grad_x [T, M], grad_v0 [M], grad_tau [])``; ``x`` is read
-    only when ``need_tau`` (any ``[T, M]`` tensor otherwise); ``grad_x`` has the dtype of
-    ``grad_spikes``, which is the input's."""
+@neuron_bwd.register_kernel("cuda")
+def _neuron_bwd_cuda(grad_spikes, grad_v_final, x, h, v0, tau, dsg, grad_h, grad_v, kind, soft,
+                     v_th, v_reset, surrogate, alpha, detach_reset, need_tau):
+    """``membra::neuron_bwd`` on CUDA: reads ``h`` (and ``x`` only for the tau gradient);
+    ``grad_x`` has the dtype of ``grad_spikes``, which is the input's."""
+    dsg, grad_h, grad_v = (None if t is None else t.to(h.dtype).contiguous()
+                           for t in (dsg, grad_h, grad_v))
     return _backward_kernel(grad_spikes.contiguous(), grad_v_final.contiguous(), h,
-                            x.contiguous(), v0, tau, neuron, reset, v_th, v_reset, surrogate,
-                            alpha, detach_reset, need_tau)
+                            x.contiguous(), v0, tau, dsg, grad_h, grad_v, kind, soft, v_th,
+                            v_reset, surrogate, alpha, detach_reset, need_tau)
 
 
-@neuron_triton_bwd.register_fake
-def _(grad_spikes, grad_v_final, h, x, v0, tau, neuron, reset, v_th, v_reset, surrogate,
-      alpha, detach_reset, need_tau):
-    return torch.empty_like(grad_spikes), torch.empty_like(v0), torch.empty_like(tau)
-
-
-def _setup_context(ctx, inputs, output):
-    x, v0, tau, *args = inputs
-    _, _, h = output
-    ctx.mark_non_differentiable(h)
-    ctx.set_materialize_grads(False)
-    # x is needed only for the gradient of a learnable tau
-    ctx.save_for_backward(h, x if tau.requires_grad else None, v0, tau)
-    ctx.x_dtype = x.dtype
-    ctx.args = tuple(args)
-
-
-def _backward(ctx, grad_spikes, grad_v_final, _grad_h):
-    h, x, v0, tau = ctx.saved_tensors
-    need_tau = bool(ctx.needs_input_grad[2]) and x is not None
-    xx = x if need_tau else h  # read only for the tau gradient
-    gs = (torch.zeros(h.shape, dtype=ctx.x_dtype, device=h.device) if grad_spikes is None
-          else grad_spikes.to(ctx.x_dtype).contiguous())
-    gv = torch.zeros_like(v0) if grad_v_final is None else grad_v_final.to(v0.dtype).contiguous()
-    gx, gv0, gtau = neuron_triton_bwd(gs, gv, h, xx, v0, tau, *ctx.args, need_tau)
-    return (gx, gv0, gtau if need_tau else None) + (None,) * len(ctx.args)
-
-
-neuron_triton_fwd.register_autograd(_backward, setup_context=_setup_context)
-
-
-def triton_sequence(x, v0, tau, *, neuron, v_th, v_reset, reset, surrogate, alpha,
-                    detach_reset):
-    """Backend entry (see :mod:`membra.kernels.dispatch`): fused op on flattened input."""
-    x2, v, tau_t = flatten_inputs(x, v0, tau)
-    s2, v_final, _ = neuron_triton_fwd(x2, v, tau_t, neuron, reset, float(v_th),
-                                       float(v_reset), surrogate, float(alpha),
-                                       bool(detach_reset))
-    return unflatten_outputs(x, s2, v_final)
-
-
-register_backend("triton", triton_sequence, available=triton_available, devices=("cuda",))
+register_backend("triton", fused_sequence, available=triton_available, devices=("cuda",))

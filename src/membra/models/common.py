@@ -13,14 +13,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..functional.kinds import ZOO_KINDS
 from ..functional.readout import check_readout, readout
-from ..nn import ALIF, IF, LIF, CubaLIF, TimeDistributed
+from ..nn import TimeDistributed, neuron_class
 
 __all__ = ["NEURON_CLASSES", "make_neuron", "out_shape", "Stack", "SpikingNet"]
 
-#: The zoo's neuron switch (``model.neuron`` in configs): name -> layer class.
-NEURON_CLASSES: dict[str, type[nn.Module]] = {"lif": LIF, "if": IF, "cuba_lif": CubaLIF,
-                                              "alif": ALIF}
+#: The zoo's neuron switch (``model.neuron`` in configs): name -> layer class, read from the
+#: one table of kinds (:data:`membra.functional.ZOO_KINDS`, :func:`membra.nn.neuron_class`).
+NEURON_CLASSES: dict[str, type[nn.Module]] = {k.value: neuron_class(k) for k in ZOO_KINDS}
 
 
 def make_neuron(neuron: str, shape: tuple[int, ...], neuron_kwargs: dict) -> nn.Module:

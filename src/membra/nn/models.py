@@ -3,9 +3,13 @@ r"""Further neuron models and the axonal delay: :class:`CubaLIF`, :class:`ALIF`,
 :mod:`membra.kernels.models`).
 
 Every neuron model is a :class:`membra.nn.SpikingNeuron`: no hidden state between calls,
-``layer(x)`` returns spikes, ``layer.run(x, state=None)`` returns ``(spikes, state_T)`` and
-``layer.step(x_t, state=None)`` returns ``(s_t, state_t)``; ``state=None`` means "start from
-the initial state". The state is a pair of tensors ``[B, *shape]``:
+``layer(x)`` returns spikes, ``layer.run(x, state=None)`` returns ``(spikes, state_T)``,
+``layer.step(x_t, state=None)`` returns ``(s_t, state_t)`` and ``layer.trace(x, state=None)``
+returns ``NeuronTrace(spikes, v, h)`` (``v`` the membrane potential after the reset, ``h`` the
+charged potential before the spike test, as for LIF; the second state is not in the trace:
+``run`` returns its final value); ``state=None`` means "start from the initial state".
+Every model takes any surrogate (a name, a :class:`membra.functional.Surrogate`, a callable).
+The state is a pair of tensors ``[B, *shape]``:
 
 ==========  ===================  ===============================================================
 model       state                initial value
@@ -28,11 +32,16 @@ import math
 import torch
 from torch import nn
 
+from ..functional.kinds import NeuronKind, as_shape
 from ..functional.models import check_delays, delay_sequence, keep_fraction
+from ..kernels import NeuronTrace
 from ..kernels.models import alif_sequence, check_beta, cuba_lif_sequence, rlif_sequence
-from .neurons import LIF, SpikingNeuron, _as_shape
+from .neurons import IF, LIF, SpikingNeuron
 
-__all__ = ["CubaLIF", "ALIF", "RLIF", "Delay"]
+__all__ = ["CubaLIF", "ALIF", "RLIF", "Delay", "neuron_class"]
+
+#: ``U(low, high)`` of a learnable second state (current, adaptation) without a range
+SECOND_STATE_RANGE = (0.0, 0.1)
 
 
 class _TwoStateNeuron(SpikingNeuron):
@@ -44,7 +53,9 @@ class _TwoStateNeuron(SpikingNeuron):
     def _setup(self, tau, value, init_range, learnable) -> None:
         self.register_buffer("tau", torch.tensor(float(_checked_tau(tau, "tau"))))
         name = f"init_{self.second}"
-        v0 = self._pop_state("init_potential")
+        v0, v0_spec = self._pop_state("init_potential"), self.init_spec
+        if init_range is None and isinstance(value, str) and value == "learnable":
+            init_range = SECOND_STATE_RANGE
         try:
             self._init_potential(value, init_range, learnable)
         except (TypeError, ValueError) as err:
@@ -53,6 +64,7 @@ class _TwoStateNeuron(SpikingNeuron):
             raise type(err)(msg) from None
         self._put_state(name, self._pop_state("init_potential"))
         self._put_state("init_potential", v0)
+        self.init_spec = v0_spec
 
     def _pop_state(self, name):
         if name in self._parameters:
@@ -85,8 +97,24 @@ class _TwoStateNeuron(SpikingNeuron):
 
     def _kernel_kwargs(self) -> dict:
         return dict(tau=float(self.tau), v_th=float(self.v_th), v_reset=float(self.v_reset),
-                    reset=self.reset, surrogate=self.surrogate, alpha=self.alpha,
+                    reset=self.reset, surrogate=self.surrogate_fn,
                     detach_reset=self.detach_reset, backend=self.backend)
+
+    def _sequence(self, x, state, trace: bool):
+        """The model's sequence kernel on ``x`` from ``state`` (see :meth:`run`)."""
+        raise NotImplementedError
+
+    def run(self, x, state=None):
+        """``(spikes [T, B, *S], (v_T, c_T))`` from ``state = (v0, c0)`` (``None``: the
+        initial values; ``c`` the second state, see the class doc)."""
+        self._check_input(x, step=False)
+        return self._sequence(x, state, trace=False)
+
+    def trace(self, x, state=None) -> NeuronTrace:
+        """``NeuronTrace(spikes, v, h)`` of every step from ``state`` (see the module doc;
+        differentiable through ``v`` and ``h``)."""
+        self._check_input(x, step=False)
+        return self._sequence(x, state, trace=True)[0]
 
     def extra_repr(self) -> str:
         c0 = getattr(self, f"init_{self.second}")
@@ -123,16 +151,16 @@ class CubaLIF(_TwoStateNeuron):
         spikes = layer(torch.randn(8, 32, 128))
     """
 
-    neuron = "cuba_lif"
+    kind = NeuronKind.CUBA_LIF
     second = "current"
 
     def __init__(self, shape=None, *, tau: float = 2.0, tau_syn: float = 2.0,
                  v_th: float = 1.0, v_reset: float = 0.0, reset: str = "soft",
-                 surrogate: str = "sigmoid", alpha: float | None = None,
+                 surrogate="sigmoid", alpha: float | None = None,
                  detach_reset: bool = True, init_potential=0.0,
-                 init_range: tuple[float, float] = (0.4, 0.6),
+                 init_range: tuple[float, float] | None = None,
                  learnable_potential: bool = False, init_current=0.0,
-                 init_current_range: tuple[float, float] = (0.0, 0.1),
+                 init_current_range: tuple[float, float] | None = None,
                  learnable_current: bool = False, backend: str | None = None):
         super().__init__(shape, v_th=v_th, v_reset=v_reset, reset=reset, surrogate=surrogate,
                          alpha=alpha, detach_reset=detach_reset, init_potential=init_potential,
@@ -141,12 +169,11 @@ class CubaLIF(_TwoStateNeuron):
         self.register_buffer("tau_syn", torch.tensor(_checked_tau(tau_syn, "tau_syn")))
         self._setup(tau, init_current, init_current_range, learnable_current)
 
-    def run(self, x, state=None):
-        """``(spikes [T, B, *S], (v_T, i_T))`` from ``state = (v0, i0)`` (``None``: the
-        initial values)."""
-        self._check_input(x, step=False)
+    def _sequence(self, x, state, trace: bool):
+        """State ``(v, i)``; in a trace ``h`` is the potential charged by :math:`i_t`."""
         return cuba_lif_sequence(x, self._initial_pair(x[0], state, self.init_current),
-                                 tau_syn=float(self.tau_syn), **self._kernel_kwargs())
+                                 tau_syn=float(self.tau_syn), trace=trace,
+                                 **self._kernel_kwargs())
 
 
 class ALIF(_TwoStateNeuron):
@@ -165,16 +192,16 @@ class ALIF(_TwoStateNeuron):
         spikes = layer(torch.randn(8, 32, 128))
     """
 
-    neuron = "alif"
+    kind = NeuronKind.ALIF
     second = "adaptation"
 
     def __init__(self, shape=None, *, tau: float = 2.0, tau_adapt: float = 20.0,
                  beta: float = 0.2, v_th: float = 1.0, v_reset: float = 0.0,
-                 reset: str = "soft", surrogate: str = "sigmoid", alpha: float | None = None,
+                 reset: str = "soft", surrogate="sigmoid", alpha: float | None = None,
                  detach_reset: bool = True, init_potential=0.0,
-                 init_range: tuple[float, float] = (0.4, 0.6),
+                 init_range: tuple[float, float] | None = None,
                  learnable_potential: bool = False, init_adaptation=0.0,
-                 init_adaptation_range: tuple[float, float] = (0.0, 0.1),
+                 init_adaptation_range: tuple[float, float] | None = None,
                  learnable_adaptation: bool = False, backend: str | None = None):
         super().__init__(shape, v_th=v_th, v_reset=v_reset, reset=reset, surrogate=surrogate,
                          alpha=alpha, detach_reset=detach_reset, init_potential=init_potential,
@@ -184,13 +211,12 @@ class ALIF(_TwoStateNeuron):
         self.register_buffer("beta", torch.tensor(check_beta(beta)))
         self._setup(tau, init_adaptation, init_adaptation_range, learnable_adaptation)
 
-    def run(self, x, state=None):
-        """``(spikes [T, B, *S], (v_T, a_{T+1}))`` from ``state = (v0, a1)`` (``None``: the
-        initial values)."""
-        self._check_input(x, step=False)
+    def _sequence(self, x, state, trace: bool):
+        """State ``(v, a)``; in a trace ``h`` is compared with the moving threshold
+        :math:`v_{th} + \beta a_t` (not ``v_th``), and ``v`` is after subtracting it."""
         return alif_sequence(x, self._initial_pair(x[0], state, self.init_adaptation),
                              tau_adapt=float(self.tau_adapt), beta=float(self.beta),
-                             **self._kernel_kwargs())
+                             trace=trace, **self._kernel_kwargs())
 
 
 class RLIF(LIF):
@@ -206,7 +232,7 @@ class RLIF(LIF):
         spikes = layer(torch.randn(8, 32, 64))
     """
 
-    neuron = "rlif"
+    kind = NeuronKind.RLIF
 
     def __init__(self, shape, **kwargs):
         if shape is None:
@@ -217,10 +243,7 @@ class RLIF(LIF):
         self.weight = nn.Parameter(torch.empty(n, n))
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
 
-    def run(self, x, state=None):
-        """``(spikes [T, B, *S], (v_T, s_T))`` from ``state = (v0, s0)`` (``None``: the
-        initial potential and no spikes)."""
-        self._check_input(x, step=False)
+    def _sequence(self, x, state, trace: bool):
         if state is None:
             state = (None, None)
         if not isinstance(state, (tuple, list)) or len(state) != 2:
@@ -230,8 +253,20 @@ class RLIF(LIF):
         s0 = None if state[1] is None else self._initial_state(x[0], state[1])
         return rlif_sequence(
             x, self.weight, (v0, s0), tau=self.tau, v_th=float(self.v_th),
-            v_reset=float(self.v_reset), reset=self.reset, surrogate=self.surrogate,
-            alpha=self.alpha, detach_reset=self.detach_reset, backend=self.backend)
+            v_reset=float(self.v_reset), reset=self.reset, surrogate=self.surrogate_fn,
+            detach_reset=self.detach_reset, backend=self.backend, trace=trace)
+
+    def run(self, x, state=None):
+        """``(spikes [T, B, *S], (v_T, s_T))`` from ``state = (v0, s0)`` (``None``: the
+        initial potential and no spikes)."""
+        self._check_input(x, step=False)
+        return self._sequence(x, state, trace=False)
+
+    def trace(self, x, state=None) -> NeuronTrace:
+        """``NeuronTrace(spikes, v, h)`` of every step; ``h`` is charged by
+        :math:`x_t + W s_{t-1}`."""
+        self._check_input(x, step=False)
+        return self._sequence(x, state, trace=True)[0]
 
 
 class Delay(nn.Module):
@@ -251,7 +286,7 @@ class Delay(nn.Module):
 
     def __init__(self, shape, max_delay: int, delays=None):
         super().__init__()
-        self.shape = _as_shape(shape)
+        self.shape = as_shape(shape)
         if self.shape is None:
             raise ValueError("Delay needs shape= of one sample")
         self.max_delay = max_delay
@@ -291,3 +326,15 @@ class Delay(nn.Module):
 
     def extra_repr(self) -> str:
         return f"shape={self.shape}, max_delay={self.max_delay}"
+
+
+_CLASSES = {NeuronKind.LIF: LIF, NeuronKind.IF: IF, NeuronKind.CUBA_LIF: CubaLIF,
+            NeuronKind.ALIF: ALIF, NeuronKind.RLIF: RLIF}
+
+
+def neuron_class(neuron) -> type[SpikingNeuron]:
+    """The layer class of a neuron kind (a :class:`membra.functional.NeuronKind` or its
+    name): ``"lif"`` -> :class:`LIF`, ``"if"`` -> :class:`IF`, ``"cuba_lif"`` ->
+    :class:`CubaLIF`, ``"alif"`` -> :class:`ALIF`, ``"rlif"`` -> :class:`RLIF`; an unknown
+    name raises ``ValueError`` listing the valid ones."""
+    return _CLASSES[NeuronKind.parse(neuron)]

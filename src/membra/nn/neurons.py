@@ -9,129 +9,96 @@ potential :math:`V_0` (``init_potential``), which can be
 - a tensor broadcastable to ``(1, *shape)``: fixed (buffer) or, with
   ``learnable_potential=True``, a parameter;
 - ``"learnable"``: the learnable initial membrane potential (IMP), an ``nn.Parameter`` named
-  ``init_potential`` of shape ``(1, *shape)``, initialised :math:`U(\text{init\_range})`, one
-  value per neuron shared by all samples.
+  ``init_potential`` of shape ``(1, *shape)``, initialised :math:`U(\text{init\_range})`
+  (default ``(0.4, 0.6)``; ``init_range`` with any other potential is an error), one value per
+  neuron shared by all samples.
 
 ``layer(x)`` returns spikes; ``layer.run(x, state=None)`` returns ``(spikes, v_T)``;
-``layer.step(x_t, state=None)`` returns ``(s_t, v_t)``. ``state=None`` means "start from V_0".
+``layer.step(x_t, state=None)`` returns ``(s_t, v_t)``; ``layer.trace(x, state=None)`` returns
+``NeuronTrace(spikes, v, h)`` of every step. ``state=None`` means "start from V_0".
+:func:`record` / :func:`recording` collect the traces of every layer of a model.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
 
 import torch
 from torch import nn
 
+from ..functional.kinds import InitPotential, NeuronKind, as_shape
 from ..functional.neuron import check_reset, check_tau, raw_from_tau, tau_from_raw
-from ..functional.surrogate import check_alpha, get_surrogate
-from ..kernels import neuron_sequence
+from ..functional.surrogate import as_surrogate
+from ..kernels import NeuronTrace, neuron_sequence, neuron_trace
 
-__all__ = ["SpikingNeuron", "LIF", "IF"]
-
-
-def _as_shape(shape) -> tuple[int, ...] | None:
-    if shape is None:
-        return None
-    if isinstance(shape, int) and not isinstance(shape, bool):
-        shape = (shape,)
-    if not isinstance(shape, Sequence) or not all(
-        isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape
-    ):
-        raise ValueError(f"shape must be a tuple of positive ints (one sample), got {shape!r}")
-    return tuple(shape)
+__all__ = ["SpikingNeuron", "LIF", "IF", "NeuronTrace", "record", "recording"]
 
 
 class SpikingNeuron(nn.Module):
-    """Common machinery of :class:`LIF` and :class:`IF` (validation, IMP, run/step)."""
+    """Common machinery of :class:`LIF` and :class:`IF` (validation, IMP, run/step/trace).
 
-    neuron: str = ""
+    Everything is validated once here: the surrogate becomes a
+    :class:`membra.functional.Surrogate` (``surrogate_fn``, alpha bound), the initial potential
+    an :class:`membra.functional.InitPotential` (``init_spec``), ``v_th`` / ``v_reset`` float64
+    buffers (in ``state_dict()``; a checkpoint without them keeps the constructor's values).
+    """
+
+    kind: NeuronKind
 
     def __init__(self, shape=None, *, v_th: float = 1.0, v_reset: float = 0.0,
-                 reset: str = "soft", surrogate: str = "sigmoid", alpha: float | None = None,
+                 reset: str = "soft", surrogate="sigmoid", alpha: float | None = None,
                  detach_reset: bool = True, init_potential=0.0,
-                 init_range: tuple[float, float] = (0.4, 0.6),
+                 init_range: tuple[float, float] | None = None,
                  learnable_potential: bool = False, backend: str | None = None):
         super().__init__()
-        self.shape = _as_shape(shape)
+        self.shape = as_shape(shape)
         for name, val in (("v_th", v_th), ("v_reset", v_reset)):
             if not isinstance(val, (int, float)) or isinstance(val, bool) or \
                     not math.isfinite(val):
                 raise ValueError(f"{name} must be a finite number, got {val!r}")
         check_reset(reset)
-        get_surrogate(surrogate)
-        check_alpha(alpha)
         if backend is not None:
             from ..kernels import list_backends
             if backend not in list_backends():
                 raise ValueError(f"backend={backend!r} is not known; choose one of "
                                  f"{list_backends()}")
-        self.v_th = float(v_th)
-        self.v_reset = float(v_reset)
+        self.register_buffer("v_th", torch.tensor(float(v_th), dtype=torch.float64))
+        self.register_buffer("v_reset", torch.tensor(float(v_reset), dtype=torch.float64))
         self.reset = reset
-        self.surrogate = surrogate
-        self.alpha = get_surrogate(surrogate).alpha_or_default(alpha)
+        self.surrogate_fn = as_surrogate(surrogate, alpha)
         self.detach_reset = bool(detach_reset)
         self.backend = backend
         self._init_potential(init_potential, init_range, learnable_potential)
 
+    @property
+    def surrogate(self) -> str:
+        """The surrogate's name (``surrogate_fn`` is the :class:`Surrogate` itself)."""
+        return self.surrogate_fn.name
+
+    @property
+    def alpha(self) -> float | None:
+        """A built-in surrogate's alpha; ``None`` for a custom one."""
+        return self.surrogate_fn.alpha
+
     # ---- initial potential -------------------------------------------------------------
     def _init_potential(self, value, init_range, learnable: bool) -> None:
-        name = type(self).__name__
-        if isinstance(value, str):
-            if value != "learnable":
-                raise ValueError(f"init_potential={value!r} is not known; use a number, a "
-                                 "tensor or 'learnable'")
-            if self.shape is None:
-                raise ValueError("init_potential='learnable' needs shape=(C, H, W) of one "
-                                 f"sample (e.g. {name}(shape=(128,), init_potential="
-                                 "'learnable'))")
-            lo, hi = self._check_range(init_range)
-            v0 = torch.empty(1, *self.shape).uniform_(lo, hi)
+        """Validate ``init_potential`` once (:class:`InitPotential`) and create it: a
+        parameter ``init_potential`` when learnable, else a buffer of that name."""
+        self.init_spec = InitPotential.parse(value, init_range=init_range, learnable=learnable,
+                                             shape=self.shape)
+        v0 = self.init_spec.initial_tensor(self.shape)
+        if self.init_spec.kind == "learnable":
             self.init_potential = nn.Parameter(v0)
-        elif isinstance(value, torch.Tensor):
-            if not value.is_floating_point():
-                raise TypeError(f"init_potential tensor must be floating point, got "
-                                f"{value.dtype}")
-            target = (1, *self.shape) if self.shape is not None else None
-            if target is not None:
-                try:
-                    ok = torch.broadcast_shapes(value.shape, target) == target
-                except RuntimeError:
-                    ok = False
-                if not ok:
-                    raise ValueError(f"init_potential of shape {tuple(value.shape)} does not "
-                                     f"broadcast to (1, *shape) = {target}")
-            elif learnable:
-                raise ValueError("learnable_potential=True needs shape= of one sample")
-            v0 = value.detach().clone().float()
-            if learnable:
-                self.init_potential = nn.Parameter(v0)
-            else:
-                self.register_buffer("init_potential", v0)
-        elif isinstance(value, (int, float)) and not isinstance(value, bool) and \
-                math.isfinite(value):
-            if learnable:
-                if self.shape is None:
-                    raise ValueError("learnable_potential=True needs shape= of one sample")
-                self.init_potential = nn.Parameter(torch.full((1, *self.shape), float(value)))
-            else:
-                self.register_buffer("init_potential", torch.tensor(float(value)))
         else:
-            raise TypeError(f"init_potential must be a number, a tensor or 'learnable', got "
-                            f"{value!r}")
+            self.register_buffer("init_potential", v0)
 
-    @staticmethod
-    def _check_range(init_range) -> tuple[float, float]:
-        try:
-            lo, hi = (float(v) for v in init_range)
-        except (TypeError, ValueError):
-            raise ValueError(
-                f"init_range must be two numbers (low, high), got {init_range!r}") from None
-        if not lo <= hi:
-            raise ValueError(f"init_range must have low <= high, got {init_range!r}")
-        return lo, hi
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """Checkpoints written before ``v_th`` / ``v_reset`` were buffers lack them: keep the
+        constructor's values."""
+        for name in ("v_th", "v_reset"):
+            state_dict.setdefault(prefix + name, self._buffers[name].detach().clone())
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
     def learnable_potential(self) -> bool:
@@ -143,7 +110,7 @@ class SpikingNeuron(nn.Module):
 
         ``mode="nearest"`` interpolates the map; ``mode="mean"`` fills each channel with its
         spatial mean. The channel count must not change."""
-        new_shape = _as_shape(new_shape)
+        new_shape = as_shape(new_shape)
         if mode not in ("nearest", "mean"):
             raise ValueError(f"mode={mode!r} is not known; choose 'nearest' or 'mean'")
         if self.shape is None or self.init_potential.dim() < 3 or len(new_shape) < 2 or \
@@ -187,15 +154,24 @@ class SpikingNeuron(nn.Module):
                              f"{tuple(x0.shape)} (one time step), got {got}")
         return state
 
+    def _kernel_args(self) -> dict:
+        return dict(neuron=self.kind, tau=self._tau(), v_th=float(self.v_th),
+                    v_reset=float(self.v_reset), reset=self.reset, surrogate=self.surrogate_fn,
+                    detach_reset=self.detach_reset, backend=self.backend)
+
     def run(self, x: torch.Tensor, state: torch.Tensor | None = None):
         """Spikes and final potential ``(spikes [T, B, *S], v_T [B, *S])`` from ``state``
         (``None``: the initial potential)."""
         self._check_input(x, step=False)
-        v0 = self._initial_state(x[0], state)
-        return neuron_sequence(
-            x, v0, neuron=self.neuron, tau=self._tau(), v_th=self.v_th, v_reset=self.v_reset,
-            reset=self.reset, surrogate=self.surrogate, alpha=self.alpha,
-            detach_reset=self.detach_reset, backend=self.backend)
+        return neuron_sequence(x, self._initial_state(x[0], state), **self._kernel_args())
+
+    def trace(self, x: torch.Tensor, state: torch.Tensor | None = None) -> NeuronTrace:
+        """Every step from ``state`` (``None``: the initial potential):
+        ``NeuronTrace(spikes, v, h)``, each ``[T, B, *S]``; ``h`` the charged potential before
+        the spike test, ``v`` the potential after the reset (``v[-1]`` is ``run``'s ``v_T``).
+        Computed by the fused kernel and differentiable through ``v`` and ``h`` too."""
+        self._check_input(x, step=False)
+        return neuron_trace(x, self._initial_state(x[0], state), **self._kernel_args())
 
     def step(self, x_t: torch.Tensor, state: torch.Tensor | None = None):
         """One time step ``(s_t, v_t)`` for streaming and control loops; looping it over
@@ -217,9 +193,11 @@ class SpikingNeuron(nn.Module):
         if tau is not None:
             learn = " (learnable)" if tau.requires_grad else ""
             parts.append(f"tau={float(tau.detach()):g}{learn}")
-        parts += [f"v_th={self.v_th:g}", f"v_reset={self.v_reset:g}", f"reset={self.reset!r}",
-                  f"surrogate={self.surrogate!r}", f"alpha={self.alpha:g}",
-                  f"detach_reset={self.detach_reset}", f"init_potential={v0}"]
+        parts += [f"v_th={float(self.v_th):g}", f"v_reset={float(self.v_reset):g}",
+                  f"reset={self.reset!r}", f"surrogate={self.surrogate!r}"]
+        if self.alpha is not None:
+            parts.append(f"alpha={self.alpha:g}")
+        parts += [f"detach_reset={self.detach_reset}", f"init_potential={v0}"]
         return ", ".join(parts)
 
 
@@ -251,12 +229,13 @@ class LIF(SpikingNeuron):
         spikes = lif(torch.randn(4, 32, 128))
     """
 
-    neuron = "lif"
+    kind = NeuronKind.LIF
 
     def __init__(self, shape=None, *, tau: float = 2.0, v_th: float = 1.0, v_reset: float = 0.0,
-                 reset: str = "soft", surrogate: str = "sigmoid", alpha: float | None = None,
+                 reset: str = "soft", surrogate="sigmoid", alpha: float | None = None,
                  detach_reset: bool = True, init_potential=0.0,
-                 init_range: tuple[float, float] = (0.4, 0.6), learnable_potential: bool = False,
+                 init_range: tuple[float, float] | None = None,
+                 learnable_potential: bool = False,
                  learnable_tau: bool = False, backend: str | None = None):
         super().__init__(shape, v_th=v_th, v_reset=v_reset, reset=reset, surrogate=surrogate,
                          alpha=alpha, detach_reset=detach_reset, init_potential=init_potential,
@@ -321,14 +300,56 @@ class IF(SpikingNeuron):
     atan surrogate with alpha 2. Arguments as :class:`LIF` without ``tau``.
     """
 
-    neuron = "if"
+    kind = NeuronKind.IF
 
     def __init__(self, shape=None, *, v_th: float = 1.0, v_reset: float = 0.0,
-                 reset: str = "hard", surrogate: str = "atan", alpha: float | None = None,
+                 reset: str = "hard", surrogate="atan", alpha: float | None = None,
                  detach_reset: bool = False, init_potential=0.0,
-                 init_range: tuple[float, float] = (0.4, 0.6), learnable_potential: bool = False,
+                 init_range: tuple[float, float] | None = None,
+                 learnable_potential: bool = False,
                  backend: str | None = None):
         super().__init__(shape, v_th=v_th, v_reset=v_reset, reset=reset, surrogate=surrogate,
                          alpha=alpha, detach_reset=detach_reset, init_potential=init_potential,
                          init_range=init_range, learnable_potential=learnable_potential,
                          backend=backend)
+
+
+@contextlib.contextmanager
+def recording(model: nn.Module):
+    """Within the block, every call of a :class:`SpikingNeuron` in ``model`` stores its
+    :meth:`~SpikingNeuron.trace` in the yielded dict under the module's name
+    (``model.named_modules()``; ``""`` for ``model`` itself). A module called again in the
+    same block (a shared layer) adds ``"name#1"``, ``"name#2"``, ... in call order. The layer
+    still returns the trace's spikes, which are its ``forward`` output, so the model computes
+    what it always does; nothing of the model is changed after the block (the per-instance
+    ``forward`` is removed even when the block raises)."""
+    neurons = [(name, m) for name, m in model.named_modules() if isinstance(m, SpikingNeuron)]
+    if not neurons:
+        raise ValueError(f"record: {type(model).__name__} has no spiking neuron layer "
+                         "(membra.nn.SpikingNeuron) to record")
+    traces: dict[str, NeuronTrace] = {}
+    calls: dict[str, int] = {}
+
+    def traced_forward(name: str, layer: SpikingNeuron):
+        def forward(x):
+            tr = layer.trace(x)
+            n = calls[name] = calls.get(name, -1) + 1
+            traces[name if n == 0 else f"{name}#{n}"] = tr
+            return tr.spikes
+        return forward
+
+    try:
+        for name, layer in neurons:
+            layer.forward = traced_forward(name, layer)
+        yield traces
+    finally:
+        for _, layer in neurons:
+            vars(layer).pop("forward", None)
+
+
+def record(model: nn.Module, *args, **kwargs) -> dict[str, NeuronTrace]:
+    """Run ``model(*args, **kwargs)`` once and return every neuron layer's trace by module
+    name (see :func:`recording` for names and shared layers)."""
+    with recording(model) as traces:
+        model(*args, **kwargs)
+    return traces

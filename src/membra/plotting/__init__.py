@@ -13,7 +13,7 @@ small module and they share :mod:`.core`.
 
 from .construct import circuit_raster_figure, scaling_figure
 from .control import sweep_firing_figure, sweep_returns_figure
-from .convert import layers_figure, naive_curve_figure, stages_figure
+from .convert import latency_figure, layers_figure, naive_curve_figure, stages_figure
 from .core import INSTALL_HINT, accuracy_limits, integer_ticks, require_matplotlib, save
 from .run import (
     curves_figure,
@@ -37,7 +37,7 @@ __all__ = [
     "curves_figure", "per_step_figure", "firing_rate_figure", "init_potential_figure",
     "trace_arrays", "rate_matrix", "dead_saturated", "raster_figure", "potential_figure",
     "rate_heatmap_figure", "dead_saturated_figure",
-    "naive_curve_figure", "layers_figure", "stages_figure",
+    "naive_curve_figure", "layers_figure", "stages_figure", "latency_figure",
     "circuit_raster_figure", "scaling_figure",
     "sweep_returns_figure", "sweep_firing_figure",
     "pattern_heatmaps_figure", "seed_curves_figure",

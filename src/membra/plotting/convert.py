@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from .core import new_figure
 
-__all__ = ["naive_curve_figure", "layers_figure", "stages_figure"]
+__all__ = ["naive_curve_figure", "layers_figure", "stages_figure", "latency_figure"]
 
 
 def naive_curve_figure(results: list[dict]):
@@ -81,4 +81,27 @@ def stages_figure(results: list[dict]):
     lo = min(100 * r["pascal"]["snn_acc"] for r in results)
     a2.set_ylim(max(0, lo - 5), 100)
     a2.set_title("PASCAL accuracy (%)")
+    return fig
+
+
+def latency_figure(results: list[dict]):
+    """Per dataset: naive conversion's agreement with the ANN's predictions vs T (log axis),
+    one curve per (depth, levels), with PASCAL's two step counts on the 100 % line: 1 + ΣL
+    (star) and the per-layer T_eff (open circle)."""
+    datasets = sorted({r["dataset"] for r in results})
+    fig, axes = new_figure(1, len(datasets), figsize=(6 * len(datasets), 4.2), squeeze=False)
+    for ax, ds in zip(axes[0], datasets, strict=True):
+        for i, r in enumerate(x for x in results if x["dataset"] == ds):
+            color, c = f"C{i}", r["counts"]
+            agree = [100 * a for a in r["naive"]["agree_per_T"]]
+            ax.plot(range(1, len(agree) + 1), agree, color=color,
+                    label=f"depth {r['depth']}, {r['setting']}")
+            ax.plot([c["total"]], [100], "*", ms=12, color=color, mec="k")
+            ax.plot([c["effective"]], [100], "o", ms=7, mfc="none", color=color)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("time steps T (naive); PASCAL: * = 1 + ΣL, o = T_eff")
+        ax.set_ylabel("same prediction as the ANN (%)")
+        ax.set_title(ds)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
     return fig

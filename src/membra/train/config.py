@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..functional.kinds import ZOO_KINDS
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
@@ -140,7 +142,7 @@ class ModelSection(_Section):
 
     _name = "model"
     name: str = _opt("mlp", doc="model (`membra models`)")
-    neuron: str = _opt("lif", choices=("lif", "if", "cuba_lif", "alif"),
+    neuron: str = _opt("lif", choices=tuple(k.value for k in ZOO_KINDS),
                        doc="spiking neuron type (`docs/neurons.md`)")
     neuron_kwargs: dict = _opt({}, valid="the neuron's options, checked by building one",
                                doc="options of every neuron: `init_potential` (`\"learnable\"` "

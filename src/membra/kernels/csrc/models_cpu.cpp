@@ -23,7 +23,8 @@
 
 namespace {
 
-enum Model : int { CUBA = 0, ALIF_ = 1 };
+// the codes of membra.functional.NeuronKind (0 LIF and 1 IF run neuron_cpu.cpp's kernels)
+enum Model : int { CUBA = 2, ALIF_ = 3 };
 
 template <typename A>
 struct MParams {
@@ -193,7 +194,7 @@ extern "C" int membra_model_forward(int model, const void* x, const void* v0, co
                                     void* s, void* vT, void* cT, int64_t T, int64_t M,
                                     int dtype, int soft, double tau, double rho, double beta,
                                     double v_th, double v_reset) {
-  if (model < 0 || model > 1) return 3;
+  if (model != CUBA && model != ALIF_) return 3;
   return dispatch_dtype(dtype, [&](auto* s_tag, auto* a_tag) {
     using S = std::remove_pointer_t<decltype(s_tag)>;
     using A = std::remove_pointer_t<decltype(a_tag)>;
@@ -225,8 +226,8 @@ extern "C" int membra_model_backward(int model, const void* x, const void* v0, c
                                      int soft, int surrogate, double alpha, int detach,
                                      double tau, double rho, double beta, double v_th,
                                      double v_reset) {
-  if (model < 0 || model > 1) return 3;
-  if (surrogate < 0 || surrogate > 3) return 2;
+  if (model != CUBA && model != ALIF_) return 3;
+  if (surrogate < SIGMOID || surrogate > TRIANGLE) return 2;  // built-ins only (see models.py)
   return dispatch_dtype(dtype, [&](auto* s_tag, auto* a_tag) {
     using S = std::remove_pointer_t<decltype(s_tag)>;
     using A = std::remove_pointer_t<decltype(a_tag)>;

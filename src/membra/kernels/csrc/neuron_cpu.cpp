@@ -13,6 +13,12 @@
 //   LIF: gx_t = gh / tau, gv <- gh - gx_t, g_tau += -gh q_t / tau^2, q_t = x_t - (v_{t-1} - v_reset)
 //   IF:  gx_t = gh,       gv <- gh
 //
+// Surrogate codes (the table membra.functional.SURROGATES): 0-3 the built-ins, computed inline;
+// 4 PRECOMPUTED: sg is read from dsg[T, M] (a custom surrogate's derivative, evaluated by torch
+// over all steps at once); 5 PRECOMPUTED_TRACE: as 4, and the trace's own gradients dL/dh_t and
+// dL/dv_t (ghx, gvx [T, M]) join the recurrence: gv += gvx_t before step t, gh += ghx_t.
+// The forward can also write h_t and v_t for every step (the membrane trace).
+//
 // Memory traffic: the forward reads x and writes s; the backward re-runs the forward for a
 // block of W neurons into a [T, W] buffer that stays in cache, then walks back in time reading
 // gs and writing gx. Nothing of size [T, M] is saved besides x itself.
@@ -89,7 +95,9 @@ inline float vexp(float x) {
 inline double vexp(double x) { return std::exp(std::min(x, kExpCap)); }
 
 // ---- surrogate derivatives, the formulas of membra.functional.surrogate ---------------------
-enum Surrogate : int { SIGMOID = 0, ATAN = 1, RECTANGULAR = 2, TRIANGLE = 3 };
+enum Surrogate : int {
+  SIGMOID = 0, ATAN = 1, RECTANGULAR = 2, TRIANGLE = 3, PRECOMPUTED = 4, PRECOMPUTED_TRACE = 5
+};
 
 template <int SG, typename A>
 inline A surrogate_grad(A u, A a) {
@@ -158,31 +166,39 @@ int64_t grain_blocks(int64_t T, int64_t W) {
 
 // ---- forward -----------------------------------------------------------------------------
 // One block of n <= kMaxBlock neurons at offset m0, all T steps.
-template <typename S, typename A, bool LIF, bool SOFT>
+// HO / VO: also write h_t / v_t of every step into ho / vo [T, M] (state type).
+template <typename S, typename A, bool LIF, bool SOFT, bool HO, bool VO>
 void forward_block(const S* __restrict x, const A* __restrict v0, S* __restrict s,
-                   A* __restrict vT, int64_t T, int64_t M, int64_t m0, int64_t n,
-                   const Params<A> p) {
+                   A* __restrict vT, A* __restrict ho, A* __restrict vo, int64_t T, int64_t M,
+                   int64_t m0, int64_t n, const Params<A> p) {
   alignas(64) A v[kMaxBlock];
   for (int64_t j = 0; j < n; ++j) v[j] = v0[m0 + j];
   for (int64_t t = 0; t < T; ++t) {
     const S* __restrict xt = x + t * M + m0;
     S* __restrict st = s + t * M + m0;
+    A* __restrict hot = HO ? ho + t * M + m0 : nullptr;
+    A* __restrict vot = VO ? vo + t * M + m0 : nullptr;
     for (int64_t j = 0; j < n; ++j) {
-      Fired<A> f = fire<SOFT>(charge<LIF>(v[j], load<S, A>(xt, j), p), p);
+      A h = charge<LIF>(v[j], load<S, A>(xt, j), p);
+      Fired<A> f = fire<SOFT>(h, p);
       store<S, A>(st, j, f.s);
+      if constexpr (HO) hot[j] = h;
+      if constexpr (VO) vot[j] = f.v;
       v[j] = f.v;
     }
   }
   for (int64_t j = 0; j < n; ++j) vT[m0 + j] = v[j];
 }
 
-template <typename S, typename A, bool LIF, bool SOFT>
-void forward_impl(const S* x, const A* v0, S* s, A* vT, int64_t T, int64_t M, Params<A> p) {
+template <typename S, typename A, bool LIF, bool SOFT, bool HO, bool VO>
+void forward_impl(const S* x, const A* v0, S* s, A* vT, A* ho, A* vo, int64_t T, int64_t M,
+                  Params<A> p) {
   const int64_t W = kMaxBlock;
   const int64_t nblocks = (M + W - 1) / W;
   at::parallel_for(0, nblocks, grain_blocks(T, W), [=](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
-      forward_block<S, A, LIF, SOFT>(x, v0, s, vT, T, M, b * W, std::min(W, M - b * W), p);
+      forward_block<S, A, LIF, SOFT, HO, VO>(x, v0, s, vT, ho, vo, T, M, b * W,
+                                             std::min(W, M - b * W), p);
     }
   });
 }
@@ -214,8 +230,11 @@ void recompute_block(const S* __restrict x, const A* __restrict v0, A* __restric
 template <typename S, typename A, bool LIF, bool SOFT, int SG, bool NT>
 void walk_back_block(const S* __restrict gs, const A* __restrict gvT, S* __restrict gx,
                      A* __restrict gv0, A* __restrict gtau, const A* __restrict hbuf,
-                     const A* __restrict qbuf, int64_t T, int64_t M, int64_t W, int64_t m0,
-                     int64_t n, const Params<A> p) {
+                     const A* __restrict qbuf, const A* __restrict dsg,
+                     const A* __restrict ghx, const A* __restrict gvx, int64_t T, int64_t M,
+                     int64_t W, int64_t m0, int64_t n, const Params<A> p) {
+  constexpr bool PRE = SG >= PRECOMPUTED;
+  constexpr bool TR = SG == PRECOMPUTED_TRACE;
   alignas(64) A gv[kMaxBlock];
   alignas(64) A gt[kMaxBlock];
   for (int64_t j = 0; j < n; ++j) {
@@ -229,10 +248,19 @@ void walk_back_block(const S* __restrict gs, const A* __restrict gvT, S* __restr
     const A* __restrict qt = qbuf + t * W;
     const S* __restrict gst = gs + t * M + m0;
     S* __restrict gxt = gx + t * M + m0;
+    const A* __restrict dsgt = PRE ? dsg + t * M + m0 : nullptr;
+    const A* __restrict ghxt = TR ? ghx + t * M + m0 : nullptr;
+    const A* __restrict gvxt = TR ? gvx + t * M + m0 : nullptr;
     for (int64_t j = 0; j < n; ++j) {
       A h = ht[j];
       A u = h - p.v_th;
-      A sg = surrogate_grad<SG>(u, p.alpha);
+      A sg;
+      if constexpr (PRE) {
+        sg = dsgt[j];
+      } else {
+        sg = surrogate_grad<SG>(u, p.alpha);
+      }
+      if constexpr (TR) gv[j] += gvxt[j];
       A dvdh;
       if constexpr (SOFT) {
         dvdh = A(1) + p.nd * (-p.v_th * sg);
@@ -240,6 +268,7 @@ void walk_back_block(const S* __restrict gs, const A* __restrict gvT, S* __restr
         dvdh = ((u >= A(0) ? A(0) : A(1)) + (u - u)) + p.nd * ((p.v_reset - h) * sg);
       }
       A gh = load<S, A>(gst, j) * sg + gv[j] * dvdh;
+      if constexpr (TR) gh += ghxt[j];
       if constexpr (LIF) {
         A g = gh * inv_tau;
         store<S, A>(gxt, j, g);
@@ -259,7 +288,8 @@ void walk_back_block(const S* __restrict gs, const A* __restrict gvT, S* __restr
 
 template <typename S, typename A, bool LIF, bool SOFT, int SG, bool NT>
 void backward_impl(const S* x, const A* v0, const S* gs, const A* gvT, S* gx, A* gv0, A* gtau,
-                   int64_t T, int64_t M, Params<A> p) {
+                   const A* dsg, const A* ghx, const A* gvx, int64_t T, int64_t M,
+                   Params<A> p) {
   // block width: the [T, W] buffers of the recomputed forward stay in L2
   int64_t W = 16;
   while (W < kMaxBlock && 2 * W * T * int64_t(sizeof(A)) <= (int64_t(1) << 17)) W *= 2;
@@ -272,7 +302,7 @@ void backward_impl(const S* x, const A* v0, const S* gs, const A* gvT, S* gx, A*
       const int64_t n = std::min(W, M - m0);
       recompute_block<S, A, LIF, SOFT, NT>(x, v0, hbuf.data(), qbuf.data(), T, M, W, m0, n, p);
       walk_back_block<S, A, LIF, SOFT, SG, NT>(gs, gvT, gx, gv0, gtau, hbuf.data(),
-                                               qbuf.data(), T, M, W, m0, n, p);
+                                               qbuf.data(), dsg, ghx, gvx, T, M, W, m0, n, p);
     }
   });
 }
@@ -319,17 +349,22 @@ extern "C" int membra_advise_hugepages(void* p, int64_t bytes) {
   return 0;
 }
 
-extern "C" int membra_neuron_forward(const void* x, const void* v0, void* s, void* vT, int64_t T,
-                                     int64_t M, int dtype, int lif, int soft, double tau,
-                                     double v_th, double v_reset) {
+extern "C" int membra_neuron_forward(const void* x, const void* v0, void* s, void* vT, void* ho,
+                                     void* vo, int64_t T, int64_t M, int dtype, int lif,
+                                     int soft, double tau, double v_th, double v_reset) {
   return dispatch_dtype(dtype, [&](auto* s_tag, auto* a_tag) {
     using S = std::remove_pointer_t<decltype(s_tag)>;
     using A = std::remove_pointer_t<decltype(a_tag)>;
     auto p = make_params<A>(tau, v_th, v_reset, 1.0, true);
     auto run = [&](auto lif_c, auto soft_c) {
-      forward_impl<S, A, decltype(lif_c)::value, decltype(soft_c)::value>(
-          static_cast<const S*>(x), static_cast<const A*>(v0),
-          static_cast<S*>(s), static_cast<A*>(vT), T, M, p);
+      constexpr bool L = decltype(lif_c)::value;
+      constexpr bool SO = decltype(soft_c)::value;
+      auto impl = ho ? (vo ? &forward_impl<S, A, L, SO, true, true>
+                           : &forward_impl<S, A, L, SO, true, false>)
+                     : (vo ? &forward_impl<S, A, L, SO, false, true>
+                           : &forward_impl<S, A, L, SO, false, false>);
+      impl(static_cast<const S*>(x), static_cast<const A*>(v0), static_cast<S*>(s),
+           static_cast<A*>(vT), static_cast<A*>(ho), static_cast<A*>(vo), T, M, p);
     };
     using T_ = std::true_type;
     using F_ = std::false_type;
@@ -343,10 +378,13 @@ extern "C" int membra_neuron_forward(const void* x, const void* v0, void* s, voi
 
 extern "C" int membra_neuron_backward(const void* x, const void* v0, const void* gs,
                                       const void* gvT, void* gx, void* gv0, void* gtau,
+                                      const void* dsg, const void* ghx, const void* gvx,
                                       int64_t T, int64_t M, int dtype, int lif, int soft,
                                       int surrogate, double alpha, int detach, double tau,
                                       double v_th, double v_reset) {
-  if (surrogate < 0 || surrogate > 3) return 2;
+  if (surrogate < 0 || surrogate > PRECOMPUTED_TRACE) return 2;
+  if (surrogate >= PRECOMPUTED && dsg == nullptr) return 3;
+  if (surrogate == PRECOMPUTED_TRACE && (ghx == nullptr || gvx == nullptr)) return 3;
   return dispatch_dtype(dtype, [&](auto* s_tag, auto* a_tag) {
     using S = std::remove_pointer_t<decltype(s_tag)>;
     using A = std::remove_pointer_t<decltype(a_tag)>;
@@ -360,15 +398,18 @@ extern "C" int membra_neuron_backward(const void* x, const void* v0, const void*
       impl(
           static_cast<const S*>(x), static_cast<const A*>(v0),
           static_cast<const S*>(gs), static_cast<const A*>(gvT),
-          static_cast<S*>(gx), static_cast<A*>(gv0), static_cast<A*>(gtau), T,
-          M, p);
+          static_cast<S*>(gx), static_cast<A*>(gv0), static_cast<A*>(gtau),
+          static_cast<const A*>(dsg), static_cast<const A*>(ghx), static_cast<const A*>(gvx),
+          T, M, p);
     };
     auto by_surrogate = [&](auto lif_c, auto soft_c) {
       switch (surrogate) {
         case SIGMOID: run(lif_c, soft_c, std::integral_constant<int, SIGMOID>{}); break;
         case ATAN: run(lif_c, soft_c, std::integral_constant<int, ATAN>{}); break;
         case RECTANGULAR: run(lif_c, soft_c, std::integral_constant<int, RECTANGULAR>{}); break;
-        default: run(lif_c, soft_c, std::integral_constant<int, TRIANGLE>{}); break;
+        case TRIANGLE: run(lif_c, soft_c, std::integral_constant<int, TRIANGLE>{}); break;
+        case PRECOMPUTED: run(lif_c, soft_c, std::integral_constant<int, PRECOMPUTED>{}); break;
+        default: run(lif_c, soft_c, std::integral_constant<int, PRECOMPUTED_TRACE>{}); break;
       }
     };
     using T_ = std::true_type;

@@ -1,0 +1,175 @@
+r"""The fused neuron op: one ``torch.library`` op per operation, a kernel per device.
+
+``membra::neuron_fwd`` runs a layer over ``x [T, M]`` from ``v0 [M]`` and returns
+``(spikes, v_T, h, v)``; ``membra::neuron_bwd`` is its BPTT backward (``docs/kernels.md``).
+The C++ kernels register for ``"cpu"`` (:mod:`membra.kernels.cpu`), the Triton kernels for
+``"cuda"`` (:mod:`membra.kernels.triton_backend`), so PyTorch dispatches by the tensors'
+device and autograd, ``torch.compile`` and ``torch.export`` see one op.
+
+``h`` (the charged potential, state dtype) is written when ``save_h`` (the backward of the
+Triton kernels and of custom surrogates reads it) and ``v`` (the potential after reset) when
+``trace_v``; both are empty otherwise. With ``trace_v`` both are differentiable outputs.
+
+The surrogate is an int: a built-in's ``code`` (evaluated inline by the kernels) or, for any
+other :class:`membra.functional.Surrogate`, a token of :func:`surrogate_token`. Then, and for
+traces, the backward evaluates ``surrogate.derivative(h - v_th)`` over all steps in one torch
+call and hands the tensor to the kernel (``PRECOMPUTED`` codes 4 / 5 of the kernels).
+"""
+
+from __future__ import annotations
+
+import itertools
+import weakref
+
+import torch
+
+from ..functional.kinds import NeuronKind
+from ..functional.surrogate import SURROGATES, Surrogate
+from ._prep import flatten_inputs
+
+__all__ = ["OPS", "neuron_fwd", "neuron_bwd", "fused_sequence", "surrogate_token",
+           "trace_buffer", "kernel_surrogate_code", "KERNEL_PRECOMPUTED",
+           "KERNEL_PRECOMPUTED_TRACE"]
+
+OPS = ("membra::neuron_fwd", "membra::neuron_bwd")
+#: kernel surrogate codes of a derivative given as a tensor (without / with trace gradients)
+KERNEL_PRECOMPUTED, KERNEL_PRECOMPUTED_TRACE = 4, 5
+_FIRST_TOKEN = 16
+_BY_CODE = {s.code: s for s in SURROGATES.values()}
+_TOKENS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+_TOKEN_OF: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_COUNTER = itertools.count(_FIRST_TOKEN)
+
+
+def surrogate_token(s: Surrogate) -> int:
+    """The int the op carries for ``s``: a built-in's code, else a token that maps back to
+    ``s`` while it lives (held weakly; the autograd context holds it until backward)."""
+    if s.builtin:
+        return s.code
+    tok = _TOKEN_OF.get(s)
+    if tok is None:
+        tok = next(_COUNTER)
+        _TOKEN_OF[s], _TOKENS[tok] = tok, s
+    return tok
+
+
+def _surrogate_of(code: int, alpha: float) -> Surrogate:
+    if code in _BY_CODE:
+        return _BY_CODE[code].with_alpha(alpha)
+    s = _TOKENS.get(code)
+    if s is None:
+        raise RuntimeError(f"membra::neuron_fwd: custom surrogate token {code} is no longer "
+                           "alive; keep the Surrogate object until the backward pass")
+    return s
+
+
+def _no_kernel(x: torch.Tensor, op: str):
+    raise NotImplementedError(f"{op} has no kernel for device {x.device.type!r} here "
+                              "(cpu: the C++ kernels, cuda: Triton); use backend='reference'")
+
+
+@torch.library.custom_op(OPS[0], mutates_args=())
+def neuron_fwd(x: torch.Tensor, v0: torch.Tensor, tau: torch.Tensor, kind: int, soft: bool,
+               v_th: float, v_reset: float, surrogate: int, alpha: float, detach_reset: bool,
+               save_h: bool, trace_v: bool
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Fused forward on ``x [T, M]`` from ``v0 [M]``: ``(spikes, v_T, h, v)``."""
+    _no_kernel(x, OPS[0])
+
+
+@neuron_fwd.register_fake
+def _(x, v0, tau, kind, soft, v_th, v_reset, surrogate, alpha, detach_reset, save_h, trace_v):
+    return (torch.empty_like(x), torch.empty_like(v0), trace_buffer(x, v0, save_h or trace_v),
+            trace_buffer(x, v0, trace_v))
+
+
+def trace_buffer(x: torch.Tensor, v0: torch.Tensor, wanted: bool) -> torch.Tensor:
+    """``[T, M]`` in the state dtype when ``wanted``, else an empty ``[0]`` placeholder."""
+    return x.new_empty(x.shape if wanted else (0,), dtype=v0.dtype)
+
+
+@torch.library.custom_op(OPS[1], mutates_args=())
+def neuron_bwd(grad_spikes: torch.Tensor, grad_v_final: torch.Tensor, x: torch.Tensor,
+               h: torch.Tensor, v0: torch.Tensor, tau: torch.Tensor, dsg: torch.Tensor | None,
+               grad_h: torch.Tensor | None, grad_v: torch.Tensor | None, kind: int, soft: bool,
+               v_th: float, v_reset: float, surrogate: int, alpha: float, detach_reset: bool,
+               need_tau: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Fused BPTT backward: ``(grad_x [T, M], grad_v0 [M], grad_tau [])``. ``dsg`` is the
+    surrogate derivative at every step (or ``None``: the built-in ``surrogate`` inline);
+    ``grad_h`` / ``grad_v`` the gradients of a trace (both or neither, with ``dsg``)."""
+    _no_kernel(x, OPS[1])
+
+
+@neuron_bwd.register_fake
+def _(grad_spikes, grad_v_final, x, h, v0, tau, dsg, grad_h, grad_v, kind, soft, v_th, v_reset,
+      surrogate, alpha, detach_reset, need_tau):
+    return torch.empty_like(grad_spikes), torch.empty_like(v0), torch.empty_like(tau)
+
+
+def _setup_context(ctx, inputs, output):
+    x, v0, tau, kind, soft, v_th, v_reset, sg, alpha, detach, save_h, trace_v = inputs
+    _, _, h, _ = output
+    if not trace_v:
+        ctx.mark_non_differentiable(*output[2:])
+    ctx.set_materialize_grads(False)
+    # the cpu kernels recompute from x; the Triton kernels read h, and x only for tau
+    keep_x = x.device.type == "cpu" or tau.requires_grad
+    ctx.save_for_backward(x if keep_x else None, h if (save_h or trace_v) else None, v0, tau)
+    ctx.surrogate = _surrogate_of(sg, alpha)  # holds a custom surrogate until backward
+    ctx.x_meta = (x.shape, x.dtype, x.device)
+    ctx.args = (kind, soft, v_th, v_reset, sg, alpha, detach)
+    ctx.trace_v = trace_v
+
+
+def _backward(ctx, grad_spikes, grad_v_final, grad_h, grad_v):
+    x, h, v0, tau = ctx.saved_tensors
+    shape, dtype, device = ctx.x_meta
+    kind, soft, v_th, v_reset, sg, alpha, detach = ctx.args
+    need_tau = bool(ctx.needs_input_grad[2]) and kind == NeuronKind.LIF.code
+    gs = (torch.zeros(shape, dtype=dtype, device=device) if grad_spikes is None
+          else grad_spikes.to(dtype).contiguous())
+    gv = torch.zeros_like(v0) if grad_v_final is None else grad_v_final.to(v0.dtype).contiguous()
+    traced = ctx.trace_v and (grad_h is not None or grad_v is not None)
+    dsg = None
+    if traced or not ctx.surrogate.builtin:
+        dsg = ctx.surrogate.derivative(h - v_th).to(h.dtype).contiguous()
+    if traced:
+        grad_h = torch.zeros_like(h) if grad_h is None else grad_h.to(h.dtype).contiguous()
+        grad_v = torch.zeros_like(h) if grad_v is None else grad_v.to(h.dtype).contiguous()
+    else:
+        grad_h = grad_v = None
+    xx = x if x is not None else h  # read only for the gradient of tau
+    gx, gv0, gtau = neuron_bwd(gs, gv, xx, h if h is not None else gs.new_empty(0), v0, tau,
+                               dsg, grad_h, grad_v, kind, soft, v_th, v_reset, sg, alpha,
+                               detach, need_tau)
+    return (gx, gv0, gtau if need_tau else None) + (None,) * 9
+
+
+neuron_fwd.register_autograd(_backward, setup_context=_setup_context)
+
+
+def kernel_surrogate_code(surrogate: int, dsg, grad_h) -> int:
+    """What the kernels evaluate: the built-in's code, or a precomputed derivative (with the
+    trace's gradients when ``grad_h`` is given)."""
+    if dsg is None:
+        return surrogate
+    return KERNEL_PRECOMPUTED if grad_h is None else KERNEL_PRECOMPUTED_TRACE
+
+
+def fused_sequence(x, v0, tau, *, kind: NeuronKind, v_th, v_reset, reset, surrogate: Surrogate,
+                   detach_reset, trace=False):
+    """Backend entry (see :mod:`membra.kernels.dispatch`): the fused op on flattened input;
+    ``(spikes, v_T)``, or ``(spikes, v_T, h, v)`` with ``trace``."""
+    # the cpu kernels read float32 / float64 / bfloat16: float16 is computed in float32
+    xk = x.float() if x.dtype == torch.float16 and x.device.type == "cpu" else x
+    x2, v, tau_t = flatten_inputs(xk, v0, tau)
+    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (x2, v, tau_t))
+    save_h = trace or x.device.type != "cpu" or (needs_grad and not surrogate.builtin)
+    s2, v_final, h, vs = neuron_fwd(
+        x2, v, tau_t, kind.code, reset == "soft", float(v_th), float(v_reset),
+        surrogate_token(surrogate), float(surrogate.alpha or 0.0), bool(detach_reset), save_h,
+        bool(trace))
+    out = (s2.reshape(x.shape).to(x.dtype), v_final.reshape(x.shape[1:]).to(x.dtype))
+    if trace:
+        out += (h.reshape(x.shape).to(x.dtype), vs.reshape(x.shape).to(x.dtype))
+    return out
