@@ -88,13 +88,15 @@ def tidy_help(text: str) -> str:
     - a prose paragraph becomes one line (the docstring's line breaks are dropped);
     - a paragraph of ``membra ...`` lines keeps one command per line, as written;
     - ``Example: membra ...`` in one paragraph becomes the heading and the command on a line
-      of its own; consecutive paragraphs of commands become one."""
+      of its own (a command the docstring breaks over lines is joined again); consecutive
+      paragraphs of commands become one."""
     out: list[str] = []
     for para in inspect.cleandoc(text or "").split("\n\n"):
         lines = [ln.strip() for ln in para.strip().splitlines()]
         head = _EXAMPLE_HEAD.fullmatch(" ".join(lines))
-        if head and all(ln.startswith(("membra ", "Example")) for ln in lines):
-            out += [head.group(1), head.group(2) if len(lines) == 1 else "\n".join(lines[1:])]
+        if head:  # a line that does not start with "membra " continues the command above
+            commands = re.split(r"\s+(?=membra )", head.group(2))
+            out += [head.group(1), "\n".join(re.sub(r"\s+", " ", c) for c in commands)]
         elif lines and all(ln.startswith("membra ") for ln in lines):
             if out and out[-1].startswith("membra "):
                 out[-1] += "\n" + "\n".join(lines)

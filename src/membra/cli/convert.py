@@ -126,8 +126,10 @@ def calibrate(
     calibrate QCFS clip values with quantize_relu (max and percentile, L = 2..16), convert
     (PASCAL, naive at T = 1..64) and write the accuracy table.
 
-    Example: membra convert calibrate --dataset mnist-5k --epochs 5
-    --out reports/convert/calibrate_mnist5k.md
+    Examples:
+
+    membra convert calibrate --epochs 5 --out calibrate.md
+    membra convert calibrate --dataset mnist-5k --epochs 5 --out mnist5k.md
     """
     from ..convert.calibrate_study import calibration_study, study_markdown
 
@@ -163,8 +165,10 @@ def latency(
     spikes and SOPs at equal accuracy; depth x (L = 2, L = 4, AL) per config. Trained runs and
     evaluated cases are reused, so an interrupted benchmark resumes.
 
-    Example: membra convert latency configs/convert_latency_mnist5k.toml
-    configs/convert_latency_mnist1d.toml
+    Examples:
+
+    membra convert latency configs/convert_latency_mnist5k.toml
+    membra convert latency configs/convert_latency_mnist1d.toml --depths 7
     """
     from ..experiments.latency import latency_benchmark, resnet34_claim, write_latency_report
 
