@@ -3,7 +3,7 @@ backend, torch.compile of the reference loop, the peers, and the memory-bandwidt
 
 The limit: a fused forward reads x and writes s (one tensor copy of traffic), a fused
 forward+backward also reads gs and h (or x) and writes gx: three tensor copies
-(docs/kernels.md, "Memory and speed"). ``copy_x3`` times ``y.copy_(x)`` three times into preallocated ``y``;
+(docs/kernels.md). ``copy_x3`` times ``y.copy_(x)`` three times into preallocated ``y``;
 ``clone_x3`` times three fresh copies (``x.clone()``), which also pays the first touch of new
 memory that every op returning a new tensor pays.
 """
