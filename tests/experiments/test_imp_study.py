@@ -175,7 +175,8 @@ def write_run(folder, dataset, arm, seed, step1, static=None, acc_mean=0.9, curv
         summary["study"] = {"static_input": static}
     (folder / "summary.json").write_text(json.dumps(summary))
     (folder / "metrics.jsonl").write_text("".join(
-        json.dumps({"epoch": e, "test_acc": a}) + "\n" for e, a in enumerate(curve, 1)))
+        json.dumps({"epoch": e, "test_acc": a, "test_acc_last": a - 0.01}) + "\n"
+        for e, a in enumerate(curve, 1)))
 
 
 def test_step1_criterion_only_for_static_input(tmp_path):
@@ -269,11 +270,11 @@ def test_paired_claims_have_the_known_values_and_all_three_verdicts(tmp_path):
         "lts": (zero, zero, [0.4, 0.7, 0.85]), "imp_lts": (mixed, zero, [0.8, 0.85, 0.9]),
         "imp_tet": (zero, zero, [0.9]), "imp_ls_tet": (zero, down, [0.9])})
     arms = aggregate(load_runs([tmp_path]))["digits T=2"]
-    rows = {(r["a"], r["b"], r.get("measure", "")[:6]): r for r in claim_rows(arms)}
-    for key, d, want in [(("imp", "baseline", "step-1"), up, "supported"),
-                         (("imp_lts", "lts", "step-1"), mixed,
+    rows = {(r["a"], r["b"], r["kind"]): r for r in claim_rows(arms)}
+    for key, d, want in [(("imp", "baseline", "step1"), up, "supported"),
+                         (("imp_lts", "lts", "step1"), mixed,
                           "not distinguishable at this size"),
-                         (("imp_ls_tet", "imp_tet", "mean-r"), down, "not supported")]:
+                         (("imp_ls_tet", "imp_tet", "acc_mean"), down, "not supported")]:
         r = rows[key]
         mean, half = known_interval(d)
         assert r["interval"].mean == pytest.approx(mean) and r["interval"].n == 5
@@ -283,17 +284,20 @@ def test_paired_claims_have_the_known_values_and_all_three_verdicts(tmp_path):
     # epochs to reach the highest accuracy every run reaches (0.85 for lts vs baseline):
     # lts 3, baseline 3 -> 0 on every seed; imp_lts (0.85 at 2) vs imp (0.9 at 2): threshold
     # 0.9 -> imp_lts 3, imp 2 -> +1 epoch, LTS slower: not supported... with no spread
-    lts = rows[("lts", "baseline", "epochs")]
+    lts = rows[("lts", "baseline", "curve")]
     assert "85.0%" in lts["measure"] and lts["interval"].mean == 0
     assert lts["verdict"] == "not distinguishable at this size"
-    imp_lts = rows[("imp_lts", "imp", "epochs")]
+    imp_lts = rows[("imp_lts", "imp", "curve")]
     assert imp_lts["interval"].mean == 1 and imp_lts["verdict"] == "not supported"
+    last = rows[("imp_lts", "imp", "curve_last")]            # same curves, 1 point lower
+    assert "89.0%" in last["measure"] and last["interval"].mean == 1
     md = imp_report([tmp_path], tmp_path / "rep", plots=False).read_text()
     m, h = known_interval(up)
     assert (f"**IMP raises step-1 accuracy (mean CE)** (imp − baseline, step-1 accuracy): "
             f"{100 * m:+.1f} ± {100 * h:.1f} points, 95% CI [{100 * (m - h):+.1f}, "
             f"{100 * (m + h):+.1f}], paired seeds: s0 +10.0, s1 +12.0") in md
-    assert md.count("⇒ **supported**") == 1 and md.count("⇒ **not supported**") == 2
+    assert md.count("⇒ **supported**") == 1 and md.count("⇒ **not supported**") >= 2
+    assert len(rows) == 7
     assert "Verdict rule: 95% CI excludes 0 in the claimed direction" in md
 
 
@@ -317,7 +321,7 @@ def test_one_seed_prints_n1_never_plus_minus_zero(tmp_path):
     md = imp_report([tmp_path], tmp_path / "rep", plots=False).read_text()
     assert "± 0.0" not in md and "(n=1)" in md
     assert "| baseline | 1 | 74.0 (n=1) | 90.0 (n=1) | 74.0 (n=1) | 90.0 (n=1) |" in md
-    assert md.count("**not distinguishable at this size**") == 5
+    assert md.count("**not distinguishable at this size**") == 7
     assert "95% CI" not in md.split("Claims (paired over seeds):")[1]
 
 
@@ -325,11 +329,11 @@ def test_convergence_claim_only_on_static_input_and_needs_metrics(tmp_path):
     synthetic_study(tmp_path / "dvs", {a: ([0.0] * 2, [0.0] * 2, [0.9]) for a in ARMS},
                     static=False, seeds=(0, 1))
     md = imp_report([tmp_path / "dvs"], tmp_path / "r1", plots=False).read_text()
-    assert md.count("not measured — stated for a static input") == 2
+    assert md.count("not measured — stated for a static input") == 4
     synthetic_study(tmp_path / "st", {a: ([0.0] * 2, [0.0] * 2, ()) for a in ARMS},
                     seeds=(0, 1))
     md = imp_report([tmp_path / "st"], tmp_path / "r2", plots=False).read_text()
-    assert md.count("not measured — a run has no metrics.jsonl") == 2
+    assert md.count("not measured — a run has no metrics.jsonl") == 4
 
 
 def test_a_resumed_run_counts_each_epoch_once(tmp_path):
