@@ -29,7 +29,7 @@ def tiny_runs(tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("ds", ["digits", "digits-dvs", "mnist1d"])
+@pytest.mark.parametrize("ds", ["digits", "digits-dvs", "mnist1d", "mnist-5k", "mnist1d-static"])
 def test_configs_cover_all_arms_and_are_run_configs(ds):
     assert len(glob.glob(f"configs/study/{ds}/*.toml")) == len(ARMS)
     for arm, spec in ARMS.items():
@@ -133,29 +133,34 @@ def test_finished_runs_are_skipped_and_other_configs_refused(tiny_runs):
                 overrides=[*TINY, "train.lr=0.01"], **quiet)
 
 
-def test_aggregate_mean_std(tiny_runs):
+def test_aggregate_mean_and_t_interval(tiny_runs):
     runs = load_runs([tiny_runs])
-    agg = aggregate(runs)["digits"]
+    agg = aggregate(runs)["digits T=4"]
     assert list(agg) == ["baseline", "imp"] and agg["imp"]["n"] == 2
     acc = torch.tensor([r["per_step_accuracy"][0] for r in runs if r["arm"] == "imp"],
                        dtype=torch.float64)
-    mean, std = agg["imp"]["per_step"][0]
-    assert mean == pytest.approx(acc.mean().item())
-    assert std == pytest.approx(acc.std().item())
+    iv = agg["imp"]["per_step"][0]
+    assert iv.mean == pytest.approx(acc.mean().item())
+    # n = 2: t(0.975, 1) = tan(0.475 pi) = 12.706
+    assert iv.half == pytest.approx(12.7062047 * acc.std().item() / 2 ** 0.5, rel=1e-6)
+    assert len(agg["imp"]["by_seed"]["curve"][0]) == 1       # one epoch in metrics.jsonl
+    assert set(agg["imp"]["firing_rate"]) == {"body.2", "body.5"}
 
 
 def test_report_markdown_and_figures(tiny_runs, tmp_path):
     path = imp_report([tiny_runs], tmp_path / "rep")
     md = path.read_text()
-    assert "## digits" in md and "| baseline | 2 |" in md and "| imp | 2 |" in md
-    assert "Step-1 accuracy, learnable V_0" in md and "Spec criterion" in md
-    assert "Equally-sized ANN" in md
-    assert (tmp_path / "rep" / "curves_digits.png").stat().st_size > 1000
-    assert (tmp_path / "rep" / "imp_hist_digits.png").stat().st_size > 1000
+    assert "## digits T=4" in md and "| baseline | 2 |" in md and "| imp | 2 |" in md
+    assert "**IMP raises step-1 accuracy (mean CE)** (imp − baseline" in md
+    assert "Spec criterion" in md and "Equally-sized ANN" in md and "rate body.2" in md
+    assert (tmp_path / "rep" / "curves_digits_T4.png").stat().st_size > 1000
+    assert (tmp_path / "rep" / "imp_hist_digits_T4.png").stat().st_size > 1000
 
 
-def write_run(folder, dataset, arm, seed, step1, static=None):
-    """A finished run folder as fit leaves it (summary.json + config.toml), no checkpoint."""
+def write_run(folder, dataset, arm, seed, step1, static=None, acc_mean=0.9, curve=(),
+              T=2, rates=None):
+    """A finished run folder as fit leaves it (summary.json + config.toml + metrics.jsonl
+    with one row per epoch of ``curve``), no checkpoint."""
     spec = ARMS[arm]
     folder.mkdir(parents=True)
     init = '"learnable"' if spec["init_potential"] == "learnable" else "0.0"
@@ -163,11 +168,15 @@ def write_run(folder, dataset, arm, seed, step1, static=None):
         f'[run]\nname = "{arm}"\nseed = {seed}\ntags = {{ arm = "{arm}" }}\n'
         f'[data]\nname = "{dataset}"\n[model]\nneuron_kwargs = {{ init_potential = {init} }}\n'
         f'[train]\nloss = "{spec["loss"]}"\n')
-    summary = {"status": "completed", "test_acc_per_step": [step1, 0.9], "test_acc_mean": 0.9,
-               "test_acc_last": 0.9}
+    summary = {"status": "completed", "test_acc_per_step": [step1] + [0.9] * (T - 1),
+               "test_acc_mean": acc_mean, "test_acc_last": 0.9,
+               "firing_rate": rates or {"body.2": 0.1, "body.5": 0.2}}
     if static is not None:
         summary["study"] = {"static_input": static}
     (folder / "summary.json").write_text(json.dumps(summary))
+    (folder / "metrics.jsonl").write_text("".join(
+        json.dumps({"epoch": e, "test_acc": a, "test_acc_last": a - 0.01}) + "\n"
+        for e, a in enumerate(curve, 1)))
 
 
 def test_step1_criterion_only_for_static_input(tmp_path):
@@ -176,10 +185,10 @@ def test_step1_criterion_only_for_static_input(tmp_path):
     for arm, step1 in (("baseline", 0.80), ("lts", 0.78), ("imp", 0.90), ("imp_lts", 0.88)):
         write_run(tmp_path / "runs" / f"digits_{arm}", "digits", arm, 0, step1)
         write_run(tmp_path / "runs" / f"dvs_{arm}", "digits-dvs", arm, 0, step1, static=False)
-        write_run(tmp_path / "runs" / f"rate_{arm}", "digits", arm, 0, step1, static=False)
+        write_run(tmp_path / "runs" / f"rate_{arm}", "digits", arm, 1, step1, static=False)
     runs = load_runs([tmp_path / "runs"])
     agg = aggregate(runs)
-    assert agg["digits"]["imp"]["static"] is False          # one rate-coded run is mixed in
+    assert agg["digits T=2"]["imp"]["static"] is False      # one rate-coded run is mixed in
     md = imp_report([tmp_path / "runs" / f"digits_{a}" for a in ("baseline", "lts", "imp",
                                                                  "imp_lts")],
                     tmp_path / "a", plots=False).read_text()
@@ -188,7 +197,7 @@ def test_step1_criterion_only_for_static_input(tmp_path):
     md = imp_report([tmp_path / "runs" / f"dvs_{a}" for a in ("baseline", "lts", "imp",
                                                               "imp_lts")],
                     tmp_path / "b", plots=False).read_text()
-    assert "## digits-dvs" in md and "imp − baseline (mean CE) = **+10.0**" in md
+    assert "## digits-dvs T=2" in md and "(imp − baseline, step-1 accuracy): +10.0 (n=1)" in md
     assert "Spec criterion" not in md
 
 
@@ -223,3 +232,132 @@ def test_errors(tmp_path):
         load_runs([tmp_path])
     with pytest.raises(FileNotFoundError, match="missing.toml"):
         run_arm(tmp_path / "missing.toml", out_dir=tmp_path, **quiet)
+
+
+# Synthetic studies with known per-seed values: baseline step 1 varies a lot from seed to
+# seed, each other arm is baseline + a known per-seed offset, so the paired differences and
+# their t-intervals are known exactly.
+SEEDS = (0, 1, 2, 3, 4)
+BASE = {s: 0.50 + 0.08 * s for s in SEEDS}
+
+
+def synthetic_study(root, offsets, static=True, seeds=SEEDS):
+    """``offsets[arm] = (step-1 offsets per seed, mean-readout offsets, curve)``."""
+    for arm, (d1, dm, curve) in offsets.items():
+        for i, s in enumerate(seeds):
+            c = curve(s) if callable(curve) else curve
+            write_run(root / f"{arm}_s{s}", "digits", arm, s, BASE[s] + d1[i],
+                      static=static, acc_mean=BASE[s] + dm[i], curve=c)
+
+
+def known_interval(d):
+    from membra.experiments.stats import t_quantile
+
+    t = torch.tensor(d, dtype=torch.float64)
+    half = t_quantile(0.975, len(d) - 1) * t.std().item() / len(d) ** 0.5
+    return t.mean().item(), half
+
+
+def test_paired_claims_have_the_known_values_and_all_three_verdicts(tmp_path):
+    from membra.experiments.imp_tables import claim_rows
+
+    zero = [0.0] * 5
+    up = [0.10, 0.12, 0.11, 0.09, 0.13]          # imp − baseline at step 1: clearly > 0
+    mixed = [0.02, -0.03, 0.01, -0.01, 0.015]    # imp_lts − lts: CI contains 0
+    down = [-0.02, -0.03, -0.025, -0.02, -0.035]  # imp_ls_tet − imp_tet mean readout: < 0
+    synthetic_study(tmp_path, {
+        "baseline": (zero, zero, [0.5, 0.8, 0.9]), "imp": (up, zero, [0.6, 0.9, 0.9]),
+        "lts": (zero, zero, [0.4, 0.7, 0.85]), "imp_lts": (mixed, zero, [0.8, 0.85, 0.9]),
+        "imp_tet": (zero, zero, [0.9]), "imp_ls_tet": (zero, down, [0.9])})
+    arms = aggregate(load_runs([tmp_path]))["digits T=2"]
+    rows = {(r["a"], r["b"], r["kind"]): r for r in claim_rows(arms)}
+    for key, d, want in [(("imp", "baseline", "step1"), up, "supported"),
+                         (("imp_lts", "lts", "step1"), mixed,
+                          "not distinguishable at this size"),
+                         (("imp_ls_tet", "imp_tet", "acc_mean"), down, "not supported")]:
+        r = rows[key]
+        mean, half = known_interval(d)
+        assert r["interval"].mean == pytest.approx(mean) and r["interval"].n == 5
+        assert r["interval"].half == pytest.approx(half)
+        assert list(r["diffs"]) == list(SEEDS)
+        assert r["verdict"] == want, key
+    # epochs to reach the highest accuracy every run reaches (0.85 for lts vs baseline):
+    # lts 3, baseline 3 -> 0 on every seed; imp_lts (0.85 at 2) vs imp (0.9 at 2): threshold
+    # 0.9 -> imp_lts 3, imp 2 -> +1 epoch, LTS slower: not supported... with no spread
+    lts = rows[("lts", "baseline", "curve")]
+    assert "85.0%" in lts["measure"] and lts["interval"].mean == 0
+    assert lts["verdict"] == "not distinguishable at this size"
+    imp_lts = rows[("imp_lts", "imp", "curve")]
+    assert imp_lts["interval"].mean == 1 and imp_lts["verdict"] == "not supported"
+    last = rows[("imp_lts", "imp", "curve_last")]            # same curves, 1 point lower
+    assert "89.0%" in last["measure"] and last["interval"].mean == 1
+    md = imp_report([tmp_path], tmp_path / "rep", plots=False).read_text()
+    m, h = known_interval(up)
+    assert (f"**IMP raises step-1 accuracy (mean CE)** (imp − baseline, step-1 accuracy): "
+            f"{100 * m:+.1f} ± {100 * h:.1f} points, 95% CI [{100 * (m - h):+.1f}, "
+            f"{100 * (m + h):+.1f}], paired seeds: s0 +10.0, s1 +12.0") in md
+    assert md.count("⇒ **supported**") == 1 and md.count("⇒ **not supported**") >= 2
+    assert len(rows) == 7
+    assert "Verdict rule: 95% CI excludes 0 in the claimed direction" in md
+
+
+def test_pairing_is_by_seed_not_by_position(tmp_path):
+    # imp ran seeds 0-4, baseline 1-4 only: the difference pairs equal seeds; an unpaired
+    # (Welch-like) comparison would drown +2 points in the seeds' 8-point spread
+    from membra.experiments.imp_tables import claim_rows
+
+    synthetic_study(tmp_path / "a", {"imp": ([0.02] * 5, [0.0] * 5, [0.9])})
+    synthetic_study(tmp_path / "b", {"baseline": ([0.0] * 4, [0.0] * 4, [0.9])},
+                    seeds=(1, 2, 3, 4))
+    arms = aggregate(load_runs([tmp_path]))["digits T=2"]
+    (row,) = [r for r in claim_rows(arms) if r["b"] == "baseline"]
+    assert list(row["diffs"]) == [1, 2, 3, 4]
+    assert all(d == pytest.approx(0.02) for d in row["diffs"].values())
+    assert row["verdict"] == "supported"
+
+
+def test_one_seed_prints_n1_never_plus_minus_zero(tmp_path):
+    synthetic_study(tmp_path, {a: ([0.0], [0.0], [0.9]) for a in ARMS}, seeds=(3,))
+    md = imp_report([tmp_path], tmp_path / "rep", plots=False).read_text()
+    assert "± 0.0" not in md and "(n=1)" in md
+    assert "| baseline | 1 | 74.0 (n=1) | 90.0 (n=1) | 74.0 (n=1) | 90.0 (n=1) |" in md
+    assert md.count("**not distinguishable at this size**") == 7
+    assert "95% CI" not in md.split("Claims (paired over seeds):")[1]
+
+
+def test_convergence_claim_only_on_static_input_and_needs_metrics(tmp_path):
+    synthetic_study(tmp_path / "dvs", {a: ([0.0] * 2, [0.0] * 2, [0.9]) for a in ARMS},
+                    static=False, seeds=(0, 1))
+    md = imp_report([tmp_path / "dvs"], tmp_path / "r1", plots=False).read_text()
+    assert md.count("not measured — stated for a static input") == 4
+    synthetic_study(tmp_path / "st", {a: ([0.0] * 2, [0.0] * 2, ()) for a in ARMS},
+                    seeds=(0, 1))
+    md = imp_report([tmp_path / "st"], tmp_path / "r2", plots=False).read_text()
+    assert md.count("not measured — a run has no metrics.jsonl") == 4
+
+
+def test_a_resumed_run_counts_each_epoch_once(tmp_path):
+    write_run(tmp_path / "r", "digits", "imp", 0, 0.9, curve=[0.5, 0.6])
+    with open(tmp_path / "r" / "metrics.jsonl", "a") as f:          # resumed: epoch 2 again
+        f.write(json.dumps({"epoch": 2, "test_acc": 0.7}) + "\n\n")
+        f.write(json.dumps({"epoch": 3, "test_acc": 0.8, "train_loss": 0.1}) + "\n")
+    (r,) = load_runs([tmp_path])
+    assert r["curve"] == [0.5, 0.7, 0.8]
+    (tmp_path / "r" / "metrics.jsonl").write_text("{not json\n")
+    with pytest.raises(ValueError, match="metrics.jsonl: line 1 is not JSON"):
+        load_runs([tmp_path])
+
+
+@pytest.mark.parametrize("T", [1, 3, 5])
+def test_other_T_is_another_section(tmp_path, T):
+    write_run(tmp_path / "a", "mnist-5k", "imp", 0, 0.9, T=4)
+    write_run(tmp_path / "b", "mnist-5k", "imp", 0, 0.8, T=T)
+    agg = aggregate(load_runs([tmp_path]))
+    assert sorted(agg) == sorted({"mnist-5k T=4", f"mnist-5k T={T}"})
+
+
+def test_two_runs_of_one_arm_and_seed_are_refused(tmp_path):
+    write_run(tmp_path / "a", "digits", "imp", 2, 0.9)
+    write_run(tmp_path / "b", "digits", "imp", 2, 0.8)
+    with pytest.raises(ValueError, match=r"digits T=2/imp: several runs with seed\(s\) \[2\]"):
+        aggregate(load_runs([tmp_path]))

@@ -97,8 +97,8 @@ def run_study(
     over = [f"run.threads={threads}", *(overrides or [])]
     if epochs:
         over.append(f"train.epochs={epochs}")
-    for cfg in configs:
-        for seed in seed_list:
+    for seed in seed_list:          # seed-major: a study cut short still holds paired arms
+        for cfg in configs:
             run_arm(cfg, seed=seed, out_dir=out, overrides=over, log=typer.echo)
 
 
@@ -108,7 +108,8 @@ def imp(
     out: Annotated[Path, typer.Option("--out", help="Report folder.")] = Path("reports/imp"),
     title: Annotated[str, typer.Option(help="Report title.")] = "IMP study",
 ) -> None:
-    """Aggregate IMP-study runs: per-step accuracy table (mean ± std over seeds), readouts,
+    """Aggregate IMP-study runs: per-step accuracy and readouts (mean ± 95% t-interval over
+    seeds), paired differences with a verdict for each of the seed's claims, firing rates and
     SOPs/energy next to the equal-size ANN, per-step curves with bands, and histograms of the
     learned initial potentials per layer.
 
@@ -117,7 +118,8 @@ def imp(
     from ..experiments.imp_tables import imp_report
 
     try:
-        path = imp_report(runs, out, title=title)
+        path = imp_report(runs, out, title=title, command=" ".join(
+            ["membra report imp", *map(str, runs), "--out", str(out)]))
     except (ValueError, FileNotFoundError) as err:
         raise typer.BadParameter(str(err)) from err
     typer.echo(path.read_text())
