@@ -71,3 +71,20 @@ def test_resume_with_more_epochs_trains_on(finished_run, tmp_path):
     assert res.exit_code == 0, res.output
     assert "finished run" not in res.output
     assert any(n.startswith("epoch_0002") for n in _checkpoints(run))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arms", [("baseline",), ("baseline", "imp_lts")])
+def test_report_imp_with_one_seed_prints_no_zero_spread(arms, tmp_path):
+    """One seed has no spread to show: no "± 0.0" anywhere in what `report imp` prints."""
+    cfgs = [str(Path(__file__).resolve().parents[2] / "configs" / "study" / "digits" /
+                f"{a}.toml") for a in arms]
+    res = CliRunner().invoke(cli.app, ["report", "run-study", *cfgs, "--seeds", "0", "--epochs",
+                                       "1", "--out", str(tmp_path / "runs"), "--set",
+                                       "run.plots=false", "--set", "run.progress=false"])
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(cli.app, ["report", "imp", str(tmp_path / "runs"), "--out",
+                                       str(tmp_path / "rep")])
+    assert res.exit_code == 0, res.output
+    assert "| baseline | 1 |" in res.output
+    assert "± 0.0" not in res.output
