@@ -34,7 +34,8 @@ def test_train_then_eval_in_process(tmp_path, monkeypatch):
     assert res.exit_code == 0, res.output
     assert "resumed from" in res.output and "epoch   2/2" in res.output
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 2
-    res = runner.invoke(app, ["train", "--resume", str(run), "--set", "train.lr=0.5"])
+    res = runner.invoke(app, ["train", "--resume", str(run), "--set", "train.epochs=3",
+                              "--set", "train.lr=0.5"])  # not finished: the changed lr is refused
     assert res.exit_code == 2 and "train.lr: checkpoint 0.01 vs config 0.5" in res.output
 
 

@@ -20,10 +20,10 @@ def _resolve_config(config: Path | None, set_: list[str], resume: Path | None):
         if resume is None:
             raise ValueError("give a CONFIG file (e.g. configs/digits_imp_lts.toml) or "
                              "--resume RUN_DIR")
-        from ..train.checkpoint import read_meta
+        from ..train.checkpoint import load_run_checkpoint
         from ..train.config import apply_overrides, config_from_dict
 
-        saved = read_meta(resume)["config"]
+        saved = load_run_checkpoint(resume)[2]["config"]
         cfg = config_from_dict(apply_overrides(saved, set_))
     else:
         cfg = load_config(config, set_)
@@ -34,9 +34,9 @@ def _finished(cfg, resume: Path) -> str | None:
     """What to tell the user when the ``--resume`` checkpoint already ended the run (every
     epoch of ``train.epochs`` done, or ``train.max_steps`` reached at an epoch's end), else
     ``None``."""
-    from ..train.checkpoint import read_meta
+    from ..train.checkpoint import load_run_checkpoint
 
-    meta = read_meta(resume)
+    _, _, meta = load_run_checkpoint(resume)  # verified: digest, schema, containment
     epoch, step, tc = meta["epoch"], meta["step"], cfg.train
     if meta["batch_in_epoch"] or (epoch < tc.epochs and not 0 < tc.max_steps <= step):
         return None
