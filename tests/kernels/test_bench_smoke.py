@@ -78,3 +78,14 @@ def test_membra_bench_bad_steps(tmp_path):
     r = CliRunner().invoke(app, ["bench", "--steps", "4,x", "--out", str(tmp_path)])
     assert r.exit_code == 2 and "--steps" in r.output
     assert not (tmp_path / "kernels.json").exists()
+
+
+def test_rewrite_renders_the_tables_again(tmp_path):
+    main(["--steps", "2", "--neurons", "32", "--repeats", "1", "--no-compile", "--no-conv",
+          "--no-plain", "--out", str(tmp_path)])
+    (tmp_path / "kernels.md").unlink()
+    (tmp_path / "speed_table.md").unlink()
+    main(["--rewrite", "--out", str(tmp_path)])
+    table = (tmp_path / "speed_table.md").read_text()
+    assert "| measured | target | value | met |" in table and "load average" in table
+    assert "forward + backward" in (tmp_path / "kernels.md").read_text()

@@ -157,3 +157,25 @@ def test_pool_outputs_behave_like_tensors():
     s3, _ = lif_sequence(x, backend="cpu")
     s3.sum().backward()
     assert torch.isfinite(x.grad).all()
+    with pytest.raises(RuntimeError, match="not resizable"):  # as docs/kernels.md says
+        s3.detach().resize_(9, 64, 2048)
+
+
+@needs_cpu
+def test_new_ops_pass_opcheck():
+    x, v0, tau = torch.randn(5, 12), torch.randn(12), torch.tensor(2.0)
+    utils = ("test_schema", "test_faketensor")
+    for dt in (torch.float32, torch.bool, torch.uint8):
+        torch.library.opcheck(torch.ops.membra.neuron_infer.default,
+                              (x, v0, tau, 0, True, 1.0, 0.0, dt), test_utils=utils)
+    torch.library.opcheck(torch.ops.membra.neuron_h.default,
+                          (x, v0, tau, 0, False, 1.0, 0.0, 3, 10), test_utils=utils)
+    h = torch.ops.membra.neuron_h(x, v0, tau, 0, False, 1.0, 0.0, 0, 12)
+    gx, gv0 = torch.zeros_like(x), torch.zeros_like(v0)
+    args = (torch.randn(5, 12), torch.randn(12), x, v0, tau, h[:, 2:9].clone(), gx, gv0, None,
+            0, False, 1.0, 0.0, True, 2, 9)
+    torch.library.opcheck(torch.ops.membra.neuron_bwd_cols.default, args, test_utils=utils)
+    torch.ops.membra.neuron_bwd_cols(*args)  # writes neurons [2, 9) only
+    assert not gx[:, :2].any() and not gx[:, 9:].any() and gx[:, 2:9].any()
+    with pytest.raises(ValueError, match=r"neurons \[3, 20\) are not in \[0, 12\]"):
+        torch.ops.membra.neuron_h(x, v0, tau, 0, False, 1.0, 0.0, 3, 20)

@@ -187,3 +187,13 @@ def markdown(results: dict) -> str:
             out.append(f"| {impl} | {ms:.1f} ms | {speed} | {mb:.0f} MB | {mem} |")
         out.append("")
     return "\n".join(out)
+
+
+def readme_table(results: dict) -> str:
+    """The README's speed table: the targets table with the run's machine and load (written
+    to ``speed_table.md`` next to ``kernels.md``)."""
+    env = results["env"]
+    head = (f"{env['threads']} threads on {env['cpus']} CPUs, load average "
+            f"{env['load_avg_at_start'][0]:.1f} at start, "
+            f"{env.get('load_avg_at_end', (float('nan'),))[0]:.1f} at end ({env['date']})")
+    return "\n".join([head, ""] + _targets_table(results.get("targets") or targets(results))[2:])

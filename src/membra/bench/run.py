@@ -23,7 +23,7 @@ import torch
 from membra.kernels import available_backends
 
 from .neurons import run_neuron_bench
-from .report import markdown, target_steps, targets
+from .report import markdown, readme_table, target_steps, targets
 
 RESULTS = Path("runs/bench")
 
@@ -74,8 +74,15 @@ def main(argv=None) -> None:
     ap.add_argument("--no-conv", action="store_true", help="skip the conv SNN step")
     ap.add_argument("--conv-only", action="store_true", help="rerun only the conv SNN step, "
                     "updating the results already in --out")
+    ap.add_argument("--rewrite", action="store_true", help="only rewrite the tables from the "
+                    "kernels.json already in --out")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
+    if args.rewrite:
+        if not (args.out / "kernels.json").is_file():
+            ap.error(f"--rewrite needs {args.out / 'kernels.json'}, which does not exist")
+        _write(json.loads((args.out / "kernels.json").read_text()), args.out)
+        return
     if args.conv_only:
         if not (args.out / "kernels.json").is_file():
             ap.error(f"--conv-only updates {args.out / 'kernels.json'}, which does not exist; "
@@ -131,7 +138,8 @@ def _write(results: dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "kernels.json").write_text(json.dumps(results, indent=1) + "\n")
     (out / "kernels.md").write_text(markdown(results))
-    print(f"wrote {out / 'kernels.json'} and {out / 'kernels.md'}")
+    (out / "speed_table.md").write_text(readme_table(results))
+    print(f"wrote {out / 'kernels.json'}, {out / 'kernels.md'} and {out / 'speed_table.md'}")
 
 
 if __name__ == "__main__":
