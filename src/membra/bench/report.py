@@ -69,7 +69,7 @@ def _targets_table(rows: list[dict]) -> list[str]:
     lines = ["### Targets (same-run ratios)", "", "| measured | target | value | met |",
              "|---|---|---|---|"]
     for r in rows:
-        v = "not measured" if r["value"] is None else f"{r['value']:.2f}"
+        v = "not measured" if r["value"] is None else f"{r['value']:.3f}"
         met = "-" if r["met"] is None else ("yes" if r["met"] else "**no**")
         lines.append(f"| {r['what']} | {r['target']} | {v} | {met} |")
     return lines + [""]
