@@ -4,7 +4,9 @@ For every weight layer (``nn.Linear``, ``nn.Conv1d/2d/3d``, also inside
 :class:`membra.nn.TimeDistributed`) a forward hook looks at the tensor actually fed into it and
 asks where it came from (its provenance, traced through every torch operation of the forward):
 
-- **events**: the spikes of a :class:`membra.nn.SpikingNeuron`, the model input when it holds
+- **events**: the spikes of a :class:`membra.nn.SpikingNeuron` (or of a module with
+  ``emits_spikes = True``, e.g. a converted SNN's layers, whose output ``w * s`` carries the
+  binary spikes ``s`` of ``last_spikes``), the model input when it holds
   non-negative integers (event-camera frames; ``first_layer_macs=True`` makes it analog), and
   anything computed from events by weight-free operations: copies (reshape, flatten, slicing,
   padding, concatenation, nearest upsampling, dropout, ``z[idx] = s``), sums (average and
@@ -408,9 +410,13 @@ class _Events(TorchFunctionMode):
         self._maps[key] = (weakref.ref(t, drop), e)
 
     def spikes_hook(self, module, args, out) -> None:
-        """Forward hook of a spiking neuron: its output spikes count themselves."""
+        """Forward hook of a spiking neuron: its output spikes count themselves. A module that
+        emits weighted spikes (``emits_spikes = True``, output ``w * s``) has its binary spikes
+        ``s`` of the call in ``last_spikes``: they are the events."""
         if isinstance(out, torch.Tensor):
-            self.mark(out)
+            s = getattr(module, "last_spikes", None)
+            weighted = isinstance(s, torch.Tensor) and s.shape == out.shape and s is not out
+            self.mark(out, s if weighted else _PURE)
 
     def _pure(self, t) -> bool:
         ent = self._maps.get(id(t)) if isinstance(t, torch.Tensor) else None
@@ -522,8 +528,8 @@ def sops(model: nn.Module, x: torch.Tensor, *, first_layer_macs: bool = False,
                for n, m in model.named_modules() if isinstance(m, WEIGHT_LAYERS)]
     if not handles:
         raise ValueError("sops: model has no Linear/Conv layers to count")
-    handles += [m.register_forward_hook(tracker.spikes_hook)
-                for m in model.modules() if isinstance(m, SpikingNeuron)]
+    handles += [m.register_forward_hook(tracker.spikes_hook) for m in model.modules()
+                if isinstance(m, SpikingNeuron) or getattr(m, "emits_spikes", False)]
     if not first_layer_macs and _is_counts(x):
         tracker.mark(x)                         # event frames
     try:

@@ -38,8 +38,9 @@ def test_grid_per_task():
 @needs_pendulum
 def test_sweep_report_files(tmp_path):
     res = run_sweep("pendulum", episodes=1, conditions=[None, ("weight_gn", 0.05)],
-                    progress=False, max_steps=50)
-    assert len(res["rows"]) == 4 and len(res["episodes"]) == 4
+                    progress=False, max_steps=50, repeats=2)
+    assert len(res["rows"]) == 4 and len(res["episodes"]) == 2 + 2 * 2  # healthy: one draw
+    assert [len(r["draws"]) for r in res["rows"]] == [1, 1, 2, 2]
     on = [r for r in res["rows"] if r["dwam"]]
     assert all(r["drift"] > 0 for r in on)
     table = markdown_table(res)

@@ -312,10 +312,10 @@ def test_cli_refuses_a_tampered_checkpoint_naming_the_layer(tiny_run, tmp_path, 
 def test_cli_refuses_non_finite_input(tiny_run, monkeypatch, value):
     from typer.testing import CliRunner
 
-    import membra.convert.report as report
+    import membra.experiments.qcfs_pascal as recipe
     from membra.cli import app
 
-    real = report.eval_batches
+    real = recipe.eval_batches
 
     def poisoned(cfg, batch_size=None):
         batches = real(cfg, batch_size)
@@ -324,7 +324,7 @@ def test_cli_refuses_non_finite_input(tiny_run, monkeypatch, value):
         x.view(-1)[5] = value
         return [*batches[:-1], (x, y)]
 
-    monkeypatch.setattr(report, "eval_batches", poisoned)
+    monkeypatch.setattr(recipe, "eval_batches", poisoned)
     for cmd in COMMANDS[:4]:
         r = CliRunner().invoke(app, ["convert", cmd[0], str(tiny_run), *cmd[1:]])
         one_error_line(r, r"error: input of shape \(\d+, 1, 8, 8\) holds 1 NaN/inf value")

@@ -8,8 +8,8 @@ import torch
 from typer.testing import CliRunner
 
 from membra.cli import app
-from membra.convert.report import eval_batches, evaluate_snn
-from membra.convert.train import load_stage
+from membra.convert.report import evaluate_snn
+from membra.experiments.qcfs_pascal import eval_batches, load_stage
 
 CONFIG = "configs/convert_digits.toml"
 
@@ -96,8 +96,8 @@ def test_shipped_configs_load_and_build(name):
     import inspect
 
     from membra.convert import NETS
-    from membra.convert.train import load_convert_config
     from membra.data.registry import dataset_entries
+    from membra.experiments.qcfs_pascal import load_convert_config
 
     cfg, sec = load_convert_config(f"configs/{name}.toml")
     assert sec.net in NETS

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from membra.data import get_dataset
-from membra.data.builtin.digits_dvs import _path, _render, generate_digits_dvs
+from membra.data.builtin.digits_dvs import generate_digits_dvs
 from membra.data.builtin.mnist1d import _gaussian_smooth, generate_mnist1d
+from membra.data.events import render_shifted, saccade_path
 
 sklearn = pytest.importorskip("sklearn")
 
@@ -62,7 +63,7 @@ def test_render_matches_grid_sample():
     grid = torch.stack([gx.unsqueeze(1).expand(4, size, size),
                         gy.unsqueeze(2).expand(4, size, size)], -1)
     ref = torch.nn.functional.grid_sample(img.unsqueeze(1), grid, align_corners=False)[:, 0]
-    assert torch.allclose(_render(img, off, size, m), ref, atol=1e-6)
+    assert torch.allclose(render_shifted(img, off, size, m), ref, atol=1e-6)
 
 
 def test_digits_dvs_events_match_plain_loop():
@@ -72,8 +73,8 @@ def test_digits_dvs_events_match_plain_loop():
     from membra.data.builtin.digits import digits_arrays
 
     imgs = digits_arrays("test")[0][:2]
-    path = _path(steps, 2.0, 0.0, 2, torch.Generator().manual_seed(0))
-    logs = [torch.log(_render(imgs, path[k], 16, 2) + 0.1).double() for k in range(steps)]
+    path = saccade_path(steps, 2.0, 0.0, 2, torch.Generator().manual_seed(0))
+    logs = [torch.log(render_shifted(imgs, path[k], 16, 2) + 0.1).double() for k in range(steps)]
     ref = np.zeros((2, T, 2, 16, 16))
     for n in range(2):
         for i in range(16):

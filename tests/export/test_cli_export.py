@@ -10,24 +10,24 @@ from membra.cli import app
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     pytest.importorskip("sklearn")
-    from membra.analysis.study import load_study_config, run_arm
+    from membra.experiments.study import run_arm
 
-    cfg = load_study_config("configs/study/digits/imp_lts.toml",
-                            {"train.epochs": 1, "model.options": {"hidden": [16, 16]}})
-    m = run_arm(cfg, out_dir=tmp_path_factory.mktemp("runs"), log=lambda *_: None)
+    m = run_arm("configs/study/digits/imp_lts.toml", out_dir=tmp_path_factory.mktemp("runs"),
+                overrides=["train.epochs=1", "model.options.hidden=[16, 16]",
+                           "run.progress=false", "run.plots=false"], log=lambda *_: None)
     return m["run_dir"]
 
 
 def test_export_nir_round_trip(run_dir, tmp_path):
     pytest.importorskip("nir")
-    from membra.analysis.study import load_study_run
+    from membra.cli._runs import load_run_model
     from membra.export import from_nir, read_nir
 
     out = tmp_path / "m.nir"
     res = CliRunner().invoke(app, ["export", "nir", run_dir, "--out", str(out)])
     assert res.exit_code == 0, res.output
     assert "outputs match" in res.output
-    model, in_shape, _ = load_study_run(run_dir)
+    model, _, _ = load_run_model(run_dir)
     back = from_nir(read_nir(out))
     lif = [m for m in back if hasattr(m, "init_potential")]
     ref = [m for m in model.body if hasattr(m, "init_potential")]

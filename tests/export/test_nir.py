@@ -134,8 +134,8 @@ def test_foreign_graph_uses_nir_semantics():
 def test_errors():
     with pytest.raises(ValueError, match="in_shape"):
         to_nir(mlp())
-    with pytest.raises(TypeError, match="nn.Sequential"):
-        to_nir(LIF(), (3,))
+    with pytest.raises(TypeError, match="nn.Module"):
+        to_nir("not a model", (3,))
     with pytest.raises(ValueError, match="not supported"):
         to_nir(nn.Sequential(nn.Linear(3, 3), nn.ReLU()), (3,))
     with pytest.raises(ValueError, match="must follow"):
@@ -168,3 +168,29 @@ def test_zoo_cnn_round_trip():
     for a, b in zip(s_ref, s_new, strict=True):
         assert torch.equal(a, b)
     torch.testing.assert_close(y_new, y_ref, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("layer", ["LIF", "IF", "CubaLIF"])
+@pytest.mark.parametrize("sg", ["callable", "custom"])
+def test_custom_surrogate_is_refused_by_name(layer, sg):
+    """NIR carries no surrogate: a custom one is a ValueError naming the layer and the
+    surrogate (not a TypeError from float(None)); a built-in instance exports, and swapping
+    in a built-in makes the same net export with the same spikes."""
+    import membra.nn
+    from membra.functional import SURROGATES, Surrogate, as_surrogate
+
+    def my_sg(u):
+        return torch.sigmoid(3 * u)
+
+    spec = my_sg if sg == "callable" else Surrogate.custom(my_sg, "my_sg")
+    cls = getattr(membra.nn, layer)
+    net = nn.Sequential(nn.Linear(4, 6), cls(shape=(6,), surrogate=spec)).eval()
+    with pytest.raises(ValueError, match=r"'1' \(" + layer + r"\).*'my_sg'"):
+        to_nir(net, (4,))
+    net[1].surrogate_fn = as_surrogate("sigmoid")
+    x = 3 * torch.rand(5, 2, 4)
+    back = from_nir(to_nir(net, (4,)))
+    assert torch.equal(back(x), net(x))
+    net[1].surrogate_fn = SURROGATES["atan"].with_alpha(3.0)
+    meta = next(n for n in to_nir(net, (4,)).nodes.values() if n.metadata).metadata
+    assert meta["membra.surrogate"] == "atan" and meta["membra.alpha"] == 3.0

@@ -138,7 +138,7 @@ def test_sew_resnet_imagenet_parameter_count_equals_resnet(name, ann_params):
     (lambda: create_model("vgg", in_shape=(2, 8, 8), num_classes=3), "did you mean 'vgg11'"),
     (lambda: create_model("mlp", in_shape=(64,), num_classes=0), "num_classes"),
     (lambda: create_model("mlp", in_shape=(), num_classes=3), "in_shape"),
-    (lambda: create_model("mlp", in_shape=(64,), num_classes=3, neuron="alif"), "neuron="),
+    (lambda: create_model("mlp", in_shape=(64,), num_classes=3, neuron="lfi"), "neuron="),
     (lambda: create_model("mlp", in_shape=(64,), num_classes=3, widths=3), r"no option.*hidden"),
     (lambda: create_model("mlp", in_shape=(64,), num_classes=3,
                           neuron_kwargs={"shape": (64,)}), "must not contain 'shape'"),

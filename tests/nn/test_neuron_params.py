@@ -84,8 +84,12 @@ def test_custom_surrogate_layer_trains_on_fused_backend():
     assert layer.init_potential.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("name,cls", [("lif", LIF), ("if", IF)])
+@pytest.mark.parametrize("name,cls", [("lif", LIF), ("if", IF), ("cuba_lif", "CubaLIF"),
+                                      ("alif", "ALIF"), ("rlif", "RLIF")])
 def test_neuron_class_by_kind(name, cls):
+    import membra.nn
+
+    cls = getattr(membra.nn, cls) if isinstance(cls, str) else cls
     from membra.functional import NeuronKind
     from membra.nn import neuron_class
 

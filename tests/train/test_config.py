@@ -130,7 +130,8 @@ def test_every_shipped_config_loads():
 
 
 IN_SHAPES = {"digits": (64,), "digits-dvs": (2, 16, 16), "cifar10-dvs": (2, 128, 128),
-             "cifar10": (3, 32, 32), "image-folder": (3, 224, 224)}
+             "cifar10": (3, 32, 32), "image-folder": (3, 224, 224),
+             "mnist-5k": (1, 28, 28), "mnist1d-static": (40,)}
 
 
 # convert_*.toml are conversion run files (an extra [convert] table): tests/convert checks them

@@ -1,8 +1,6 @@
-"""Analyses and reports: spike-pattern counts, the IMP study runner and its report, plots.
+"""Analyses: spike-pattern counts (figures from :mod:`membra.plotting`; the IMP study lives in
+:mod:`membra.experiments`)."""
 
-matplotlib is imported only inside the plotting functions (``membra[plot]``)."""
-
-from .imp_report import aggregate, imp_report, load_runs
 from .patterns import (
     GRID_A_WEIGHTS,
     GRID_B_POTENTIALS,
@@ -15,8 +13,6 @@ from .patterns import (
     spike_trains,
     train_code,
 )
-from .study import ARMS, load_study_config, run_arm
 
-__all__ = ["ARMS", "run_arm", "load_study_config", "imp_report", "load_runs", "aggregate",
-           "pattern_counts", "PatternCounts", "spike_trains", "train_code", "format_train",
+__all__ = ["pattern_counts", "PatternCounts", "spike_trains", "train_code", "format_train",
            "GRID_A_WEIGHTS", "GRID_B_WEIGHTS", "GRID_B_POTENTIALS", "spec_grids", "pattern_table"]

@@ -23,7 +23,7 @@ import torch
 from membra.kernels import available_backends
 
 from .neurons import run_neuron_bench
-from .report import markdown, readme_table, target_steps, targets
+from .results import markdown, readme_table, target_steps, targets
 
 RESULTS = Path("runs/bench")
 

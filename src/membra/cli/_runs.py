@@ -1,31 +1,36 @@
 """Load the model of a run folder for the CLI: a ``membra train`` run (``config.toml`` +
-``checkpoints/``, or a checkpoint file) or an IMP-study run (``config.json`` +
-``model.safetensors``)."""
+``checkpoints/``, or a checkpoint file) through :func:`membra.train.load_run`; IMP-study runs
+are such runs."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 
+@contextlib.contextmanager
+def notes():
+    """Inside: each Python warning (e.g. load_run's note on a run written by an older membra)
+    is one ``note: <message>`` line on stderr, not Python's two-line warning format."""
+    import warnings
+
+    import typer
+
+    old = warnings.showwarning
+    warnings.showwarning = lambda message, *_a, **_k: typer.echo(f"note: {message}", err=True)
+    try:
+        yield
+    finally:
+        warnings.showwarning = old
+
+
 def load_run_model(path: Path):
-    """``(model in eval mode, in_shape)`` of a run folder or checkpoint file."""
+    """``(model in eval mode, in_shape, model name)`` of a run folder or checkpoint file."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"run folder or checkpoint not found: {path}")
-    if path.is_dir() and (path / "model.safetensors").is_file():
-        from ..analysis.study import load_study_run
+    from ..train import load_run
 
-        model, in_shape, _ = load_study_run(path)
-        return model, in_shape
-    from ..train.checkpoint import load_model_state, load_run_checkpoint
-    from ..train.config import config_from_dict
-    from ..train.engine import _info, build_datasets, build_model
-
-    ckpt, tensors, meta = load_run_checkpoint(path)
-    cfg = config_from_dict(meta["config"])
-    _, test_ds = build_datasets(cfg)
-    info = _info(test_ds)
-    model = build_model(cfg, info)
-    state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-    load_model_state(model, state, source=f"checkpoint {str(ckpt)!r}")
-    return model.eval(), tuple(info.in_shape)
+    with notes():
+        run = load_run(path)
+    return run.model, run.in_shape, run.model_name

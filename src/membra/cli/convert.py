@@ -32,7 +32,7 @@ def train(
 
     Example: membra convert train configs/convert_digits.toml --set convert.L=4
     """
-    from ..convert.train import load_convert_config, train_convert
+    from ..experiments.qcfs_pascal import load_convert_config, train_convert
 
     cfg, sec = load_convert_config(config, list(set_ or []))
     record = train_convert(cfg, sec, device=device, log=typer.echo)
@@ -61,14 +61,16 @@ def run(
     """
     import torch
 
-    from ..convert.report import eval_batches, evaluate_snn
-    from ..convert.train import load_stage
+    from ..convert.report import evaluate_snn
+    from ..experiments.qcfs_pascal import eval_batches, load_stage
+    from ._runs import notes
 
     if mode not in ("pascal", "naive"):
         raise ValueError(f"--mode must be pascal or naive, got {mode!r}")
     if mode == "pascal" and T is not None:
         raise ValueError("--T is for --mode naive; PASCAL's time steps follow from L")
-    net, cfg, st = load_stage(run_dir, stage)
+    with notes():
+        net, cfg, st = load_stage(run_dir, stage)
     kw = {} if mode == "naive" else {"neuron": neuron, "bias": bias, "simulate": simulate}
     res = evaluate_snn(net, eval_batches(cfg), mode, T=(T or 32) if mode == "naive" else None,
                        dtype=torch.float64 if float64 else None, **kw)
@@ -101,8 +103,83 @@ def report(
 
     Example: membra convert report runs/convert_digits --out reports/convert
     """
-    from ..convert.report import write_report
+    from ..experiments.qcfs_pascal import write_report
+    from ._runs import notes
 
-    path = write_report(run_dir, out, naive_T)
+    with notes():
+        path = write_report(run_dir, out, naive_T)
     typer.echo((path / "report.md").read_text().split("\n## ")[0])
     typer.echo(f"report -> {path}")
+
+
+@convert_app.command("calibrate")
+def calibrate(
+    out: Annotated[Path, typer.Option(help="Markdown report to write.")] = Path(
+        "reports/convert/calibrate.md"),
+    epochs: Annotated[int, typer.Option(min=1, help="Epochs of the ReLU net.")] = 30,
+    seed: Annotated[int, typer.Option(help="Seed of training and data order.")] = 0,
+    percentile: Annotated[float, typer.Option(help="Percentile of scale=percentile.")] = 99.9,
+    dataset: Annotated[str, typer.Option(help="digits | mnist-5k (real MNIST, 28x28).")] =
+    "digits",
+) -> None:
+    """Post-training conversion study on the digits or real MNIST: train a plain ReLU CNN,
+    calibrate QCFS clip values with quantize_relu (max and percentile, L = 2..16), convert
+    (PASCAL, naive at T = 1..64) and write the accuracy table.
+
+    Example: membra convert calibrate --dataset mnist-5k --epochs 5
+    --out reports/convert/calibrate_mnist5k.md
+    """
+    from ..convert.calibrate_study import calibration_study, study_markdown
+
+    res = calibration_study(epochs=epochs, seed=seed, percentile=percentile, dataset=dataset)
+    command = f"membra convert calibrate --epochs {epochs} --seed {seed} " \
+              f"--percentile {percentile:g}" + \
+              (f" --dataset {dataset} --out {out}" if dataset != "digits" else "")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(study_markdown(res, command))
+    typer.echo(study_markdown(res, command))
+    typer.echo(f"wrote {out}")
+
+
+@convert_app.command("latency")
+def latency(
+    configs: Annotated[list[Path], typer.Argument(help="Conversion run files (TOML with a "
+                                                       "\\[convert] table).")],
+    depths: Annotated[str, typer.Option(help="QCFS layers of the nets, comma-separated.")] =
+    "7,13",
+    T_max: Annotated[int, typer.Option("--T-max", min=1, help="Longest naive T.")] = 256,
+    runs: Annotated[Path, typer.Option(help="Folder of the training runs.")] = Path(
+        "runs/latency"),
+    out: Annotated[Path, typer.Option(help="Report folder (cases cached in OUT/latency).")] =
+    Path("reports/convert"),
+    set_: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045 (typer needs Optional)
+        "--set", help="Override for every config: section.key=value (repeat).")] = None,
+    cached_only: Annotated[bool, typer.Option(
+        "--cached-only", help="Report the cases evaluated so far; train and simulate nothing.")]
+    = False,
+) -> None:
+    """PASCAL's step counts (1 + sum L, max L, the per-layer T_eff of PASCAL's code) against
+    the T naive conversion needs for ANN - 0.5 pt, ANN - 0.1 pt and 100 % agreement, with
+    spikes and SOPs at equal accuracy; depth x (L = 2, L = 4, AL) per config. Trained runs and
+    evaluated cases are reused, so an interrupted benchmark resumes.
+
+    Example: membra convert latency configs/convert_latency_mnist5k.toml
+    configs/convert_latency_mnist1d.toml
+    """
+    from ..experiments.latency import latency_benchmark, resnet34_claim, write_latency_report
+
+    try:
+        ds = tuple(int(d) for d in depths.split(","))
+    except ValueError:
+        raise ValueError(f"--depths must be comma-separated ints, got {depths!r}") from None
+    results = latency_benchmark(configs, ds, runs_root=runs, cache=out / "latency",
+                                T_max=T_max, overrides=list(set_ or []), log=typer.echo,
+                                train=not cached_only)
+    command = ("membra convert latency " + " ".join(str(c) for c in configs)
+               + (f" --depths {depths}" if ds != (7, 13) else "")
+               + (f" --T-max {T_max}" if T_max != 256 else "")
+               + "".join(f" --set {s}" for s in set_ or [])
+               + (" --cached-only" if cached_only else ""))
+    md = write_latency_report(results, out, command, resnet34_claim())
+    typer.echo(md.read_text().split("\n## Spikes")[0])
+    typer.echo(f"report -> {md}")

@@ -44,7 +44,8 @@ def patterns(
         table.add_row(*r)
     Console().print(table)
     if out is not None:
-        from ..analysis.plots import pattern_heatmaps
+        from ..analysis.patterns import format_train
+        from ..plotting import pattern_heatmaps_figure, save
 
         out.mkdir(parents=True, exist_ok=True)
         md = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
@@ -54,38 +55,42 @@ def patterns(
             f"T = {T})\n\nGrid A: V_0 = 0, w in linspace(0, 1, 17). Grid B: V_0 in "
             "linspace(-1, 1, 9) x w in linspace(0, 1, 9).\n\n" + "\n".join(md) +
             "\n\n![heatmaps](patterns.png)\n")
-        png = pattern_heatmaps(results, out / "patterns.png", T=T)
+        labels = [format_train(c, T) for c in range(2 ** T)]
+        png = save(pattern_heatmaps_figure(results, labels), out / "patterns.png")
         typer.echo(f"wrote {out / 'patterns.md'} and {png}")
 
 
 @report_app.command("run-study")
 def run_study(
-    configs: Annotated[list[Path], typer.Argument(help="Study config TOML files.")],
+    configs: Annotated[list[Path], typer.Argument(help="Study run configs (one TOML per arm).")],
     out: Annotated[Path, typer.Option("--out", help="Folder for the run folders.")] = Path(
         "runs/study"),
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds.")] = "0,1,2",
     epochs: Annotated[int, typer.Option(help="Override train.epochs (0: keep).")] = 0,
-    threads: Annotated[int, typer.Option(help="torch CPU threads.")] = 1,
+    threads: Annotated[int, typer.Option(help="torch CPU threads (run.threads).")] = 1,
+    overrides: Annotated[list[str] | None, typer.Option(
+        "--set", help="Override a config key of every run, e.g. --set train.lr=1e-3.")] = None,
 ) -> None:
-    """Train every config with every seed (the IMP study runner) and write run folders that
-    `membra report imp` aggregates.
+    """Train every config with every seed through `membra train`'s engine; each run is an
+    ordinary run folder <out>/<run.name>_s<seed> (tagged with its arm and seed) that `membra
+    eval`, TensorBoard and `membra report imp` read. Finished runs are skipped, interrupted
+    ones resumed.
 
     Example: membra report run-study configs/study/digits/*.toml --out runs/study
     """
-    import torch
+    from ..experiments.study import run_arm
 
-    from ..analysis.study import run_arm
-
-    torch.set_num_threads(threads)
     try:
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
     except ValueError as err:
         raise typer.BadParameter(f"--seeds must be integers like 0,1,2, got {seeds!r}") \
             from err
-    overrides = {"train.epochs": epochs} if epochs else None
+    over = [f"run.threads={threads}", *(overrides or [])]
+    if epochs:
+        over.append(f"train.epochs={epochs}")
     for cfg in configs:
         for seed in seed_list:
-            run_arm(cfg, seed=seed, out_dir=out, overrides=overrides, log=typer.echo)
+            run_arm(cfg, seed=seed, out_dir=out, overrides=over, log=typer.echo)
 
 
 @report_app.command("imp")
@@ -100,7 +105,7 @@ def imp(
 
     Example: membra report imp runs/study --out reports/imp
     """
-    from ..analysis.imp_report import imp_report
+    from ..experiments.imp_tables import imp_report
 
     try:
         path = imp_report(runs, out, title=title)
@@ -124,7 +129,7 @@ def sops_(
     from ._runs import load_run_model
 
     try:
-        model, in_shape = load_run_model(run)
+        model, in_shape, _ = load_run_model(run)
         x = _test_batch(run, batch)
     except (ValueError, FileNotFoundError) as err:
         raise typer.BadParameter(str(err)) from err
@@ -132,15 +137,7 @@ def sops_(
 
 
 def _test_batch(run: Path, batch: int):
-    """``[T, B, *S]`` test inputs of a run (study runs and ``membra train`` runs)."""
-    import json
-
-    if (run / "config.json").is_file():
-        from ..analysis.study import load_data
-
-        cfg = json.loads((run / "config.json").read_text())
-        xte = load_data(cfg)[2]
-        return xte[:batch].transpose(0, 1)
+    """``[T, B, *S]`` test inputs of a run folder."""
     import torch
 
     from ..train.checkpoint import read_meta, resolve_checkpoint

@@ -89,14 +89,26 @@ def eval_(
         "--checkpoint", help="Checkpoint file to use (default: the run's latest).")] = None,
     device: Annotated[Optional[str], typer.Option(  # noqa: UP045
         "--device", help="cpu | cuda.")] = None,
+    plots: Annotated[bool, typer.Option(
+        "--plots", help="Also write the run's plots: curves, per-step accuracy, V_0 "
+        "histogram, and spike raster, membrane potentials, rate heatmap and dead/saturated "
+        "neurons on the first test inputs (needs membra[plot]).")] = False,
+    out: Annotated[Optional[Path], typer.Option(  # noqa: UP045
+        "--out", help="Folder for --plots (default: RUN/plots).")] = None,
 ) -> None:
     """Re-evaluate a trained run on its test split and print per-step accuracy.
 
-    Example: membra eval runs/digits_imp_lts
+    Example: membra eval runs/digits_imp_lts --plots
     """
     from ..train import evaluate_run
+    from ._runs import notes
 
-    evaluate_run(run_dir, checkpoint=checkpoint, device=device)
+    with notes():
+        ev = evaluate_run(run_dir, checkpoint=checkpoint, device=device, plots=plots,
+                          plots_out=out)
+    if plots:
+        typer.echo(f"plots: {len(ev['plots'])} files in "
+                   f"{Path(ev['plots'][0]).parent if ev['plots'] else out}")
 
 
 @app.command("config-keys")

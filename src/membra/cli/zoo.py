@@ -32,15 +32,30 @@ def _rows(rows: list[tuple[str, ...]]) -> None:
 
 @app.command()
 def models(options: bool = typer.Option(False, "--options", help="Also list each model's "
-                                        "options (keyword arguments of create_model).")
+                                        "options (keyword arguments of create_model)."),
+           pretrained: bool = typer.Option(False, "--pretrained", help="List the trained "
+                                           "classifiers shipped with membra instead, with "
+                                           "their test accuracy.")
            ) -> None:
     """List the model zoo (names for model.name in a run config), one line each.
 
     Every model maps [T, B, *in_shape] to per-step logits [T, B, K] and takes
     neuron="lif"|"if" and neuron_kwargs (e.g. init_potential="learnable").
+    With --pretrained: the shipped trained models, loaded in Python with
+    membra.models.pretrained(name).
 
-    Example: membra models --options
+    Examples:
+
+      membra models --options
+
+      membra models --pretrained
     """
+    if pretrained:
+        from ..models import pretrained_entries
+
+        _rows([(e.name, e.dataset, f"test {100 * e.test_acc:.2f}% ({e.readout})",
+                e.description) for e in pretrained_entries()])
+        return
     from ..models import model_entries
 
     rows = []

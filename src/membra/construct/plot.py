@@ -1,4 +1,4 @@
-"""Spike raster of a circuit on a short random train (needs ``membra[plot]``)."""
+"""Spike raster of a circuit on a short random train (drawn by :mod:`membra.plotting`)."""
 
 from __future__ import annotations
 
@@ -15,13 +15,9 @@ def plot_raster(circ, out, *, steps: int = 32, rate: float = 0.5, seed: int = 0,
     within a group), the output neuron at the bottom. Without ``X`` the train is Bernoulli
     ``rate``, from the first seed at or after ``seed`` that makes the output spike (up to 100
     tries). Returns the path."""
-    try:
-        import matplotlib
+    from ..plotting import circuit_raster_figure, require_matplotlib, save
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError("plotting needs matplotlib: pip install 'membra[plot]'") from e
+    require_matplotlib()  # before simulating: say what is missing first
     if not 0 <= rate <= 1:
         raise ValueError(f"rate must be in [0, 1], got {rate}")
     if X is None and (not isinstance(steps, int) or steps < 1):
@@ -41,27 +37,7 @@ def plot_raster(circ, out, *, steps: int = 32, rate: float = 0.5, seed: int = 0,
     for group, idx in groups.items():
         rows += [(circ.neurons[i], sim.spikes[:, i], group) for i in idx]
     rows.append((circ.output, sim.out, "output"))
-    palette = plt.get_cmap("tab10")
-    colours = {g: palette(k % 10) for k, g in enumerate(dict.fromkeys(r[2] for r in rows))}
-    T = X.shape[0]
-    fig, ax = plt.subplots(figsize=(min(3 + 0.22 * T, 16), 1 + 0.22 * len(rows)))
-    for y, (_, train, group) in enumerate(rows):
-        t = np.flatnonzero(train)
-        ax.scatter(t, np.full(t.size, y), marker="|", s=90, color=colours[group])
-    prev = None
-    for y, (_, _, group) in enumerate(rows):
-        if group != prev and y:
-            ax.axhline(y - 0.5, color="0.85", lw=0.8)
-        prev = group
-    ax.set_yticks(range(len(rows)), [f"{name} [{g}]" for name, _, g in rows], fontsize=7)
-    ax.set_ylim(len(rows) - 0.5, -0.5)
-    ax.set_xlim(-0.5, T - 0.5)
-    ax.set_xlabel("time step")
     kind = circ.meta.get("method", "circuit")
-    ax.set_title(f"{kind}: {circ.n_neurons} neurons, {circ.n_weights} weights, "
-                 f"clock={'yes' if circ.requires_clock else 'no'}", fontsize=9)
-    fig.tight_layout()
-    out = Path(out)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    title = (f"{kind}: {circ.n_neurons} neurons, {circ.n_weights} weights, "
+             f"clock={'yes' if circ.requires_clock else 'no'}")
+    return save(circuit_raster_figure(rows, title), out)

@@ -165,31 +165,9 @@ def scaling_rows(max_m: int = DEFAULT_MAX_M, big=BIG, check: bool = True,
 
 def _plot(rows, path: Path) -> None:
     """Log-log neurons (left) and weights (right) against m."""
-    import matplotlib
+    from ..plotting import save, scaling_figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    m = np.array([r["m"] for r in rows], dtype=float)
-    small = [r for r in rows if r["m"] <= 16]
-    ms = [r["m"] for r in small]
-    fig, axes = plt.subplots(1, 2, figsize=(9.6, 3.8))
-    panels = [("neurons", "n", "2m+4", "15 (m >= 3)", "2m+3+2^(m-2)"),
-              ("weights", "w", "8m+4", "41 (m >= 3)", "3+6m+2^(m-2)(2m+1)")]
-    for ax, (what, key, base_f, comp_f, sa_f) in zip(axes, panels, strict=True):
-        ax.loglog(m, [r[f"base_{key}"] for r in rows], "o-", ms=3,
-                  label=f"baseline, exact gap: {base_f}")
-        ax.loglog(m, [r[f"comp_{key}"] for r in rows], "s-", ms=3,
-                  label=f"compact, exact gap: {comp_f}")
-        ax.loglog(ms, [r[f"sa_{key}"] for r in small], "^-", ms=3,
-                  label=f"baseline, spiked k ago: {sa_f}")
-        ax.set_xlabel("memory m")
-        ax.set_ylabel(what)
-        ax.legend(fontsize=7, loc="upper left")
-        ax.grid(True, which="both", lw=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save(scaling_figure(rows), path, dpi=100)
 
 
 def command(out_dir, max_m: int, check: bool) -> str:

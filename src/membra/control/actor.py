@@ -15,6 +15,9 @@ membra :class:`~membra.nn.LIF` with ``tau=4``, ``v_th=0.5``, hard reset to 0 and
 surrogate of width 1 fed with ``4 i_t``, which is exactly ``v_t = 0.75 v_{t-1} (1-s_{t-1}) + i_t``,
 ``s_t = [v_t \ge 0.5]``.
 
+With ``neuron="bdett"`` the static threshold is replaced by :class:`DynamicThreshold`
+(a BDETT-style homeostatic threshold, see its docstring).
+
 Decoder: output-population rates averaged over ``T``, a learned weighted sum per action (the
 grouped ``Conv1d`` of PopSAN), ``tanh``, affinely mapped to ``[low, high]`` of the action box.
 """
@@ -26,12 +29,15 @@ import math
 import torch
 from torch import nn
 
+from ..functional.surrogate import spike
 from ..nn import LIF
 from .normalizer import ObsNormalizer
 
-__all__ = ["PopulationEncoder", "SpikingLayer", "PopulationDecoder", "PopSANActor"]
+__all__ = ["PopulationEncoder", "SpikingLayer", "DynamicThreshold", "PopulationDecoder",
+           "PopSANActor", "NEURONS"]
 
 ENCODINGS = ("deterministic", "stochastic")
+NEURONS = ("lif", "bdett")
 
 
 class PopulationEncoder(nn.Module):
@@ -74,20 +80,84 @@ class PopulationEncoder(nn.Module):
         return f"obs_dim={self.obs_dim}, pop={self.pop}, T={self.T}, encoding={self.encoding!r}"
 
 
+class DynamicThreshold(nn.Module):
+    r"""Hard-reset LIF layer with a homeostatic dynamic threshold in the manner of BDETT
+    (Ding et al., NeurIPS 2022): the threshold rises with the layer's average membrane
+    potential and falls with the neuron's rate of depolarisation.
+
+    Per step ``t``, for currents ``i_t`` ``[B, n]`` (``u`` the potential after the previous
+    reset, ``u_0 = 0``):
+
+    .. math::
+        v_t &= (1 - 1/\tau)\, u_{t-1} + i_t,\qquad
+        \bar v_t = \tfrac{1}{n}\textstyle\sum_j v_{t,j},\qquad D_t = v_t - u_{t-1} \\
+        \Theta_t &= \max\big(v_{th} + a\,(\bar v_t - v_{ref}) - b \tanh(D_t / C),\;
+        \Theta_{min}\big) \\
+        s_t &= H(v_t - \Theta_t),\qquad u_t = v_t (1 - s_t)
+
+    ``Theta`` is detached (the surrogate, rectangular of width 1 as PopSAN's, acts on
+    ``v - Theta``). ``a = b = 0`` is the static-threshold LIF of :class:`SpikingLayer`.
+    The BDETT paper's exact energy/temporal threshold equations and constants were not
+    available to membra: this functional form and every default are membra's own, built
+    on the two properties the paper states.
+    """
+
+    def __init__(self, n: int, *, tau: float = 4.0, v_th: float = 0.5, a: float = 0.5,
+                 v_ref: float = 0.0, b: float = 0.1, C: float = 0.5,
+                 theta_min: float = 0.05):
+        super().__init__()
+        for name, v in (("tau", tau), ("C", C), ("theta_min", theta_min)):
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise ValueError(f"DynamicThreshold: {name} must be a finite number > 0, "
+                                 f"got {v!r}")
+        self.n, self.tau, self.v_th, self.a, self.v_ref = n, float(tau), float(v_th), \
+            float(a), float(v_ref)
+        self.b, self.C, self.theta_min = float(b), float(C), float(theta_min)
+
+    def threshold(self, v: torch.Tensor, u_prev: torch.Tensor) -> torch.Tensor:
+        """``Theta_t`` from the potential ``v`` ``[B, n]`` and the previous post-reset
+        potential ``u_prev`` (class docstring)."""
+        vbar = v.mean(-1, keepdim=True)
+        th = self.v_th + self.a * (vbar - self.v_ref) - self.b * torch.tanh((v - u_prev) / self.C)
+        return th.clamp_min(self.theta_min).detach()
+
+    def forward(self, cur: torch.Tensor) -> torch.Tensor:
+        """Currents ``[T, B, n]`` -> spikes ``[T, B, n]``."""
+        u = torch.zeros_like(cur[0])
+        out = []
+        for t in range(cur.shape[0]):
+            v = (1.0 - 1.0 / self.tau) * u + cur[t]
+            s = spike(v - self.threshold(v, u), "rectangular", 1.0)
+            u = v * (1.0 - s.detach())
+            out.append(s)
+        return torch.stack(out)
+
+    def extra_repr(self) -> str:
+        return (f"n={self.n}, tau={self.tau}, v_th={self.v_th}, a={self.a}, b={self.b}, "
+                f"C={self.C}")
+
+
 class SpikingLayer(nn.Module):
     """``Linear`` synapses + current-based LIF: ``[T, B, n_in] -> spikes [T, B, n_out]``.
 
     ``i_t = decay * i_{t-1} + W x_t + b``; the membra :class:`LIF` (``tau``) receives
     ``tau * i_t`` so that its potential follows ``v_t = (1 - 1/tau) v_{t-1} + i_t``.
+    ``neuron="bdett"`` uses :class:`DynamicThreshold` on ``i_t`` instead.
     """
 
     def __init__(self, n_in: int, n_out: int, *, decay: float = 0.5, tau: float = 4.0,
-                 v_th: float = 0.5):
+                 v_th: float = 0.5, neuron: str = "lif"):
         super().__init__()
+        if neuron not in NEURONS:
+            raise ValueError(f"neuron={neuron!r} is not known; choose one of {list(NEURONS)}")
         self.linear = nn.Linear(n_in, n_out)
         self.decay = float(decay)
-        self.neuron = LIF(shape=(n_out,), tau=tau, v_th=v_th, reset="hard", v_reset=0.0,
-                          surrogate="rectangular", alpha=1.0, detach_reset=True)
+        self.kind = neuron
+        if neuron == "lif":
+            self.neuron = LIF(shape=(n_out,), tau=tau, v_th=v_th, reset="hard", v_reset=0.0,
+                              surrogate="rectangular", alpha=1.0, detach_reset=True)
+        else:
+            self.neuron = DynamicThreshold(n_out, tau=tau, v_th=v_th)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = self.linear(x)
@@ -95,7 +165,10 @@ class SpikingLayer(nn.Module):
         for t in range(w.shape[0]):
             i = self.decay * i + w[t]
             cur.append(i)
-        spikes, _ = self.neuron.run(torch.stack(cur) * float(self.neuron.tau), state=None)
+        cur = torch.stack(cur)
+        if self.kind == "bdett":
+            return self.neuron(cur)
+        spikes, _ = self.neuron.run(cur * float(self.neuron.tau), state=None)
         return spikes
 
 
@@ -127,6 +200,8 @@ class PopSANActor(nn.Module):
         hidden: widths of the spiking hidden layers.
         T: simulation steps per control step.
         encoding: ``"deterministic"`` or ``"stochastic"``.
+        neuron: ``"lif"`` (PopSAN's static threshold) or ``"bdett"``
+            (:class:`DynamicThreshold`).
         act_low, act_high: the action box (scalars or per dim).
 
     ``actor(obs)`` takes *raw* observations ``[B, obs_dim]``, z-scores and clips them with
@@ -137,7 +212,7 @@ class PopSANActor(nn.Module):
 
     def __init__(self, obs_dim: int, act_dim: int, pop_in: int = 10, pop_out: int = 10,
                  hidden=(256, 256), T: int = 5, encoding: str = "deterministic",
-                 act_low=-1.0, act_high=1.0):
+                 act_low=-1.0, act_high=1.0, neuron: str = "lif"):
         super().__init__()
         for name, v in (("obs_dim", obs_dim), ("act_dim", act_dim), ("pop_in", pop_in),
                         ("pop_out", pop_out), ("T", T)):
@@ -147,10 +222,12 @@ class PopSANActor(nn.Module):
         self.config = dict(obs_dim=obs_dim, act_dim=act_dim, pop_in=pop_in, pop_out=pop_out,
                            hidden=list(hidden), T=T, encoding=encoding,
                            act_low=_as_list(act_low), act_high=_as_list(act_high))
+        if neuron != "lif":  # older checkpoints have no key: they are "lif"
+            self.config["neuron"] = neuron
         self.obs_norm = ObsNormalizer(obs_dim)
         self.encoder = PopulationEncoder(obs_dim, pop_in, T, encoding)
         sizes = (obs_dim * pop_in, *hidden, act_dim * pop_out)
-        self.layers = nn.ModuleList(SpikingLayer(a, b)
+        self.layers = nn.ModuleList(SpikingLayer(a, b, neuron=neuron)
                                     for a, b in zip(sizes[:-1], sizes[1:], strict=True))
         self.decoder = PopulationDecoder(act_dim, pop_out, act_low, act_high)
         self.generator: torch.Generator | None = None

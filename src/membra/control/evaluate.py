@@ -68,7 +68,9 @@ def evaluate(actor, env_fn, episodes: int = 10, seed: int = 1000, degradation=No
             healthy actor, env seeds ``calibration_seed + e``) or a calibrated
             :class:`~membra.homeostasis.DWAM` on the healthy actor (its calibration, config and
             adapted layers are used).
-        reset_each_episode: reset DWAM (weights and statistics) at every episode start.
+        reset_each_episode: reset DWAM (weights and statistics) at every episode start;
+            ``False`` is the deployed regime: the adaptation carries over from episode to
+            episode (one reset before the first).
         healthy_rates: ``{layer: rates}`` reference for ``rate_dev`` when ``dwam`` is None.
 
     Returns a dict: ``returns``, ``mean``, ``std``, ``lengths``, ``outcomes`` (navigation:
@@ -119,6 +121,8 @@ def evaluate(actor, env_fn, episodes: int = 10, seed: int = 1000, degradation=No
                                            max_steps=max_steps)
             row = {"episode": e, "env_seed": seed + e, "return": ret, "length": n,
                    "outcome": info.get("outcome")}
+            if adapter is not None and cfg.guard_k:
+                row["rollbacks"] = adapter.rollbacks  # cumulative since the last reset
             stats = adapter.stats() if adapter is not None else None
             for name, hist in rec.history.items():
                 ls = _layer_stats(hist, None if healthy_rates is None

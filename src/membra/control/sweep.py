@@ -1,5 +1,5 @@
 """Degradation sweeps: every condition with and without DWAM on identical seeds and identical
-degraded weights, a markdown table, a CSV of episodes, and plots (matplotlib imported inside).
+degraded weights, a markdown table, a CSV of episodes, and plots (:mod:`membra.plotting`).
 """
 
 from __future__ import annotations
@@ -16,11 +16,33 @@ from .checkpoint import _resolve, load_actor
 from .degrade import NAV_ONLY
 from .envs import make_env
 from .evaluate import evaluate
+from .stats import (
+    bootstrap_ci,
+    draw_table,
+    episode_recovered,
+    episode_recovered_ci,
+    min_loss,
+    recovered_ci,
+    recovered_fraction,
+)
 
 __all__ = ["degradation_grid", "calibrated_dwam", "dwam_config_for", "run_sweep",
-           "write_report", "TEST_SEED", "VALIDATION_SEED"]
+           "write_report", "load_sweep", "summarize", "check_seeds", "TEST_SEED", "VALIDATION_SEED",
+           "DRAWS"]
 
 TEST_SEED, VALIDATION_SEED, CALIBRATION_SEED = 1000, 2000, 0
+SEED_BLOCK = 1000  # test env seeds are 1000..1999, validation 2000..2999, calibration 0..999
+DRAWS = 12  # weight-degradation draws per condition in a sweep
+
+
+def check_seeds(seed: int, episodes: int, split: str) -> None:
+    """Raise ``ValueError`` unless env seeds ``seed .. seed+episodes-1`` lie in ``split``'s
+    block (``"test"``: 1000-1999, ``"validation"``: 2000-2999): eta is tuned on validation
+    seeds only and results are reported on test seeds only."""
+    start = {"test": TEST_SEED, "validation": VALIDATION_SEED}[split]
+    if not (start <= seed and seed + episodes <= start + SEED_BLOCK):
+        raise ValueError(f"{split} runs use env seeds {start}..{start + SEED_BLOCK - 1}; got "
+                         f"seeds {seed}..{seed + episodes - 1}")
 
 _GRID = {
     "obs_gn": ((0.05, 0.1, 0.2, 0.5), 0.1),
@@ -49,18 +71,24 @@ def degradation_grid(env_id: str, full: bool = False) -> list[tuple[str, float] 
     return out
 
 
-def dwam_config_for(cfg: dict, **overrides) -> DWAMConfig:
-    """The DWAM config stored in a checkpoint's ``config.json`` (key ``"dwam"``), with
-    ``overrides`` (``None`` values ignored)."""
+def dwam_config_for(cfg: dict, persist: bool = False, **overrides) -> DWAMConfig:
+    """The DWAM config stored in a checkpoint's ``config.json`` (key ``"dwam"``; with
+    ``persist``, its ``"persist"`` entries, set by ``membra control tune --persist``, on
+    top), with ``overrides`` (``None`` values ignored)."""
     base = dict(cfg.get("dwam", {}).get("config", {}))
+    if persist:
+        base.update(cfg.get("dwam", {}).get("persist", {}))
     base.update({k: v for k, v in overrides.items() if v is not None})
     return DWAMConfig(**base)
 
 
 def calibrated_dwam(actor, run, env_fn, config: DWAMConfig, episodes: int = 3) -> DWAM:
     """A DWAM on the healthy ``actor`` with the run's calibration (``dwam.safetensors``),
-    calibrating (env seeds 0..episodes-1) and saving it when missing."""
+    calibrating (env seeds 0..episodes-1) and saving it when missing (never into a shipped
+    controller's folder)."""
     from safetensors.torch import load_file, save_file
+
+    from .checkpoint import is_shipped
 
     dwam = DWAM(actor, config)
     path = _resolve(run) / "dwam.safetensors"
@@ -68,10 +96,11 @@ def calibrated_dwam(actor, run, env_fn, config: DWAMConfig, episodes: int = 3) -
         dwam.load_state_dict(load_file(str(path)))
     else:
         dwam.calibrate(env_fn, episodes, seed=CALIBRATION_SEED)
-        try:
-            save_file(dwam.calibration_dict(), str(path))
-        except OSError:
-            pass
+        if not is_shipped(path.parent):
+            try:
+                save_file(dwam.calibration_dict(), str(path))
+            except OSError:
+                pass
     return dwam
 
 
@@ -88,17 +117,19 @@ def _summary(res: dict) -> dict:
     return out
 
 
-def run_sweep(run, episodes: int = 10, full: bool = False, repeats: int = 1,
+def run_sweep(run, episodes: int = 10, full: bool = False, repeats: int = DRAWS,
               dwam_config: DWAMConfig | None = None, seed: int = TEST_SEED,
-              conditions=None, progress: bool = True, max_steps: int | None = None) -> dict:
+              conditions=None, progress: bool = True, max_steps: int | None = None,
+              persist: bool = False) -> dict:
     """Evaluate the checkpoint ``run`` on :func:`degradation_grid` (or ``conditions``) with
-    and without DWAM. Weight degradations are drawn ``repeats`` times (degradation seeds
-    ``0..repeats-1``), each evaluated on ``episodes`` episodes (env seeds ``seed + e``).
-    Returns ``{"env_id", "dwam_config", "rows": [...], "episodes": [...]}``."""
+    and without DWAM, on test env seeds ``seed + e`` (:func:`check_seeds`). Weight
+    degradations are drawn ``repeats`` times (degradation seeds ``0..repeats-1``), each
+    evaluated on ``episodes`` episodes; ``persist``: DWAM is reset once per draw, not every
+    episode (the deployed regime). Returns ``{"env_id", "dwam_config", "rows": [...],
+    "episodes": [...]}``; each row keeps its per-draw means in ``row["draws"]``."""
     import torch
 
-    from .degrade import WEIGHT_DEGRADATIONS
-
+    check_seeds(seed, episodes, "test")
     torch.set_num_threads(1)
     actor, cfg = load_actor(run)
     env_id = cfg["env_id"]
@@ -113,36 +144,52 @@ def run_sweep(run, episodes: int = 10, full: bool = False, repeats: int = 1,
         from rich.progress import Progress
         bar = Progress()
         bar.start()
-        task = bar.add_task(f"sweep {env_id}", total=len(jobs))
+        total = sum(_n_draws(c, repeats) for c, _ in jobs)
+        task = bar.add_task(f"sweep {env_id}", total=total)
     rows, episode_rows = [], []
     try:
         for cond, arm in jobs:
-            reps = repeats if cond is not None and cond[0] in WEIGHT_DEGRADATIONS else 1
+            reps = _n_draws(cond, repeats)
             res_all = []
             for r in range(reps):
                 res = evaluate(actor, env_fn, episodes, seed=seed, degradation=cond,
                                dwam=dwam if arm else None, degradation_seed=r,
                                model_id=str(cfg.get("seed", 0)), healthy_rates=healthy,
-                               max_steps=max_steps)
+                               max_steps=max_steps, reset_each_episode=not persist)
                 res_all.append(res)
                 for row in res["episodes"]:
                     episode_rows.append({"task": env_id, "model": cfg.get("seed", 0),
                                          "condition": cond[0] if cond else "healthy",
                                          "severity": cond[1] if cond else "",
                                          "repeat": r, "dwam": int(arm), **row})
+                if bar is not None:
+                    bar.update(task, advance=1)
             merged = _merge(res_all)
             rows.append({"condition": cond[0] if cond else "healthy",
                          "severity": cond[1] if cond else None, "dwam": arm,
-                         **_summary(merged)})
-            if bar is not None:
-                bar.update(task, advance=1)
+                         **_summary(merged), "draws": [_draw(x) for x in res_all]})
     finally:
         if bar is not None:
             bar.stop()
     return {"env_id": env_id, "dwam_config": dwam.config_dict(), "episodes_per": episodes,
-            "repeats": repeats, "test_seed": seed, "train": {
+            "repeats": repeats, "test_seed": seed, "persist": persist, "train": {
                 k: cfg.get(k) for k in ("steps", "best_eval_return", "train_wall_s", "seed")},
+            "neuron": cfg["actor"].get("neuron", "lif"),
             "rows": rows, "episodes": episode_rows}
+
+
+RANDOM_DEGRADATIONS = ("weight_gn", "weight_zero")  # quantize is deterministic: one draw
+
+
+def _n_draws(cond, repeats: int) -> int:
+    """Draws of a condition: ``repeats`` for random weight damage, else 1."""
+    return repeats if cond is not None and cond[0] in RANDOM_DEGRADATIONS else 1
+
+
+def _draw(res: dict) -> dict:
+    """What a report keeps of one draw: its return statistics, firing summary, and returns."""
+    return {k: v for k, v in _summary(res).items() if k != "layers"} | {
+        "returns": res["returns"]}
 
 
 def _merge(results: list[dict]) -> dict:
@@ -169,43 +216,130 @@ def _pairs(sweep: dict):
     return out
 
 
-def markdown_table(sweep: dict) -> str:
-    """Healthy return, each degradation without and with DWAM, and the fraction of the lost
-    return DWAM recovers ``(on - off) / (healthy_off - off)`` (only where something was lost)."""
+def _ci(x) -> tuple[float, float]:
+    return bootstrap_ci(x)
+
+
+def summarize(sweep: dict) -> list[dict]:
+    """Per condition: mean return off/on with 95 % bootstrap CIs, the paired difference
+    (on - off) with its CI, the recovered fraction with its CI (:mod:`.stats`), the
+    per-draw table (weight degradations) and the rate CV / rate deviation off/on.
+
+    Units of the bootstrap: degradation draws (each the mean over its episodes) where a
+    condition has more than one draw; paired episodes otherwise (healthy, sensor noise)."""
     pairs = _pairs(sweep)
-    healthy = next(p[1]["mean"] for p in pairs if p[0] == "healthy")
-    nav = "success_rate" in sweep["rows"][0]
-    head = ["condition", "no DWAM", "DWAM", "recovered", "rate_dev off/on", "CV off/on",
-            "drift"]
-    if nav:
-        head[3:3] = ["success off/on"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    h_off = next(p[1] for p in pairs if p[0] == "healthy")
+    h_ret = np.asarray(h_off["draws"][0]["returns"], float) if "draws" in h_off else None
+    H = h_off["mean"]
+    out = []
     for label, a, b in pairs:
-        lost = healthy - a["mean"]
-        if label == "healthy":
-            rec = f"{(b['mean'] - a['mean']) / max(abs(a['mean']), 1e-9):+.1%} (change)"
-        elif lost > 0.02 * max(abs(healthy), 1.0):
-            rec = f"{(b['mean'] - a['mean']) / lost:+.0%}"
+        item = {"condition": label, "off": a["mean"], "on": b["mean"],
+                "cv": (a["cv"], b["cv"]), "rate_dev": (a["rate_dev"], b["rate_dev"]),
+                "drift": b["drift"], "draws": None}
+        for k in ("success_rate",):
+            if k in a:
+                item[k] = (a[k], b[k])
+        if "draws" not in a:  # a sweep written before CIs existed
+            out.append(item)
+            continue
+        if len(a["draws"]) > 1:
+            off = np.array([d["mean"] for d in a["draws"]])
+            on = np.array([d["mean"] for d in b["draws"]])
+            item.update(units="draws", n=len(off), off_ci=_ci(off), on_ci=_ci(on),
+                        diff_ci=_ci(on - off), draws=draw_table(off, on, H),
+                        recovered=recovered_fraction(off, on, H),
+                        recovered_ci=recovered_ci(off, on, H),
+                        losing=int(sum(H - off > min_loss(H))))
         else:
-            rec = "n/a (no loss)"
-        cells = [label, f"{a['mean']:.1f} ± {a['std']:.1f}", f"{b['mean']:.1f} ± {b['std']:.1f}",
-                 rec, f"{a['rate_dev']:.3f} / {b['rate_dev']:.3f}",
-                 f"{a['cv']:.2f} / {b['cv']:.2f}", f"{b['drift']:.3f}"]
+            off = np.asarray(a["draws"][0]["returns"], float)
+            on = np.asarray(b["draws"][0]["returns"], float)
+            item.update(units="episodes", n=len(off), off_ci=_ci(off), on_ci=_ci(on),
+                        diff_ci=_ci(on - off))
+            if label == "healthy":
+                item["change"] = (b["mean"] - a["mean"]) / max(abs(a["mean"]), 1e-9)
+                item["change_ci"] = tuple(x / max(abs(a["mean"]), 1e-9)
+                                          for x in item["diff_ci"])
+            elif h_ret is not None and len(h_ret) == len(off):
+                item["recovered"] = episode_recovered(off, on, h_ret)
+                item["recovered_ci"] = episode_recovered_ci(off, on, h_ret)
+        out.append(item)
+    return out
+
+
+def _fmt_ci(ci, pct: int | bool = False) -> str:
+    """`` [lo, hi]`` (returns, 1 decimal) or percentages with ``pct`` decimals."""
+    if ci is None or not np.all(np.isfinite(ci)):
+        return ""
+    return f" [{ci[0]:+.{pct}%}, {ci[1]:+.{pct}%}]" if pct is not False else \
+        f" [{ci[0]:.1f}, {ci[1]:.1f}]"
+
+
+def markdown_table(sweep: dict) -> str:
+    """Per condition: return without and with DWAM (mean and 95 % CI), the paired
+    difference, the recovered fraction with its CI (:func:`summarize`), success rate
+    (navigation), rate deviation, rate CV and drift."""
+    items = summarize(sweep)
+    nav = "success_rate" in items[0]
+    head = ["condition", "no DWAM [95% CI]", "DWAM [95% CI]", "DWAM - no DWAM [95% CI]",
+            "recovered [95% CI]", "rate_dev off/on", "rate CV off/on", "drift"]
+    if nav:
+        head[4:4] = ["success off/on"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for it in items:
+        if it["condition"] == "healthy" and "change" in it:
+            rec = f"{it['change']:+.1%} (change){_fmt_ci(it['change_ci'], 1)}"
+        elif "recovered" in it and np.isfinite(it["recovered"]):
+            rec = f"{it['recovered']:+.0%}{_fmt_ci(it['recovered_ci'], 0)}"
+            if it.get("units") == "draws":
+                rec += f" ({it['losing']}/{it['n']} draws lose)"
+        else:
+            rec = "n/a (no loss)" if "units" in it else ""
+        diff = it["on"] - it["off"]
+        cells = [it["condition"], f"{it['off']:.1f}{_fmt_ci(it.get('off_ci'))}",
+                 f"{it['on']:.1f}{_fmt_ci(it.get('on_ci'))}",
+                 f"{diff:+.1f}{_fmt_ci(it.get('diff_ci'))}", rec,
+                 f"{it['rate_dev'][0]:.3f} / {it['rate_dev'][1]:.3f}",
+                 f"{it['cv'][0]:.3f} / {it['cv'][1]:.3f}", f"{it['drift']:.3f}"]
         if nav:
-            cells[3:3] = [f"{a['success_rate']:.0%} / {b['success_rate']:.0%}"]
+            cells[4:4] = [f"{it['success_rate'][0]:.0%} / {it['success_rate'][1]:.0%}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def write_report(sweep: dict, out: str | Path, title: str | None = None) -> Path:
-    """Write ``sweep.md`` (table), ``sweep.json`` (rows), ``episodes.csv``, ``returns.png``
-    (bar plot with std error bars) and ``firing.png`` (per-layer CV and rate deviation)."""
+def draws_markdown(sweep: dict) -> str:
+    """One table per multi-draw condition: each draw's return off/on, its loss, its
+    recovered fraction ("no loss" for a draw that loses nothing) and rate CV off/on."""
+    out = []
+    pairs = {p[0]: p for p in _pairs(sweep)}
+    for it in summarize(sweep):
+        if not it["draws"]:
+            continue
+        _, a, b = pairs[it["condition"]]
+        out += [f"### {it['condition']}: per draw", "",
+                "| draw | no DWAM | DWAM | loss | recovered | rate CV off/on |",
+                "|---|---|---|---|---|---|"]
+        for d, da, db in zip(it["draws"], a["draws"], b["draws"], strict=True):
+            rec = f"{d['recovered']:+.0%}" if d["loses"] else "no loss"
+            out.append(f"| {d['draw']} | {d['off']:.1f} | {d['on']:.1f} | {d['loss']:.1f} | "
+                       f"{rec} | {da['cv']:.3f} / {db['cv']:.3f} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def load_sweep(folder) -> dict:
+    """A sweep read back from ``folder/sweep.json`` (episodes are not reloaded; rewriting the
+    report keeps the folder's ``episodes.csv``)."""
+    return json.loads((Path(folder) / "sweep.json").read_text()) | {"episodes": []}
+
+
+def write_report(sweep: dict, out: str | Path, title: str | None = None,
+                 command: str | None = None) -> Path:
+    """Write ``sweep.md`` (table with CIs, per-draw tables, the ``command`` that produced
+    it), ``sweep.json`` (rows), ``episodes.csv``, ``returns.png`` and ``firing.png``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = [{k: v for k, v in r.items()} for r in sweep["rows"]]
     (out / "sweep.json").write_text(json.dumps({k: v for k, v in sweep.items()
-                                                if k != "episodes"} | {"rows": rows},
-                                               indent=1) + "\n")
+                                                if k != "episodes"}, indent=1) + "\n")
     if sweep["episodes"]:
         keys = list(dict.fromkeys(k for r in sweep["episodes"] for k in r))
         with open(out / "episodes.csv", "w", newline="") as f:
@@ -214,68 +348,43 @@ def write_report(sweep: dict, out: str | Path, title: str | None = None) -> Path
             w.writerows(sweep["episodes"])
     cfg = sweep["dwam_config"]
     tr = sweep.get("train", {})
-    md = [f"# {title or 'DWAM degradation sweep: ' + sweep['env_id']}", "",
-          f"Controller: PopSAN-TD3 on `{sweep['env_id']}`, training seed {tr.get('seed')}, "
-          f"{tr.get('steps')} steps ({tr.get('train_wall_s')} s on CPU), validation return "
-          f"{tr.get('best_eval_return')}.",
-          f"Evaluation: {sweep['episodes_per']} episodes per condition (env seeds "
-          f"{sweep['test_seed']}..{sweep['test_seed'] + sweep['episodes_per'] - 1}), "
-          f"{sweep['repeats']} weight-degradation draw(s); identical seeds and degraded weights "
-          "with and without DWAM. Mean ± std over episodes.",
-          f"DWAM: eta={cfg['eta']}, zeta={cfg['zeta']}, a_theta={cfg['a_theta']}, "
-          f"a_stat={cfg['a_stat']}, rho={cfg['rho']}, c0={cfg['c0']} (floor {cfg['c0_min']}); "
-          "reset every episode.", "",
-          "`recovered` = (DWAM - no DWAM) / (healthy - no DWAM); `rate_dev` = sum over layers "
-          "of mean |per-neuron rate - healthy rate|; `CV` = mean temporal CV of neuron rates; "
-          "`drift` = ||W - W_ref|| / ||W_ref|| at episode end (mean over layers).", "",
-          markdown_table(sweep), "", "![returns](returns.png)", "", "![firing](firing.png)", ""]
+    regime = ("persistent: reset once per draw, adaptation carried across episodes"
+              + (f", guard K={cfg.get('guard_k')}" if cfg.get("guard_k") else "")
+              if sweep.get("persist") else "reset every episode")
+    md = [f"# {title or 'DWAM degradation sweep: ' + sweep['env_id']}", ""]
+    if command:
+        md += [f"Produced by: `{command}`", ""]
+    md += [f"Controller: PopSAN-TD3 ({sweep.get('neuron', 'lif')} neurons) on "
+           f"`{sweep['env_id']}`, training seed {tr.get('seed')}, {tr.get('steps')} steps "
+           f"({tr.get('train_wall_s')} s on CPU), validation return "
+           f"{tr.get('best_eval_return')}.",
+           f"Evaluation: {sweep['episodes_per']} episodes per condition and draw (test env "
+           f"seeds {sweep['test_seed']}..{sweep['test_seed'] + sweep['episodes_per'] - 1}), "
+           f"{sweep['repeats']} weight-degradation draws; identical seeds and degraded "
+           "weights with and without DWAM.",
+           f"DWAM: eta={cfg['eta']}, zeta={cfg['zeta']}, a_theta={cfg['a_theta']}, "
+           f"a_stat={cfg['a_stat']}, rho={cfg['rho']}, c0={cfg['c0']} (floor "
+           f"{cfg['c0_min']}); {regime}.", "",
+           "Means with 95 % percentile-bootstrap CIs (10,000 resamples, seed 0) over "
+           "degradation draws (each draw = the mean over its episodes) for weight "
+           "degradations, over paired episodes otherwise. `recovered` = sum over losing "
+           "draws of (DWAM - no DWAM) / sum of (healthy - no DWAM); a draw *loses* when it "
+           "costs more than 2 % of |healthy| (at least 1 point); draws that lose nothing are "
+           "listed below and kept out of the ratio. `rate_dev` = sum over layers of mean "
+           "|per-neuron rate - healthy rate|; `rate CV` = mean over layers and neurons of "
+           "the temporal coefficient of variation of the neuron's rate (std/mean over "
+           "control steps); `drift` = ||W - W_ref|| / ||W_ref|| at episode end.", "",
+           markdown_table(sweep), "", draws_markdown(sweep), "![returns](returns.png)", "",
+           "![firing](firing.png)", ""]
     (out / "sweep.md").write_text("\n".join(md))
     _plots(sweep, out)
     return out
 
 
 def _plots(sweep: dict, out: Path) -> None:
-    try:
-        import matplotlib
-    except ImportError as e:  # pragma: no cover
-        raise ImportError("plots need matplotlib: pip install 'membra[plot]'") from e
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from ..plotting import save, sweep_firing_figure, sweep_returns_figure
 
     pairs = _pairs(sweep)
-    labels = [p[0] for p in pairs]
-    x = np.arange(len(pairs))
-    fig, ax = plt.subplots(figsize=(max(6, 0.7 * len(pairs) + 2), 4))
-    for i, (name, idx) in enumerate((("no DWAM", 1), ("DWAM", 2))):
-        m = [p[idx]["mean"] for p in pairs]
-        s = [p[idx]["std"] for p in pairs]
-        ax.bar(x + (i - 0.5) * 0.4, m, 0.4, yerr=s, capsize=3, label=name)
-    ax.set_xticks(x, labels, rotation=45, ha="right")
-    ax.set_ylabel("episode return (mean ± std)")
-    ax.set_title(f"{sweep['env_id']}: return under degradation")
-    # outside the axes: returns can be negative (Pendulum) or large, so no corner is free
-    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out / "returns.png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-
-    layer_names = list(pairs[0][1]["layers"])
-    fig, axes = plt.subplots(2, len(layer_names), figsize=(4 * len(layer_names), 6.5),
-                             squeeze=False)
-    for j, ln in enumerate(layer_names):
-        for r, (stat, lab) in enumerate((("cv", "temporal CV of rates"),
-                                         ("rate_dev", "|rate - healthy rate|"))):
-            ax = axes[r, j]
-            for i, (name, idx) in enumerate((("no DWAM", 1), ("DWAM", 2))):
-                v = [p[idx]["layers"][ln].get(stat, np.nan) for p in pairs]
-                ax.bar(x + (i - 0.5) * 0.4, v, 0.4, label=name)
-            ax.set_title(f"{ln}: {lab}", fontsize=9)
-            ax.set_xticks(x, labels if r == 1 else [""] * len(x), rotation=60, ha="right",
-                          fontsize=7)
-            ax.grid(axis="y", alpha=0.3)
-    axes[0, 0].legend(fontsize=8)
-    fig.suptitle(f"{sweep['env_id']}: firing-rate variability per layer")
-    fig.tight_layout()
-    fig.savefig(out / "firing.png", dpi=100)
-    plt.close(fig)
+    save(sweep_returns_figure(pairs, sweep["env_id"]), out / "returns.png",
+         bbox_inches="tight")
+    save(sweep_firing_figure(pairs, sweep["env_id"]), out / "firing.png", dpi=100)

@@ -10,9 +10,13 @@ Example::
     print(snn.report().to_markdown())                     # L, windows, spikes, SOPs, energy
     naive = to_snn(model, mode="naive", T=32)
     per_step = naive(x, return_all_steps=True)            # [T, B, K] running means
+
+    qnet = quantize_relu(relu_net, calib_x, L=8)           # a trained ReLU net, calibrated
+    snn = to_snn(qnet, mode="pascal")                     # == qnet(x)
 """
 
 from .al import al_select, distortion, pascal_hist_statistic
+from .calibrate import quantize_relu, relu_sites
 from .graph import InvalidValueError, UnsupportedLayerError, capture, check_values, fold_bn
 from .nets import NETS, build_net
 from .qcfs import (
@@ -29,6 +33,9 @@ from .qcfs import (
 from .snn import (
     ConversionReport,
     ConvertedSNN,
+    NaiveIF,
+    PascalNeuron,
+    StaticInput,
     bias_shares,
     qcfs_counts,
     signed_counts,
@@ -41,4 +48,5 @@ __all__ = ["QCFS", "Residual", "replace_relu", "set_L", "get_L", "qcfs", "qcfs_c
            "ConvertedSNN", "ConversionReport", "al_select", "distortion",
            "pascal_hist_statistic", "UnsupportedLayerError", "InvalidValueError",
            "two_phase_counts", "signed_counts", "bias_shares", "qcfs_counts", "NETS",
-           "build_net"]
+           "build_net", "quantize_relu", "relu_sites", "PascalNeuron", "NaiveIF",
+           "StaticInput"]

@@ -11,7 +11,8 @@ from torch import nn
 
 from .qcfs import Residual
 
-__all__ = ["NETS", "build_net", "digits_net", "vgg16", "resnet18", "resnet34", "BasicBlock"]
+__all__ = ["NETS", "build_net", "digits_net", "vgg16", "vgg_small", "VGGSmall", "resnet18",
+           "resnet34", "BasicBlock"]
 
 
 def _conv_bn(cin, cout, stride=1):
@@ -52,6 +53,50 @@ def vgg16(in_shape=(3, 32, 32), num_classes=10, pool: str = "avg", width: int = 
                nn.Dropout(dropout), nn.Linear(width, width), nn.ReLU(), nn.Dropout(dropout),
                nn.Linear(width, num_classes)]
     return nn.Sequential(*layers)
+
+
+class VGGSmall(nn.Module):
+    """A narrow VGG-style net with ``depth`` QCFS (ReLU) layers: ``depth - 1`` 3-wide
+    Conv-BN-ReLU layers in stages (2 per stage for ``depth`` <= 9, else 3), an average pool
+    (kernel 2) after each stage while the map is >= 2 wide, then Flatten-Linear(64)-BN-ReLU
+    -Linear(K). ``in_shape`` ``(C, H, W)`` uses Conv2d; a flat ``(N,)`` input (a 1-D signal)
+    is viewed as ``(1, N)`` and uses Conv1d. Stage widths are ``width * (1, 2, 4, 4, ...)``."""
+
+    def __init__(self, in_shape=(1, 28, 28), num_classes=10, depth: int = 7, width: int = 8):
+        super().__init__()
+        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 2:
+            raise ValueError(f"vgg_small: depth (QCFS layers) must be an int >= 2, got {depth!r}")
+        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+            raise ValueError(f"vgg_small: width must be a positive int, got {width!r}")
+        self.flat = len(in_shape) == 1
+        conv, bn, pool = ((nn.Conv1d, nn.BatchNorm1d, nn.AvgPool1d) if self.flat else
+                          (nn.Conv2d, nn.BatchNorm2d, nn.AvgPool2d))
+        c, size = (1, [in_shape[0]]) if self.flat else (in_shape[0], list(in_shape[1:]))
+        per_stage = 2 if depth <= 9 else 3
+        layers, n_conv = [], depth - 1
+        for i in range(n_conv):
+            w = width * min(2 ** (i // per_stage), 4)
+            layers += [conv(c, w, 3, 1, 1, bias=False), bn(w), nn.ReLU()]
+            c = w
+            if (i + 1) % per_stage == 0 and min(size) >= 2:
+                layers.append(pool(2))
+                size = [s // 2 for s in size]
+        self.features = nn.Sequential(*layers)
+        n = c
+        for s in size:
+            n *= s
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(n, 64), nn.BatchNorm1d(64),
+                                        nn.ReLU(), nn.Linear(64, num_classes))
+
+    def forward(self, x):
+        if self.flat:
+            x = x.view(x.size(0), 1, -1)
+        return self.classifier(self.features(x))
+
+
+def vgg_small(in_shape=(1, 28, 28), num_classes=10, depth: int = 7, width: int = 8) -> VGGSmall:
+    """:class:`VGGSmall`: a narrow VGG-style net with ``depth`` QCFS layers."""
+    return VGGSmall(in_shape, num_classes, depth, width)
 
 
 class BasicBlock(nn.Module):
@@ -120,7 +165,8 @@ def resnet34(in_shape=(3, 224, 224), num_classes=1000, stem="imagenet", width=64
     return ResNet((3, 4, 6, 3), in_shape, num_classes, stem, width)
 
 
-NETS = {"digits_net": digits_net, "vgg16": vgg16, "resnet18": resnet18, "resnet34": resnet34}
+NETS = {"digits_net": digits_net, "vgg16": vgg16, "vgg_small": vgg_small, "resnet18": resnet18,
+        "resnet34": resnet34}
 
 
 def build_net(name: str, *, in_shape, num_classes: int, **options) -> nn.Module:

@@ -92,7 +92,9 @@ class QCFS(nn.Module):
         return qcfs(z, self.lam, self.L)
 
     def extra_repr(self) -> str:
-        return f"L={self.L}, lam={self.lam.item():.4g}"
+        lam = f"{self.lam.item():.4g}" if self.lam.dim() == 0 else \
+            f"[{self.lam.numel()} channels, max {self.lam.max().item():.4g}]"
+        return f"L={self.L}, lam={lam}"
 
 
 class Residual(nn.Module):

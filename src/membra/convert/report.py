@@ -1,30 +1,18 @@
-"""Evaluate a trained conversion run (ANN, PASCAL, naive over T) and write its report."""
+"""Evaluate a converted SNN against its QCFS ANN on given batches: accuracy, agreement, logit
+differences, count mismatches and the per-layer spikes/SOPs (what a conversion report shows;
+the report of a trained run is written by :mod:`membra.experiments.qcfs_pascal`)."""
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
 import torch
 
 from .snn import qcfs_counts, to_snn
-from .train import load_stage, stages
 
-__all__ = ["eval_batches", "evaluate_snn", "evaluate_stage", "write_report",
-           "steps_to_reach"]
+__all__ = ["evaluate_snn", "steps_to_reach"]
 
 _SUMMED = {"spikes", "sops", "macs", "reverse_spikes"}
-
-
-def eval_batches(cfg, batch_size: int | None = None):
-    """``[(x [B, ...], y)]`` of the run's test split (the ANN's input: time step 0)."""
-    from ..train.engine import build_datasets
-
-    test_ds = build_datasets(cfg)[1]
-    loader = torch.utils.data.DataLoader(test_ds, batch_size=batch_size or
-                                         cfg.data.eval_batch_size, shuffle=False)
-    return [(x.transpose(0, 1)[0], y) for x, y in loader]
 
 
 def _max_abs_diff(current: float, a: torch.Tensor, b: torch.Tensor) -> float:
@@ -106,69 +94,3 @@ def evaluate_snn(net, batches, mode: str, T: int | None = None, dtype=None, **kw
 def steps_to_reach(acc_per_T, target: float) -> int | None:
     """The first ``T`` (1-based) whose accuracy is ``>= target``, or None."""
     return next((t + 1 for t, a in enumerate(acc_per_T) if a >= target), None)
-
-
-def evaluate_stage(run, stage=None, naive_T: int = 64, dtype=torch.float32) -> dict:
-    """ANN, PASCAL (temporal) and naive (T = 1..naive_T) results of one stage of a run."""
-    net, cfg, st = load_stage(run, stage)
-    batches = eval_batches(cfg)
-    pascal = evaluate_snn(net, batches, "pascal", dtype=dtype)
-    naive = evaluate_snn(net, batches, "naive", T=naive_T)
-    return {"stage": st["name"], "L": st["L"], "sum_L": sum(st["L"].values()),
-            "pascal": pascal, "naive": naive}
-
-
-def write_report(run, out=None, naive_T: int = 64) -> Path:
-    """``report.md``, ``report.json`` and plots (naive accuracy vs T against the ANN line and
-    the PASCAL point; spikes and SOPs per layer; uniform L vs AL) for every stage of ``run``."""
-    from .plots import plot_layers, plot_naive_curve, plot_stages
-
-    root, record = stages(run)
-    out = Path(out) if out is not None else root / "report"
-    out.mkdir(parents=True, exist_ok=True)
-    results = [evaluate_stage(root, s["name"], naive_T) for s in record["stages"]]
-    (out / "report.json").write_text(json.dumps(
-        [{k: v for k, v in r.items()} for r in results], indent=2, default=str))
-    figs = [plot_naive_curve(results, out / "naive_vs_T.png"),
-            plot_layers(results, out / "layers.png")]
-    if len(results) > 1:
-        figs.append(plot_stages(results, out / "uniform_vs_al.png"))
-    lines = [f"# Conversion report: {root.name}", "",
-             f"Net `{record['net']}`; test split of the run's dataset. PASCAL runs the "
-             "temporal simulation (IF neurons, float32); naive mode is IF conversion with "
-             "threshold lambda, v(0) = lambda/2, soft reset, read out as the running mean.", "",
-             "| stage | levels L | sum L | ANN acc | PASCAL acc | PASCAL = ANN predictions | "
-             "count mismatches vs folded / trained ANN | max abs logit diff (folded / trained "
-             "ANN) | "
-             "PASCAL time steps | spikes / sample | naive acc T=1 / 2 / 4 / 8 / 16 / 64 | "
-             "first naive T within 0.5 pp of the ANN | first naive T with all ANN predictions |",
-             "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---|---:|---:|"]
-    for r in results:
-        p, nv = r["pascal"], r["naive"]["acc_per_T"]
-        pick = " / ".join(f"{100 * nv[t - 1]:.1f}" for t in (1, 2, 4, 8, 16, 64)
-                          if t <= len(nv))
-        reach = steps_to_reach(nv, p["ann_acc"] - 0.005)
-        same = steps_to_reach(r["naive"]["agree_per_T"], 1.0)
-        lines.append(f"| {r['stage']} | {list(r['L'].values())} | {r['sum_L']} | "
-                     f"{100 * p['ann_acc']:.2f}% | {100 * p['snn_acc']:.2f}% | "
-                     f"{100 * p['agreement']:.1f}% | {p['count_mismatches']} / "
-                     f"{p['unfolded_count_mismatches']} of {p['neurons']:,} | "
-                     f"{p['folded_logit_diff']:.2e} / "
-                     f"{p['max_logit_diff']:.2e} | {p['time_steps']} | "
-                     f"{p['report']['spikes']:,.0f} | {pick} | "
-                     f"{reach if reach else f'> {len(nv)}'} | "
-                     f"{same if same else f'> {len(nv)}'} |")
-    lines += ["", "Two references: the BN-folded ANN (the network PASCAL is built from, same "
-              "dtype) and the trained ANN (BN unfolded, float32). Counts are compared neuron by "
-              "neuron; the predictions column is against the trained ANN. Folding rounds, so a "
-              "pre-activation within rounding distance of a level boundary can change its count "
-              "between the two ANNs, and the change propagates to later layers (a logit "
-              "difference of one quantum or more). See docs/conversion.md, 'What is exact'."]
-    for r in results:
-        lines += ["", f"## Stage `{r['stage']}`: PASCAL per layer (per test sample)", "",
-                  r["pascal"]["markdown"], "",
-                  f"Naive at T = {len(r['naive']['acc_per_T'])}, per layer:", "",
-                  r["naive"]["markdown"]]
-    lines += [""] + [f"![{f.stem}]({f.name})" for f in figs]
-    (out / "report.md").write_text("\n".join(lines) + "\n")
-    return out

@@ -24,6 +24,12 @@ L`` on the longest path (plus the correction steps of the signed neuron).
 **Naive** (``mode="naive"``): each QCFS becomes an IF neuron with threshold λ, ``v(0) = λ/2``,
 soft reset and output ``λ s(t)``; all layers run for the same ``T`` steps on the analog input
 repeated every step, biases added every step; the output is the running mean of the logits.
+
+**Layers.** Every QCFS *call site* becomes its own spiking layer (:class:`PascalNeuron` or
+:class:`NaiveIF`, listed in ``ConvertedSNN.ops`` next to the folded ANN's Conv/Linear modules),
+with its own λ, L, window and spike counts; a module called twice is two layers
+(:func:`~membra.convert.graph.call_site_names`). :meth:`ConvertedSNN.report` counts synaptic
+operations with :func:`membra.energy.sops` on the same simulation (:class:`StaticInput`).
 """
 
 from __future__ import annotations
@@ -34,14 +40,15 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
-from ..energy import E_AC, E_MAC, ones_op
+from ..energy import E_AC, E_MAC, SOPReport, sops
 from ..kernels import if_sequence
-from .graph import AVGPOOLS, UnsupportedLayerError, capture, fold_bn
+from .graph import AVGPOOLS, UnsupportedLayerError, _Reshape, capture, fold_bn
 from .qcfs import QCFS, qcfs_count, qcfs_scale
 
 __all__ = ["to_snn", "ConvertedSNN", "ConversionReport", "two_phase_counts", "signed_counts",
-           "bias_shares", "qcfs_counts"]
+           "bias_shares", "qcfs_counts", "PascalNeuron", "NaiveIF", "StaticInput"]
 
 
 def _fold_time(module, x: torch.Tensor) -> torch.Tensor:
@@ -52,17 +59,19 @@ def _fold_time(module, x: torch.Tensor) -> torch.Tensor:
 
 
 def _weight_only(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    if isinstance(module, nn.Linear):
-        return nn.functional.linear(x, module.weight)
-    return module._conv_forward(x, module.weight, None)
+    """``module(x)`` without its bias (a zero bias: ``+ 0`` is exact), called as the module
+    so that forward hooks (:func:`membra.energy.sops`) see it."""
+    return torch.func.functional_call(module, {"bias": torch.zeros_like(module.bias)}, (x,))
 
 
 def qcfs_counts(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
-    """``(model(x), {QCFS path: count of its input})``: one ANN forward pass recording every
-    QCFS layer's count ``clamp(floor(z L / lam + 1/2), 0, L)`` (:func:`qcfs_count`)."""
-    counts: dict[str, torch.Tensor] = {}
+    """``(model(x), {QCFS call site: count of its input})``: one ANN forward pass recording
+    every QCFS call's count ``clamp(floor(z L / lam + 1/2), 0, L)`` (:func:`qcfs_count`). A
+    module called once is keyed by its path, the k-th call of a module called several times by
+    ``path@k`` (:func:`~membra.convert.graph.call_site_names`)."""
+    calls: dict[str, list[torch.Tensor]] = {}
     hooks = [m.register_forward_hook(
-        lambda m, a, o, p=p: counts.__setitem__(p, qcfs_count(a[0], m.lam, m.L)))
+        lambda m, a, o, p=p: calls.setdefault(p, []).append(qcfs_count(a[0], m.lam, m.L)))
         for p, m in model.named_modules() if isinstance(m, QCFS)]
     try:
         with torch.no_grad():
@@ -70,6 +79,8 @@ def qcfs_counts(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
     finally:
         for h in hooks:
             h.remove()
+    counts = {(p if len(cs) == 1 else f"{p}@{k}"): c
+              for p, cs in calls.items() for k, c in enumerate(cs, 1)}
     return out, counts
 
 
@@ -149,6 +160,89 @@ def bias_shares(b: torch.Tensor, T: int) -> torch.Tensor:
     return torch.cat([first.unsqueeze(0), shares[1:]])
 
 
+class PascalNeuron(nn.Module):
+    """The PASCAL spiking layer of one QCFS call site (clip value ``lam``, level ``L``).
+
+    ``forward(currents [W, B, ...])`` integrates the input window and returns the emitted
+    spikes weighted by ``theta = lam / L``, ``[L, B, ...]`` (each spike carries θ to the next
+    layer); ``two_phase`` (:func:`two_phase_counts`) or ``signed`` (:func:`signed_counts`,
+    whose reverse spikes per neuron are left in ``reverse``). ``last_spikes`` holds the binary
+    spikes of the last call (``membra.energy.sops`` counts them as events)."""
+
+    emits_spikes = True
+
+    def __init__(self, lam: torch.Tensor, L: int, neuron: str = "two_phase"):
+        super().__init__()
+        self.register_buffer("lam", torch.as_tensor(lam).detach().clone())
+        self.L, self.neuron = L, neuron
+        self.last_spikes: torch.Tensor | None = None
+        self.reverse: torch.Tensor | None = None
+
+    @property
+    def theta(self) -> torch.Tensor:
+        return self.lam / self.L
+
+    def delay(self, window: int) -> int:
+        """Steps between the input window's end and the first emission step."""
+        return 0 if self.neuron == "two_phase" else max(window, self.L) - 1
+
+    def forward(self, currents: torch.Tensor) -> torch.Tensor:
+        if self.neuron == "two_phase":
+            spikes = two_phase_counts(_integrate(currents), self.lam, self.L)
+        else:
+            spikes, self.reverse = signed_counts(currents, self.lam, self.L)
+        self.last_spikes = spikes
+        return spikes * self.theta
+
+    def extra_repr(self) -> str:
+        return f"L={self.L}, neuron={self.neuron!r}"
+
+
+class NaiveIF(nn.Module):
+    """The naive spiking layer of one QCFS call site: IF neurons with threshold ``lam``,
+    ``v(0) = lam / 2``, soft reset. ``forward(currents [T, B, ...])`` returns ``lam * s``
+    ``[T, B, ...]``; ``last_spikes`` holds the binary spikes of the last call. A per-channel
+    ``lam`` (``quantize_relu(channelwise=True)``) runs in units of ``lam`` (threshold 1)."""
+
+    emits_spikes = True
+
+    def __init__(self, lam: torch.Tensor):
+        super().__init__()
+        self.register_buffer("lam", torch.as_tensor(lam).detach().clone())
+        self.last_spikes: torch.Tensor | None = None
+
+    def forward(self, currents: torch.Tensor) -> torch.Tensor:
+        a = currents.contiguous()
+        if self.lam.dim() == 0:
+            lam = float(self.lam)
+            s, _ = if_sequence(a, torch.full_like(a[0], lam / 2), v_th=lam, v_reset=0.0,
+                               reset="soft")
+        else:
+            u = (a / self.lam).contiguous()
+            s, _ = if_sequence(u, torch.full_like(u[0], 0.5), v_th=1.0, v_reset=0.0,
+                               reset="soft")
+        self.last_spikes = _carry_nan(s, torch.isnan(a).any(0))
+        return self.last_spikes * self.lam
+
+
+class StaticInput(nn.Module):
+    """A converted SNN as a time-first model, for :func:`membra.energy.sops`:
+    ``forward(x [T_in, B, ...])``, every step holding the same sample (the image is
+    presented, not encoded), runs the SNN's temporal simulation on ``x[0]``. Use
+    ``T_in = 1`` for PASCAL (the input window is one step) and ``T_in = T`` for naive mode
+    (:meth:`ConvertedSNN.static_input` builds it)."""
+
+    def __init__(self, snn: ConvertedSNN):
+        super().__init__()
+        self.snn = snn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() < 2 or not bool((x == x[:1]).all()):
+            raise ValueError("StaticInput takes [T_in, B, ...] with the same sample at every "
+                             "step (x.unsqueeze(0).expand(T_in, *x.shape))")
+        return self.snn._run(x[0], False, "temporal")
+
+
 @dataclass
 class _Win:
     """Output of an op over global time: ``values [W, B, ...]`` for steps ``start..start+W``."""
@@ -161,15 +255,23 @@ class _Win:
         return self.start + self.values.shape[0]
 
 
-def _align(a: _Win, b: _Win) -> tuple[int, torch.Tensor, torch.Tensor]:
-    start, end = min(a.start, b.start), max(a.end, b.end)
+def _align(*wins: _Win) -> tuple[int, list[torch.Tensor]]:
+    """The windows' values zero-padded in time to their common span ``[start, end)`` (with
+    ``F.pad``, which ``membra.energy.sops`` follows as a copy)."""
+    start, end = min(w.start for w in wins), max(w.end for w in wins)
 
     def pad(w):
-        out = w.values.new_zeros((end - start, *w.values.shape[1:]))
-        out[w.start - start:w.end - start] = w.values
-        return out
+        before, after = w.start - start, end - w.end
+        if not before and not after:
+            return w.values
+        return F.pad(w.values, (0, 0) * (w.values.dim() - 1) + (before, after))
 
-    return start, pad(a), pad(b)
+    return start, [pad(w) for w in wins]
+
+
+def _cat_dim(dim: int) -> int:
+    """The ANN's ``torch.cat`` dimension on a time-first window ``[W, B, ...]``."""
+    return dim + 1 if dim >= 0 else dim
 
 
 @dataclass
@@ -232,12 +334,17 @@ class ConversionReport:
 class ConvertedSNN(nn.Module):
     """A converted network; build it with :func:`to_snn`. ``forward(x)`` takes the ANN's input
     ``[B, ...]`` and returns logits ``[B, K]`` (naive: the mean over ``T`` steps, or every
-    step's running mean ``[T, B, K]`` with ``return_all_steps=True``). After a call,
-    ``counts`` holds each QCFS layer's spike count per neuron and :meth:`report` the
-    per-layer table."""
+    step's running mean ``[T, B, K]`` with ``return_all_steps=True``).
+
+    ``net`` is the BN-folded ANN (a ``torch.fx.GraphModule``, shared modules given one copy
+    per call) and ``ops`` its operations in topological order (:class:`~membra.convert.graph.Op`:
+    ``kind``, call-site ``path``, ``inputs``, ``module``; a ``qcfs`` op's ``neuron`` is its
+    :class:`PascalNeuron` / :class:`NaiveIF`). After a call, ``counts`` holds each QCFS call
+    site's spike count per neuron, ``windows`` its emission window and :meth:`report` the
+    per-call-site table."""
 
     def __init__(self, model: nn.Module, *, mode: str, neuron: str, bias: str, simulate: str,
-                 T: int | None, dtype, allow_spike_maxpool: bool):
+                 T: int | None, dtype, allow_spike_maxpool: bool, example_input=None):
         super().__init__()
         self.mode, self.neuron, self.bias, self.simulate = mode, neuron, bias, simulate
         self.T, self.dtype = T, dtype
@@ -251,12 +358,20 @@ class ConvertedSNN(nn.Module):
                           f"e.g. {training[0]!r}): the SNN uses BatchNorm's running statistics "
                           "and no dropout, as in eval(); call model.eval() before to_snn",
                           UserWarning, stacklevel=3)
+        for op in self.ops:
+            if op.kind == "qcfs":
+                op.neuron = NaiveIF(op.module.lam) if mode == "naive" else \
+                    PascalNeuron(op.module.lam, op.module.L, neuron)
+        self.neurons = nn.ModuleList([op.neuron for op in self.ops if op.neuron is not None])
         self._rank = self._input_rank()
         self.counts: dict[str, torch.Tensor] = {}
         self.reverse: dict[str, torch.Tensor] = {}
         self.windows: dict[str, tuple[int, int]] = {}
         self._batch = 0
         self._input_shape: tuple[int, ...] = ()
+        self._last_input: torch.Tensor | None = None
+        if example_input is not None:
+            self._check_example(example_input)
 
     # -- validation ---------------------------------------------------------------------
     def _check(self, allow_spike_maxpool: bool) -> None:
@@ -265,7 +380,8 @@ class ConvertedSNN(nn.Module):
                 type(self.net).__name__, "no QCFS activation",
                 "the model has no QCFS layer, so nothing becomes a spiking neuron: build it "
                 "with nn.ReLU modules, call membra.convert.replace_relu(model, L=...) and "
-                "train it with QCFS before converting")
+                "train it with QCFS, or calibrate a trained ReLU net with "
+                "membra.convert.quantize_relu(model, data, L=...), before converting")
         users: dict[int, list[int]] = {}
         for i, op in enumerate(self.ops):
             for j in op.inputs:
@@ -294,14 +410,27 @@ class ConvertedSNN(nn.Module):
                         op.path, "residual add", "a residual sum must feed a QCFS (or be the "
                         "output): the neuron has to integrate both branches before firing")
 
+    def _check_example(self, x) -> None:
+        """Run the folded ANN on ``example_input`` once: a shape that does not fit raises
+        here, at conversion, naming the input."""
+        self._check_input(x)
+        x = x.to(self.dtype) if self.dtype is not None else x
+        try:
+            with torch.no_grad():
+                self.net(x)
+        except RuntimeError as err:
+            raise ValueError(f"example_input of shape {tuple(x.shape)} does not run through "
+                             f"the model ({err})") from None
+        self._rank = x.dim()
+
     # -- simulation ---------------------------------------------------------------------
     def _input_rank(self) -> int | None:
         """Dimensions of the ANN's input ``[B, ...]`` when the first Conv/Linear fixes them
-        (no Flatten before it): Linear 2, Conv1d 3, Conv2d 4."""
+        (no reshape before it): Linear 2, Conv1d 3, Conv2d 4."""
         for op in self.ops:
             if op.kind == "weight":
                 return {nn.Linear: 2, nn.Conv1d: 3, nn.Conv2d: 4}[type(op.module)]
-            if isinstance(op.module, nn.Flatten):
+            if isinstance(op.module, (nn.Flatten, _Reshape)):
                 return None
         return None
 
@@ -325,16 +454,20 @@ class ConvertedSNN(nn.Module):
                              "instead of returning finite logits")
 
     def forward(self, x: torch.Tensor, return_all_steps: bool = False) -> torch.Tensor:
+        return self._run(x, return_all_steps, self.simulate)
+
+    def _run(self, x: torch.Tensor, return_all_steps: bool, simulate: str) -> torch.Tensor:
         self._check_input(x)
         if self.dtype is not None:
             x = x.to(self.dtype)
         self.counts, self.reverse, self.windows = {}, {}, {}
         self._batch, self._input_shape = x.shape[0], tuple(x.shape[1:])
+        self._last_input = x.detach()
         with torch.no_grad():
             try:
                 if self.mode == "naive":
                     return self._naive(x, return_all_steps)
-                if self.simulate == "counts":
+                if simulate == "counts":
                     return self._counts(x)
                 return self._pascal(x)
             except RuntimeError as err:
@@ -381,19 +514,19 @@ class ConvertedSNN(nn.Module):
             elif op.kind in ("linear", "maxpool"):
                 env[i] = _Win(w.start, _fold_time(op.module, w.values))
             elif op.kind == "add":
-                start, a, b = _align(w, env[op.inputs[1]])
+                start, (a, b) = _align(w, env[op.inputs[1]])
                 env[i] = _Win(start, a + b)
+            elif op.kind == "cat":
+                start, parts = _align(*(env[j] for j in op.inputs))
+                env[i] = _Win(start, torch.cat(parts, _cat_dim(op.fn)))
             elif op.kind == "qcfs":
-                lam, L = op.module.lam.detach(), op.module.L
-                if self.neuron == "two_phase":
-                    spikes, start = two_phase_counts(_integrate(w.values), lam, L), w.end
-                else:
-                    spikes, rev = signed_counts(w.values, lam, L)
-                    self.reverse[op.path] = rev
-                    start = w.end + max(w.values.shape[0], L) - 1
-                self.counts[op.path] = spikes.sum(0)
-                self.windows[op.path] = (start, start + L)
-                env[i] = _Win(start, spikes * (lam / L))
+                values = op.neuron(w.values)
+                start = w.end + op.neuron.delay(w.values.shape[0])
+                self.counts[op.path] = op.neuron.last_spikes.sum(0)
+                if op.neuron.reverse is not None:
+                    self.reverse[op.path] = op.neuron.reverse
+                self.windows[op.path] = (start, start + op.neuron.L)
+                env[i] = _Win(start, values)
         raise RuntimeError("captured graph has no output")  # pragma: no cover
 
     def _currents(self, module: nn.Module, values: torch.Tensor) -> torch.Tensor:
@@ -402,8 +535,7 @@ class ConvertedSNN(nn.Module):
         ``bias="split"`` adds :func:`bias_shares` (exact) at each step, ``"first"`` adds ``b``
         at the first step."""
         if values.shape[0] == 1 or module.bias is None:
-            return _fold_time(module if values.shape[0] == 1 else
-                              (lambda a: _weight_only(module, a)), values)
+            return _fold_time(module, values)
         cur = _fold_time(lambda a: _weight_only(module, a), values)
         shape = (1, -1) + (1,) * (cur.dim() - 3)
         if self.bias == "split":
@@ -429,14 +561,12 @@ class ConvertedSNN(nn.Module):
                 env[i] = _fold_time(op.module, a)
             elif op.kind == "add":
                 env[i] = a + env[op.inputs[1]]
+            elif op.kind == "cat":
+                env[i] = torch.cat([env[j] for j in op.inputs], _cat_dim(op.fn))
             elif op.kind == "qcfs":
-                lam = float(op.module.lam.detach())
-                s, _ = if_sequence(a.contiguous(), torch.full_like(a[0], lam / 2), v_th=lam,
-                                   v_reset=0.0, reset="soft")
-                s = _carry_nan(s, torch.isnan(a).any(0))
-                self.counts[op.path] = s.sum(0)
+                env[i] = op.neuron(a)
+                self.counts[op.path] = op.neuron.last_spikes.sum(0)
                 self.windows[op.path] = (0, T)
-                env[i] = s * lam
         raise RuntimeError("captured graph has no output")  # pragma: no cover
 
     # -- accounting ---------------------------------------------------------------------
@@ -447,61 +577,66 @@ class ConvertedSNN(nn.Module):
             raise RuntimeError("run the SNN on an input first")
         return self._T_total
 
-    def report(self) -> ConversionReport:
-        """Per layer (per sample, from the last forward): L, window and spikes of each neuron
-        layer; SOPs (event input) or MACs (analog input) of each weight layer, next to the
-        ANN's MACs. AvgPool between spikes and a weight layer is folded into it (each spike
-        reaches the composed receptive field)."""
-        if not self.counts and not self._batch:
+    def static_input(self, x: torch.Tensor) -> torch.Tensor:
+        """``x [B, ...]`` as the time-first input of :class:`StaticInput`: one step (PASCAL)
+        or ``T`` equal steps (naive)."""
+        return x.unsqueeze(0).expand(self.T if self.mode == "naive" else 1, *x.shape)
+
+    def sops(self, x: torch.Tensor | None = None) -> SOPReport:
+        """:func:`membra.energy.sops` of this SNN's temporal simulation on ``x`` (default:
+        the last input), per weight call site (rows named ``net.<call site>``)."""
+        x = self._last_input if x is None else x
+        if x is None:
             raise RuntimeError("run the SNN on an input first")
+        model = StaticInput(self)
+        return sops(model, self.static_input(x), first_layer_macs=True)
+
+    def _ann_macs(self, x: torch.Tensor) -> dict[str, float]:
+        """Dense MACs per sample of every weight call site of the folded ANN on ``x``."""
+        names = {id(op.module): op.path for op in self.ops if op.kind == "weight"}
+        macs: dict[str, float] = {}
+        hooks = [m.register_forward_hook(lambda m, a, o: macs.__setitem__(
+            names[id(m)], o.numel() / o.shape[0] * m.weight[0].numel()))
+            for m in self.net.modules() if id(m) in names]
+        try:
+            with torch.no_grad():
+                self.net(x[:1])
+        finally:
+            for h in hooks:
+                h.remove()
+        return macs
+
+    def report(self) -> ConversionReport:
+        """Per call site (per sample, for the last input): L, window and spikes of each
+        spiking layer; SOPs (spike input) or MACs (analog input) of each weight layer, counted
+        by :func:`membra.energy.sops` on the same temporal simulation, next to the ANN's MACs.
+        The counts are the last forward's (the simulation re-runs on the same input)."""
+        if self._last_input is None:
+            raise RuntimeError("run the SNN on an input first")
+        x = self._last_input
+        counted = self.sops(x)            # re-runs the temporal simulation on x
         B = self._batch
         rep = ConversionReport(self.mode, self.time_steps)
-        dtype = next(self.net.parameters()).dtype
-        ev: dict[int, torch.Tensor | None] = {}   # event-count map, None for analog values
-        shapes: dict[int, tuple] = {}
-        for i, op in enumerate(self.ops):
-            if op.kind == "input":
-                ev[i], shapes[i] = None, (B, *self._input_shape)
-                continue
-            if op.kind == "output":
-                break
-            src = ev[op.inputs[0]]
-            probe = torch.zeros(shapes[op.inputs[0]], dtype=dtype)
+        sop_rows = {r.name.removeprefix("snn.net."): r for r in counted.layers}
+        ann = self._ann_macs(x)
+        for op in self.ops:
             if op.kind == "qcfs":
-                c = self.counts[op.path].to(dtype)
-                ev[i], shapes[i] = c, tuple(c.shape)
-                row = {"layer": op.path, "kind": "neuron", "L": op.module.L,
-                       "window": self.windows[op.path], "spikes": float(c.sum()) / B}
+                row = {"layer": op.path, "kind": "neuron", "L": op.neuron.L if
+                       self.mode == "pascal" else self.T, "window": self.windows[op.path],
+                       "spikes": float(self.counts[op.path].sum()) / B}
                 if op.path in self.reverse:
                     row["reverse_spikes"] = float(self.reverse[op.path].sum()) / B
                 rep.rows.append(row)
-                continue
-            if op.kind == "weight":
-                out_numel = op.module(probe).numel() / B
-                fan_in = op.module.weight[0].numel()
+            elif op.kind == "weight":
+                r = sop_rows[op.path]
                 row = {"layer": op.path, "kind": type(op.module).__name__,
-                       "ann_macs": out_numel * fan_in}
-                if src is None:
-                    row["macs"] = out_numel * fan_in
-                else:
-                    row["sops"] = float(ones_op(op.module, src).sum()) / B
+                       "ann_macs": ann[op.path]}
+                if "spikes" in r.input or "mixed" in r.input:
+                    row["sops"] = r.sops
+                    row["input_spikes"] = r.spikes
+                if "analog" in r.input or "mixed" in r.input:
+                    row["macs"] = r.macs
                 rep.rows.append(row)
-                ev[i] = None
-                shapes[i] = tuple(op.module(probe).shape)
-            elif op.kind == "add":
-                a, b = src, ev[op.inputs[1]]
-                ev[i] = None if a is None or b is None else a + b
-                shapes[i] = shapes[op.inputs[0]]
-            else:  # linear ops and max pooling act on event maps too
-                m = op.module
-                if src is not None and isinstance(m, (nn.AvgPool1d, nn.AvgPool2d,
-                                                      nn.AdaptiveAvgPool1d,
-                                                      nn.AdaptiveAvgPool2d)):
-                    pooled = m(src)
-                    ev[i] = pooled * (src.sum() / pooled.sum().clamp_min(1e-30))
-                else:
-                    ev[i] = m(src) if src is not None else None
-                shapes[i] = tuple(m(probe).shape)
         return rep
 
 
@@ -513,8 +648,8 @@ _SIMULATE = ("temporal", "counts")
 
 def to_snn(model: nn.Module, mode: str = "pascal", *, neuron: str = "two_phase",
            bias: str = "split", simulate: str = "temporal", T: int | None = None,
-           dtype: torch.dtype | None = None,
-           allow_spike_maxpool: bool = False) -> ConvertedSNN:
+           dtype: torch.dtype | None = None, allow_spike_maxpool: bool = False,
+           example_input: torch.Tensor | None = None) -> ConvertedSNN:
     """Convert a QCFS ANN (BN folded here) into a spiking network.
 
     Args:
@@ -530,6 +665,13 @@ def to_snn(model: nn.Module, mode: str = "pascal", *, neuron: str = "two_phase",
         T: time steps of naive mode.
         dtype: run the SNN in this dtype (``torch.float64`` for exactness checks).
         allow_spike_maxpool: naive mode only, max over spikes per step (approximate).
+        example_input: an input ``[B, ...]`` run through the folded ANN once at conversion,
+            so that a shape the model does not take is an error here, not at the first call.
+
+    The model is traced with torch.fx; each QCFS *call* becomes its own spiking layer (a
+    module called twice is two layers, ``path@1`` and ``path@2``); anything outside the
+    supported-layer table raises :class:`UnsupportedLayerError` naming the node and its
+    source line.
     """
     for name, value, valid in (("mode", mode, _MODES), ("neuron", neuron, _NEURONS),
                                ("bias", bias, _BIAS), ("simulate", simulate, _SIMULATE)):
@@ -541,4 +683,5 @@ def to_snn(model: nn.Module, mode: str = "pascal", *, neuron: str = "two_phase",
     elif T is not None:
         raise ValueError("T is for mode='naive'; PASCAL's time steps follow from the levels L")
     return ConvertedSNN(model, mode=mode, neuron=neuron, bias=bias, simulate=simulate, T=T,
-                        dtype=dtype, allow_spike_maxpool=allow_spike_maxpool)
+                        dtype=dtype, allow_spike_maxpool=allow_spike_maxpool,
+                        example_input=example_input)

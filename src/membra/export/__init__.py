@@ -1,5 +1,7 @@
-"""Export membra models: NIR (``pip install 'membra[export]'``)."""
+"""Export membra models: NIR, both ways (``pip install 'membra[export]'``; docs/nir.md)."""
 
+from .modules import GraphNet, InputMap
 from .nir import from_nir, nir_neuron_params, read_nir, to_nir, write_nir
 
-__all__ = ["to_nir", "from_nir", "write_nir", "read_nir", "nir_neuron_params"]
+__all__ = ["to_nir", "from_nir", "write_nir", "read_nir", "nir_neuron_params", "GraphNet",
+           "InputMap"]

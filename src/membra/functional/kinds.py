@@ -14,26 +14,43 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["NeuronKind", "InitPotential", "DEFAULT_INIT_RANGE"]
+__all__ = ["NeuronKind", "ZOO_KINDS", "InitPotential", "DEFAULT_INIT_RANGE"]
 
 #: ``U(low, high)`` of a learnable initial potential when no ``init_range`` is given
 DEFAULT_INIT_RANGE = (0.4, 0.6)
 
 
 class NeuronKind(enum.Enum):
-    """A neuron family of the fused kernels: ``"lif"`` (leaky, has ``tau``) or ``"if"``."""
+    """A neuron model of membra, by name: ``"lif"``, ``"if"``, ``"cuba_lif"``, ``"alif"``,
+    ``"rlif"``. The one table of kinds: the layers (:func:`membra.nn.neuron_class`), the
+    model zoo's switch (``model.neuron``, :data:`ZOO_KINDS`) and the kernels (:attr:`code`)
+    all read it."""
 
     LIF = "lif"
     IF = "if"
+    CUBA_LIF = "cuba_lif"
+    ALIF = "alif"
+    RLIF = "rlif"
 
     @property
     def code(self) -> int:
-        """The integer the C++ and Triton kernels receive (0 LIF, 1 IF)."""
-        return _KIND_CODES[self]
+        """The integer the C++ and Triton kernels receive (0 LIF, 1 IF, 2 CubaLIF, 3 ALIF;
+        RLIF runs the LIF kernel one step at a time and has none of its own)."""
+        code = _KIND_CODES[self]
+        if code is None:
+            raise ValueError(f"neuron kind {self.value!r} has no kernel code of its own")
+        return code
 
     @property
     def has_tau(self) -> bool:
-        return self is NeuronKind.LIF
+        """Whether the kind has a membrane time constant ``tau`` (all but IF)."""
+        return self is not NeuronKind.IF
+
+    @property
+    def in_zoo(self) -> bool:
+        """Whether the model zoo's ``model.neuron`` switch offers it (RLIF's recurrent
+        ``[N, N]`` weight is not a drop-in replacement for a feed-forward neuron)."""
+        return self in ZOO_KINDS
 
     @classmethod
     def parse(cls, value) -> NeuronKind:
@@ -48,7 +65,11 @@ class NeuronKind(enum.Enum):
                          f"{[k.value for k in cls]}")
 
 
-_KIND_CODES = {NeuronKind.LIF: 0, NeuronKind.IF: 1}
+_KIND_CODES = {NeuronKind.LIF: 0, NeuronKind.IF: 1, NeuronKind.CUBA_LIF: 2, NeuronKind.ALIF: 3,
+               NeuronKind.RLIF: None}
+
+#: the kinds of the model zoo's switch ``model.neuron``, in the order configs list them
+ZOO_KINDS = (NeuronKind.LIF, NeuronKind.IF, NeuronKind.CUBA_LIF, NeuronKind.ALIF)
 
 
 def _finite_number(value) -> bool:

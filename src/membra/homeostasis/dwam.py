@@ -48,6 +48,13 @@ class DWAMConfig:
         eps: CV denominator guard.
         gain: ``"cv"`` (DWAM, ``k = zeta * CV``) or ``"constant"`` (plain BCM, ``k = zeta``).
         allow_train: allow updates while the model is in training mode.
+        guard_k: stability guard for long (persistent) runs; 0 = off. After each step the
+            rate deviation ``dev = mean over layers of mean_i |mu_i - r_i|`` (``mu`` the EMA
+            rate, ``r`` the healthy rate, or ``c0`` when uncalibrated) is compared with the
+            previous step's: a step where it does not grow is *good* and snapshots the
+            weights and statistics; when it grows ``guard_k`` steps in a row, the weights and
+            statistics are rolled back to the last good snapshot (exactly) and the count
+            restarts. ``rho`` bounds the drift from ``W_ref`` in every case.
     """
 
     zeta: float = 1.0
@@ -60,8 +67,12 @@ class DWAMConfig:
     eps: float = 1e-3
     gain: str = "cv"
     allow_train: bool = False
+    guard_k: int = 0
 
     def __post_init__(self):
+        if not isinstance(self.guard_k, int) or isinstance(self.guard_k, bool) or \
+                self.guard_k < 0:
+            raise ValueError(f"DWAMConfig.guard_k must be an int >= 0, got {self.guard_k!r}")
         for name in ("zeta", "eta", "rho", "eps", "c0_min"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) \
@@ -134,6 +145,11 @@ class DWAM:
         self.layers = {name: _Layer(name, lin, self.config) for name, lin, _ in self._rec.pairs}
         self._active = None
         self.steps = 0
+        self.rollbacks = 0
+        self._guard_reset()
+
+    def _guard_reset(self) -> None:
+        self._dev_prev, self._streak, self._good = float("inf"), 0, None
 
     # ---- calibration -----------------------------------------------------------------
     @torch.no_grad()
@@ -200,6 +216,8 @@ class DWAM:
             layer.k = torch.zeros_like(layer.c0)
         self._rec.pop()
         self.steps = 0
+        self.rollbacks = 0
+        self._guard_reset()
 
     @torch.no_grad()
     def step(self) -> None:
@@ -220,6 +238,36 @@ class DWAM:
                 w.copy_(new_w)
         if rates:
             self.steps += 1
+            if cfg.guard_k:
+                self._guard()
+
+    def rate_deviation(self) -> float:
+        """``mean over layers of mean_i |mu_i - r_i|`` (healthy rate ``r``, or ``c0``)."""
+        devs = []
+        for layer in self.layers.values():
+            ref = layer.healthy_rate
+            ref = torch.where(torch.isnan(ref), layer.c0, ref)
+            devs.append(float((layer.state.mu - ref).abs().mean()))
+        return float(np.mean(devs))
+
+    def _guard(self) -> None:
+        """The stability guard of :class:`DWAMConfig` (``guard_k``)."""
+        dev = self.rate_deviation()
+        if dev > self._dev_prev:
+            self._streak += 1
+        else:
+            self._streak = 0
+            self._good = {n: (layer.linear.weight.detach().clone(), layer.state, layer.k)
+                          for n, layer in self.layers.items()}
+        self._dev_prev = dev
+        if self._streak >= self.config.guard_k and self._good is not None:
+            for n, layer in self.layers.items():
+                w, st, k = self._good[n]
+                layer.linear.weight.copy_(w)
+                layer.state, layer.k = st, k
+            self.rollbacks += 1
+            self._streak = 0
+            self._dev_prev = self.rate_deviation()
 
     @contextlib.contextmanager
     def active(self):

@@ -106,6 +106,9 @@ def _run(x, v0, *, neuron, tau, v_th, v_reset, reset, surrogate, alpha, detach_r
          backend, check_finite, trace, spike_dtype=None):
     """Validate once, pick the backend, run it."""
     kind = NeuronKind.parse(neuron)
+    if kind not in (NeuronKind.LIF, NeuronKind.IF):
+        raise ValueError(f"neuron_sequence runs 'lif' and 'if' neurons; {kind.value!r} has its "
+                         f"own entry, membra.kernels.models.{kind.value}_sequence")
     surrogate = as_surrogate(surrogate, alpha)
     op = f"{kind.value}_sequence"
     v0, tau = _validate(x, v0, tau if kind.has_tau else None, v_th=v_th, v_reset=v_reset,

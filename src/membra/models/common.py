@@ -13,15 +13,20 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..functional.kinds import ZOO_KINDS
 from ..functional.readout import check_readout, readout
-from ..nn import IF, LIF, TimeDistributed
+from ..nn import TimeDistributed, neuron_class
 
-__all__ = ["make_neuron", "out_shape", "Stack", "SpikingNet"]
+__all__ = ["NEURON_CLASSES", "make_neuron", "out_shape", "Stack", "SpikingNet"]
+
+#: The zoo's neuron switch (``model.neuron`` in configs): name -> layer class, read from the
+#: one table of kinds (:data:`membra.functional.ZOO_KINDS`, :func:`membra.nn.neuron_class`).
+NEURON_CLASSES: dict[str, type[nn.Module]] = {k.value: neuron_class(k) for k in ZOO_KINDS}
 
 
 def make_neuron(neuron: str, shape: tuple[int, ...], neuron_kwargs: dict) -> nn.Module:
-    """``LIF(shape=shape, **neuron_kwargs)`` or ``IF(...)``."""
-    cls = {"lif": LIF, "if": IF}[neuron]
+    """``NEURON_CLASSES[neuron](shape=shape, **neuron_kwargs)``, e.g. ``LIF(...)``."""
+    cls = NEURON_CLASSES[neuron]
     try:
         return cls(shape=tuple(shape), **neuron_kwargs)
     except TypeError as e:

@@ -18,10 +18,13 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from ..functional.kinds import NeuronKind
+from .common import NEURON_CLASSES
+
 __all__ = ["ModelEntry", "register_model", "list_models", "model_entries", "create_model",
            "NEURONS"]
 
-NEURONS = ("lif", "if")
+NEURONS = tuple(NEURON_CLASSES)
 _COMMON = ("in_shape", "num_classes", "neuron", "neuron_kwargs")
 
 
@@ -91,7 +94,9 @@ def create_model(name: str, *, in_shape, num_classes: int, neuron: str = "lif",
         name: a name from :func:`list_models`.
         in_shape: shape of one sample at one step, e.g. ``(64,)`` or ``(2, 48, 48)``.
         num_classes: ``K``, the size of the per-step logits.
-        neuron: ``"lif"`` (:class:`membra.nn.LIF`) or ``"if"`` (:class:`membra.nn.IF`).
+        neuron: a key of :data:`membra.models.common.NEURON_CLASSES` (the kinds of
+            :data:`membra.functional.ZOO_KINDS`: ``lif``, ``if``, ``cuba_lif``, ``alif``;
+            ``docs/neurons.md``) or that :class:`membra.functional.NeuronKind`.
         neuron_kwargs: keyword arguments for every neuron (``init_potential``, ``tau``,
             ``reset``, ``surrogate`` ...); the builder passes ``shape=`` itself.
         **kw: options of the model (see ``membra models`` and ``docs/models.md``).
@@ -108,6 +113,8 @@ def create_model(name: str, *, in_shape, num_classes: int, neuron: str = "lif",
     shape = _check_in_shape(in_shape)
     if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    if isinstance(neuron, NeuronKind):
+        neuron = neuron.value
     if neuron not in NEURONS:
         raise ValueError(f"neuron={neuron!r} is not known; choose one of {list(NEURONS)}")
     neuron_kwargs = dict(neuron_kwargs or {})

@@ -32,7 +32,7 @@ from ..functional.neuron import check_reset, check_tau, raw_from_tau, tau_from_r
 from ..functional.surrogate import as_surrogate
 from ..kernels import NeuronTrace, neuron_sequence, neuron_trace
 
-__all__ = ["SpikingNeuron", "LIF", "IF", "NeuronTrace", "neuron_class", "record", "recording"]
+__all__ = ["SpikingNeuron", "LIF", "IF", "NeuronTrace", "record", "recording"]
 
 
 class SpikingNeuron(nn.Module):
@@ -353,10 +353,3 @@ def record(model: nn.Module, *args, **kwargs) -> dict[str, NeuronTrace]:
     with recording(model) as traces:
         model(*args, **kwargs)
     return traces
-
-
-def neuron_class(neuron) -> type[SpikingNeuron]:
-    """The layer class of a neuron kind (a :class:`NeuronKind` or its name): ``"lif"`` ->
-    :class:`LIF`, ``"if"`` -> :class:`IF`; an unknown name raises ``ValueError`` listing the
-    valid ones."""
-    return {NeuronKind.LIF: LIF, NeuronKind.IF: IF}[NeuronKind.parse(neuron)]

@@ -518,9 +518,23 @@ _RUN_KEYS = {
     "history": (lambda v: isinstance(v, list), "a list (one entry per finished epoch)"),
     "world_size": (lambda v: _is_int(v, 1, 10**6), "an integer >= 1"),
 }
+def _is_model_info(v) -> bool:
+    """``{"in_shape": [ints >= 1], "num_classes": int >= 1, "custom": null | {"class": str,
+    "module": str}}`` (written by ``fit``; see :func:`membra.train.runs.model_info`)."""
+    if not isinstance(v, dict) or set(v) != {"in_shape", "num_classes", "custom"}:
+        return False
+    shape, custom = v["in_shape"], v["custom"]
+    return (isinstance(shape, list) and 0 < len(shape) <= 16
+            and all(_is_int(d, 1) for d in shape) and _is_int(v["num_classes"], 1)
+            and (custom is None or (isinstance(custom, dict) and set(custom) == {"class", "module"}
+                                    and all(isinstance(s, str) and s for s in custom.values()))))
+
+
 _RUN_OPTIONAL = {
     "scaler": (lambda v: v is None or isinstance(v, dict), "null or a table"),
     "torch": (lambda v: isinstance(v, str), "a string"),
+    "model_info": (_is_model_info, "a table {in_shape: list of ints >= 1, num_classes: int "
+                                   ">= 1, custom: null or {class, module} strings}"),
 }
 _HISTORY_NUMBERS = ("train_loss", "train_acc", "test_loss", "test_acc", "test_acc_mean",
                     "test_acc_last", "lr")

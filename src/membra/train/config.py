@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..functional.kinds import ZOO_KINDS
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
@@ -98,8 +100,15 @@ class RunSection(_Section):
     ddp_timeout_s: float = _opt(600.0, min=1.0, max=86_400.0,
                                 doc="seconds a process waits for the others in a collective "
                                     "before stopping with the name of the silent rank")
+    tags: dict = _opt({}, valid="strings, numbers or true/false",
+                      doc="labels stored with the run, never read by training (e.g. the IMP "
+                          "study's `{ study = \"imp\", arm = \"imp_lts\" }`)")
 
     def _check(self) -> None:
+        for k, v in self.tags.items():
+            if not isinstance(v, (str, int, float, bool)):
+                raise ValueError(f"run.tags.{k} must be a string, a number or true/false, "
+                                 f"got {v!r}")
         if "/" in self.name or self.name in (".", ".."):
             raise ValueError(f"run.name must be a folder name without '/', got {self.name!r}")
         if len(self.name.encode("utf-8")) > 255:
@@ -133,7 +142,8 @@ class ModelSection(_Section):
 
     _name = "model"
     name: str = _opt("mlp", doc="model (`membra models`)")
-    neuron: str = _opt("lif", choices=("lif", "if"), doc="spiking neuron type")
+    neuron: str = _opt("lif", choices=tuple(k.value for k in ZOO_KINDS),
+                       doc="spiking neuron type (`docs/neurons.md`)")
     neuron_kwargs: dict = _opt({}, valid="the neuron's options, checked by building one",
                                doc="options of every neuron: `init_potential` (`\"learnable\"` "
                                    "= IMP, or a number), `tau`, `v_th`, `reset`, `surrogate`, "
@@ -326,9 +336,9 @@ def _check_value(key: str, value, meta) -> None:
 
 
 def _neuron_params(neuron: str) -> dict[str, inspect.Parameter]:
-    from ..nn import IF, LIF
+    from ..models.common import NEURON_CLASSES
 
-    cls = LIF if neuron == "lif" else IF
+    cls = NEURON_CLASSES[neuron]
     return {n: p for n, p in inspect.signature(cls.__init__).parameters.items()
             if n not in ("self", "shape")}
 
@@ -340,9 +350,9 @@ def _check_neuron_kwargs(neuron: str, kwargs: dict) -> None:
     for k in kwargs:
         if k not in params:
             raise _unknown(f"model.neuron_kwargs.{k}", k, params)
-    from ..nn import IF, LIF
+    from ..models.common import NEURON_CLASSES
 
-    cls = LIF if neuron == "lif" else IF
+    cls = NEURON_CLASSES[neuron]
     try:
         cls(shape=(1,), **kwargs)
     except (TypeError, ValueError) as err:

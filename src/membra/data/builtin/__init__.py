@@ -1,3 +1,4 @@
-"""Built-in offline datasets: ``digits``, ``digits-dvs``, ``mnist1d`` (registered on import)."""
+"""Built-in offline datasets: ``digits``, ``digits-dvs``, ``mnist1d``, ``mnist1d-static``,
+``mnist-5k`` (registered on import)."""
 
-from . import digits, digits_dvs, mnist1d  # noqa: F401
+from . import digits, digits_dvs, mnist1d, mnist5k  # noqa: F401

@@ -32,43 +32,11 @@ from functools import lru_cache
 import torch
 
 from ..base import FrameDataset, require_direct, resolve_T, single_thread
+from ..events import saccade_event_frames
 from ..registry import DatasetInfo, register_dataset
 from .digits import digits_arrays
 
 __all__ = ["generate_digits_dvs"]
-
-_EPS = 0.1
-
-
-def _path(steps: int, m: float, jitter: float, n: int, gen: torch.Generator) -> torch.Tensor:
-    """Offsets ``[steps, n, 2]`` (x, y) along the jittered triangle, centred on 0."""
-    verts = torch.tensor([[0.0, 0.0], [m, m / 2], [0.0, m]])
-    verts = verts - verts.mean(0)
-    v = verts.unsqueeze(0) + (torch.rand(n, 3, 2, generator=gen) * 2 - 1) * jitter
-    v = torch.cat([v, v[:, :1]], dim=1)                       # close the loop: [n, 4, 2]
-    s = torch.arange(steps, dtype=torch.float32) * 3 / steps  # position along 3 saccades
-    seg = s.floor().long().clamp(max=2)
-    frac = (s - seg).view(steps, 1, 1)
-    return v[:, seg].transpose(0, 1) * (1 - frac) + v[:, seg + 1].transpose(0, 1) * frac
-
-
-def _interp_weights(offset: torch.Tensor, size: int, m: int) -> torch.Tensor:
-    """Bilinear weights ``[n, size, 8]`` from input pixels to canvas pixels along one axis:
-    canvas pixel centre ``u + 0.5`` samples the image at input coordinate
-    ``(u + 0.5 - offset - m) * 8 / (size - 2m) - 0.5``, weight ``max(0, 1 - |coord - j|)``
-    (zero outside the image)."""
-    u = torch.arange(size, dtype=torch.float32) + 0.5
-    coord = (u.view(1, -1) - offset.view(-1, 1) - m) * 8 / (size - 2 * m) - 0.5
-    j = torch.arange(8, dtype=torch.float32)
-    return (1 - (coord.unsqueeze(-1) - j).abs()).clamp(min=0)
-
-
-def _render(img: torch.Tensor, offset: torch.Tensor, size: int, m: int) -> torch.Tensor:
-    """Bilinear rendering of ``img [n, 8, 8]`` shifted by ``offset [n, 2]`` (x, y) px:
-    ``W_y @ img @ W_x^T`` (separable bilinear interpolation)."""
-    wx = _interp_weights(offset[:, 0], size, m)
-    wy = _interp_weights(offset[:, 1], size, m)
-    return wy @ img @ wx.transpose(1, 2)
 
 
 @lru_cache(maxsize=8)
@@ -76,42 +44,20 @@ def generate_digits_dvs(split: str, T: int, seed: int = 0, size: int = 16, steps
                         threshold: float = 0.25, threshold_noise: float = 0.1,
                         noise: float = 1e-3, jitter: float = 0.5):
     """Frames ``[N, T, 2, size, size]`` (uint8 event counts, saturating at 255) and labels
-    ``[N]`` of ``split`` (method in the module docstring). Cached per argument set."""
+    ``[N]`` of ``split`` (method in the module docstring; the simulator is
+    :func:`membra.data.events.saccade_event_frames` with margin and amplitude ``size // 8``).
+    Cached per argument set."""
     if not isinstance(size, int) or size < 8:
         raise ValueError(f"size must be an int >= 8, got {size!r}")
-    if not isinstance(steps, int) or steps < T:
-        raise ValueError(f"steps must be an int >= T={T}, got {steps!r}")
-    if not threshold > 0:
-        raise ValueError(f"threshold must be > 0, got {threshold!r}")
-    if not 0 <= noise < 1 or threshold_noise < 0 or jitter < 0:
-        raise ValueError(f"noise must be in [0, 1), threshold_noise and jitter >= 0; got "
-                         f"{noise!r}, {threshold_noise!r}, {jitter!r}")
-    with single_thread():
-        return _generate(split, T, seed, size, steps, threshold, threshold_noise, noise, jitter)
-
-
-def _generate(split, T, seed, size, steps, threshold, threshold_noise, noise, jitter):
     imgs, labels = digits_arrays(split)
-    n = len(labels)
     gen = torch.Generator().manual_seed(seed * 2 + (split == "test"))
     m = size // 8
-    path = _path(steps, float(m), float(jitter), n, gen)
-    c = threshold * (1 + threshold_noise * torch.randn(n, size, size, generator=gen))
-    c = c.clamp(min=0.2 * threshold)
-    counts = torch.zeros(n, T, 2, size, size)
-    l_ref = torch.log(_render(imgs, path[0], size, m) + _EPS)
-    for k in range(1, steps):
-        lk = torch.log(_render(imgs, path[k], size, m) + _EPS)
-        d = lk - l_ref
-        n_on = torch.floor(d.clamp(min=0) / c)
-        n_off = torch.floor((-d).clamp(min=0) / c)
-        l_ref = l_ref + (n_on - n_off) * c
-        shot = torch.rand(n, size, size, generator=gen) < noise
-        pol = torch.rand(n, size, size, generator=gen) < 0.5
-        f = k * T // steps
-        counts[:, f, 1] += n_on + (shot & pol)
-        counts[:, f, 0] += n_off + (shot & ~pol)
-    return counts.clamp(max=255).to(torch.uint8), labels
+    with single_thread():
+        frames = saccade_event_frames(imgs, T, gen, size=size, margin=m, amplitude=float(m),
+                                      steps=steps, threshold=threshold,
+                                      threshold_noise=threshold_noise, noise=noise,
+                                      jitter=jitter)
+    return frames, labels
 
 
 @register_dataset("digits-dvs", description="event-camera digits generated from `digits` by "

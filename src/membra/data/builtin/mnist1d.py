@@ -15,7 +15,12 @@ sample, in this order:
 
 ``num_samples=5000`` (the package default; 500 per class) are shuffled, standardised by the
 global mean and std, and split 80/20: 4000 ``train`` / 1000 ``test``. ``seed`` (default 0)
-drives the generation; both splits come from the same generated set. Items are ``[T, 1]``.
+drives the generation; both splits come from the same generated set. Items are ``[T, 1]``:
+one value per step, a memory task.
+
+``mnist1d-static`` holds the same samples as static vectors: the whole ``length``-point signal
+(default 40; ``generate_mnist1d(length, seed, num_samples)``) is the input at every one of
+the ``T`` steps (direct encoding), items ``[T, length]``.
 """
 
 from __future__ import annotations
@@ -25,10 +30,10 @@ from functools import lru_cache
 import numpy as np
 import torch
 
-from ..base import FrameDataset, require_direct, resolve_T
+from ..base import FrameDataset, StaticDataset, require_direct, resolve_T
 from ..registry import DatasetInfo, register_dataset
 
-__all__ = ["mnist1d_templates", "generate_mnist1d"]
+__all__ = ["mnist1d_templates", "generate_mnist1d", "mnist1d_arrays"]
 
 
 def mnist1d_templates() -> np.ndarray:
@@ -93,14 +98,38 @@ def generate_mnist1d(T: int = 40, seed: int = 0, num_samples: int = 5000):
     return torch.as_tensor(xs, dtype=torch.float32), torch.as_tensor(ys, dtype=torch.long)
 
 
+def mnist1d_arrays(split: str, length: int = 40, seed: int = 0,
+                   num_samples: int = 5000) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x [N, length], y [N])`` of ``split``: the first 80 % of :func:`generate_mnist1d`'s
+    samples are ``train``, the rest ``test``."""
+    x, y = generate_mnist1d(length, seed, num_samples)
+    n_train = int(len(y) * 0.8)
+    sl = slice(0, n_train) if split == "train" else slice(n_train, None)
+    return x[sl], y[sl]
+
+
 @register_dataset("mnist1d", description="MNIST-1D sequences [T=40, 1] generated offline "
-                                         "(4000/1000 split), 10 classes")
+                                         "(4000/1000 split), one value per step, 10 classes")
 def mnist1d(*, split, T, root, seed, encoding, num_samples: int = 5000):
     """MNIST-1D: 1-D digit sequences, one value per time step (default T=40)."""
     require_direct("mnist1d", encoding)
     T = resolve_T(T, 40)
-    x, y = generate_mnist1d(T, seed, num_samples)
-    n_train = int(len(y) * 0.8)
-    sl = slice(0, n_train) if split == "train" else slice(n_train, None)
-    info = DatasetInfo("mnist1d", (1,), 10, T)
-    return FrameDataset(x[sl].unsqueeze(-1), y[sl], info)
+    x, y = mnist1d_arrays(split, T, seed, num_samples)
+    return FrameDataset(x.unsqueeze(-1), y, DatasetInfo("mnist1d", (1,), 10, T))
+
+
+@register_dataset("mnist1d-static", description="MNIST-1D as static 40-vectors [T, 40] "
+                                                "(the same samples as mnist1d, direct "
+                                                "encoding), 10 classes")
+def mnist1d_static(*, split, T, root, seed, encoding, length: int = 40,
+                   num_samples: int = 5000):
+    """MNIST-1D: the whole ``length``-point signal (default 40) at every step (default T=4)."""
+    if encoding != "direct":
+        raise ValueError(f"dataset 'mnist1d-static' holds standardised signals (values below "
+                         f"0 and above 1); encoding must be 'direct', got {encoding!r}")
+    if not isinstance(length, int) or isinstance(length, bool) or length < 2:
+        raise ValueError(f"mnist1d-static: length must be an int >= 2, got {length!r}")
+    T = resolve_T(T, 4)
+    x, y = mnist1d_arrays(split, length, seed, num_samples)
+    info = DatasetInfo("mnist1d-static", (length,), 10, T)
+    return StaticDataset(x, y, info, encoding="direct", seed=seed)

@@ -1,5 +1,9 @@
-"""QCFS training through membra's engine (:func:`membra.train.fit`), with the AL stage, and
-loading a trained conversion run back.
+"""The QCFS -> PASCAL recipe: QCFS training through :func:`membra.train.fit`, the AL stage,
+loading a trained conversion run back (:func:`membra.train.load_run`), and its report.
+
+It composes public API only: :mod:`membra.convert` (QCFS nets, AL, PASCAL and naive SNNs,
+:func:`~membra.convert.report.evaluate_snn`) and :mod:`membra.train` (``fit``, ``load_run``,
+configs, datasets, atomic writes); ``convert`` itself never imports ``train``.
 
 A conversion run file is a ``membra train`` TOML file plus a ``[convert]`` table
 (:class:`ConvertSection`). Stage 1 trains the QCFS ANN at a uniform ``L``; with ``al = true``
@@ -20,9 +24,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .al import al_select
-from .nets import build_net
-from .qcfs import get_L, replace_relu, set_L
+from ..convert import al_select, build_net, get_L, replace_relu, set_L
+from ..convert.report import evaluate_snn, steps_to_reach
+from ..train import fit, load_run
+from ..train.checkpoint import atomic_write_bytes, load_run_checkpoint
+from ..train.config import apply_overrides, config_from_dict, config_to_dict, parse_override
+from ..train.engine import build_datasets
+from ..train.runs import recorded_shapes
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -30,7 +38,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 __all__ = ["ConvertSection", "StaticANN", "load_convert_config", "train_convert",
-           "load_stage", "stages"]
+           "load_stage", "stages", "eval_batches", "evaluate_stage", "write_report"]
 
 
 @dataclass(frozen=True)
@@ -83,8 +91,6 @@ def _section(raw: dict) -> ConvertSection:
 def load_convert_config(path, overrides=()):
     """``(RunConfig, ConvertSection)`` of a conversion run file; ``convert.key=value``
     overrides go to the ``[convert]`` table, the others to the run config."""
-    from ..train.config import apply_overrides, config_from_dict, parse_override
-
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"config file {str(p)!r} not found (expected a TOML run file "
@@ -121,19 +127,14 @@ class StaticANN(nn.Module):
         return self.net(x[0]).unsqueeze(0)
 
 
-def _build(cfg, sec: ConvertSection, L) -> nn.Module:
-    from ..train.engine import _info, build_datasets
-
-    info = _info(build_datasets(cfg)[1])
+def _build(cfg, sec: ConvertSection, L, in_shape, num_classes) -> nn.Module:
+    """The QCFS net of ``sec`` at level ``L``, initialised from ``run.seed``."""
     torch.manual_seed(cfg.run.seed)
-    net = build_net(sec.net, in_shape=info.in_shape, num_classes=info.num_classes,
-                    **sec.options)
+    net = build_net(sec.net, in_shape=tuple(in_shape), num_classes=num_classes, **sec.options)
     return replace_relu(net, L=L, lam_init=sec.lam_init)
 
 
 def _calibration(cfg, sec):
-    from ..train.engine import build_datasets
-
     train_ds = build_datasets(cfg)[0]
     g = torch.Generator().manual_seed(cfg.run.seed)
     loader = torch.utils.data.DataLoader(train_ds, batch_size=cfg.data.batch_size,
@@ -144,10 +145,8 @@ def _calibration(cfg, sec):
 def train_convert(cfg, sec: ConvertSection, *, run_dir=None, device=None, log=print) -> dict:
     """Stage 1 (uniform L) and, when ``sec.al``, AL selection + stage 2; returns the
     ``convert.json`` record."""
-    from ..train import fit
-    from ..train.config import config_to_dict
-
-    net = _build(cfg, sec, sec.L)
+    info = build_datasets(cfg)[1].info
+    net = _build(cfg, sec, sec.L, info.in_shape, info.num_classes)
     m1 = fit(cfg, run_dir=run_dir, device=device, model=StaticANN(net))
     run = Path(m1["run_dir"])
     record = {"net": sec.net, "options": sec.options, "lam_init": sec.lam_init,
@@ -164,8 +163,6 @@ def train_convert(cfg, sec: ConvertSection, *, run_dir=None, device=None, log=pr
         set_L(net, L_map)
         d = config_to_dict(cfg)
         d["train"].update(epochs=sec.al_epochs, lr=sec.al_lr, warmup_epochs=0.0)
-        from ..train.config import config_from_dict
-
         m2 = fit(config_from_dict(d), run_dir=run / "al", device=device, model=StaticANN(net))
         record["stages"].append({"name": "al", "L": L_map, "run_dir": "al",
                                  "test_acc": m2["test_acc"], "status": m2["status"]})
@@ -174,8 +171,6 @@ def train_convert(cfg, sec: ConvertSection, *, run_dir=None, device=None, log=pr
 
 
 def _write_record(run: Path, record: dict) -> None:
-    from ..train.checkpoint import atomic_write_bytes
-
     atomic_write_bytes(run / "convert.json", json.dumps(record, indent=2).encode())
 
 
@@ -239,9 +234,6 @@ def stages(run) -> tuple[Path, dict]:
 def load_stage(run, stage: str | None = None, device=None):
     """``(ANN in eval mode, RunConfig, stage record)`` of a conversion run; ``stage`` is
     ``"uniform"`` or ``"al"`` (default: the last one trained)."""
-    from ..train.checkpoint import load_model_state, load_run_checkpoint
-    from ..train.config import config_from_dict
-
     root, record = stages(run)
     names = [s["name"] for s in record["stages"]]
     if stage is None:
@@ -249,12 +241,87 @@ def load_stage(run, stage: str | None = None, device=None):
     if stage not in names:
         raise ValueError(f"run {str(root)!r} has stages {names}, not {stage!r}")
     st = record["stages"][names.index(stage)]
-    path, tensors, meta = load_run_checkpoint(_stage_dir(root, st["run_dir"]))
+    folder = _stage_dir(root, st["run_dir"])
+    path, _, meta = load_run_checkpoint(folder)  # verified: digest and metadata schema
     cfg = config_from_dict(meta["config"])
     sec = _section({k: v for k, v in record["convert"].items()})
-    net = _build(cfg, sec, st["L"] if isinstance(st["L"], int) else sec.L)
+    net = _build(cfg, sec, st["L"] if isinstance(st["L"], int) else sec.L,
+                 *recorded_shapes(cfg, meta, path))
     set_L(net, st["L"])
-    model = StaticANN(net)
-    state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-    load_model_state(model, state, source=f"checkpoint {str(path)!r}")
-    return net.eval().to(device or "cpu"), cfg, st
+    loaded = load_run(folder, checkpoint=path, model=StaticANN(net), device=device)
+    return loaded.model.net, loaded.config, st
+
+
+# ---- evaluation and the report -------------------------------------------------------------
+def eval_batches(cfg, batch_size: int | None = None):
+    """``[(x [B, ...], y)]`` of the run's test split (the ANN's input: time step 0)."""
+    test_ds = build_datasets(cfg)[1]
+    loader = torch.utils.data.DataLoader(test_ds, batch_size=batch_size or
+                                         cfg.data.eval_batch_size, shuffle=False)
+    return [(x.transpose(0, 1)[0], y) for x, y in loader]
+
+
+def evaluate_stage(run, stage=None, naive_T: int = 64, dtype=torch.float32) -> dict:
+    """ANN, PASCAL (temporal) and naive (T = 1..naive_T) results of one stage of a run."""
+    net, cfg, st = load_stage(run, stage)
+    batches = eval_batches(cfg)
+    pascal = evaluate_snn(net, batches, "pascal", dtype=dtype)
+    naive = evaluate_snn(net, batches, "naive", T=naive_T)
+    return {"stage": st["name"], "L": st["L"], "sum_L": sum(st["L"].values()),
+            "pascal": pascal, "naive": naive}
+
+
+def write_report(run, out=None, naive_T: int = 64) -> Path:
+    """``report.md``, ``report.json`` and plots (naive accuracy vs T against the ANN line and
+    the PASCAL point; spikes and SOPs per layer; uniform L vs AL) for every stage of ``run``."""
+    from ..plotting import layers_figure, naive_curve_figure, save, stages_figure
+
+    root, record = stages(run)
+    out = Path(out) if out is not None else root / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    results = [evaluate_stage(root, s["name"], naive_T) for s in record["stages"]]
+    (out / "report.json").write_text(json.dumps(
+        [{k: v for k, v in r.items()} for r in results], indent=2, default=str))
+    figs = [save(naive_curve_figure(results), out / "naive_vs_T.png", dpi=120),
+            save(layers_figure(results), out / "layers.png", dpi=120)]
+    if len(results) > 1:
+        figs.append(save(stages_figure(results), out / "uniform_vs_al.png", dpi=120))
+    lines = [f"# Conversion report: {root.name}", "",
+             f"Net `{record['net']}`; test split of the run's dataset. PASCAL runs the "
+             "temporal simulation (IF neurons, float32); naive mode is IF conversion with "
+             "threshold lambda, v(0) = lambda/2, soft reset, read out as the running mean.", "",
+             "| stage | levels L | sum L | ANN acc | PASCAL acc | PASCAL = ANN predictions | "
+             "count mismatches vs folded / trained ANN | max abs logit diff (folded / trained "
+             "ANN) | "
+             "PASCAL time steps | spikes / sample | naive acc T=1 / 2 / 4 / 8 / 16 / 64 | "
+             "first naive T within 0.5 pp of the ANN | first naive T with all ANN predictions |",
+             "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---|---:|---:|"]
+    for r in results:
+        p, nv = r["pascal"], r["naive"]["acc_per_T"]
+        pick = " / ".join(f"{100 * nv[t - 1]:.1f}" for t in (1, 2, 4, 8, 16, 64)
+                          if t <= len(nv))
+        reach = steps_to_reach(nv, p["ann_acc"] - 0.005)
+        same = steps_to_reach(r["naive"]["agree_per_T"], 1.0)
+        lines.append(f"| {r['stage']} | {list(r['L'].values())} | {r['sum_L']} | "
+                     f"{100 * p['ann_acc']:.2f}% | {100 * p['snn_acc']:.2f}% | "
+                     f"{100 * p['agreement']:.1f}% | {p['count_mismatches']} / "
+                     f"{p['unfolded_count_mismatches']} of {p['neurons']:,} | "
+                     f"{p['folded_logit_diff']:.2e} / "
+                     f"{p['max_logit_diff']:.2e} | {p['time_steps']} | "
+                     f"{p['report']['spikes']:,.0f} | {pick} | "
+                     f"{reach if reach else f'> {len(nv)}'} | "
+                     f"{same if same else f'> {len(nv)}'} |")
+    lines += ["", "Two references: the BN-folded ANN (the network PASCAL is built from, same "
+              "dtype) and the trained ANN (BN unfolded, float32). Counts are compared neuron by "
+              "neuron; the predictions column is against the trained ANN. Folding rounds, so a "
+              "pre-activation within rounding distance of a level boundary can change its count "
+              "between the two ANNs, and the change propagates to later layers (a logit "
+              "difference of one quantum or more). See docs/conversion.md, 'What is exact'."]
+    for r in results:
+        lines += ["", f"## Stage `{r['stage']}`: PASCAL per layer (per test sample)", "",
+                  r["pascal"]["markdown"], "",
+                  f"Naive at T = {len(r['naive']['acc_per_T'])}, per layer:", "",
+                  r["naive"]["markdown"]]
+    lines += [""] + [f"![{f.stem}]({f.name})" for f in figs]
+    (out / "report.md").write_text("\n".join(lines) + "\n")
+    return out

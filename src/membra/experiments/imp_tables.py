@@ -1,12 +1,11 @@
-r"""Aggregate IMP-study runs into a markdown report with per-step accuracy curves and
-histograms of the learned initial potentials.
+r"""The IMP study's tables and figures: aggregate study runs into ``README.md`` with per-step
+accuracy tables, curves and histograms of the learned initial potentials
+(``membra report imp``).
 
-A run folder holds ``metrics.json`` (``dataset``, ``seed``, ``T``, ``loss``,
-``init_potential``, ``per_step_accuracy`` ``[T]``, ``acc_mean``, ``acc_last``, optional
-``sops`` and ``static_input``) and optionally ``model.safetensors`` (IMP tensors: keys ending in
-``init_potential``), as written by :func:`membra.analysis.study.run_arm`. Runs are grouped by
-dataset and arm (the arm is recognised from its initial potential and loss, see
-:data:`membra.analysis.study.ARMS`); each cell of the table is ``mean ± std`` over seeds
+A run is an ordinary ``membra train`` run folder (``summary.json``, ``config.toml``,
+``checkpoints/``), as :func:`membra.experiments.study.run_arm` writes it. Runs are grouped by
+dataset and arm (``run.tags.arm``, else recognised from the initial potential and loss, see
+:data:`membra.experiments.study.ARMS`); each cell of the table is ``mean ± std`` over seeds
 (sample std, ``n - 1``).
 
 The spec's step-1 criterion (every IMP arm's step 1 at least 4 points above every zero-start
@@ -24,11 +23,12 @@ from pathlib import Path
 
 import torch
 
-from .study import ARMS
+from .study import ARMS, arm_of
 
-__all__ = ["load_runs", "aggregate", "imp_report", "arm_of", "is_static"]
+__all__ = ["load_runs", "aggregate", "imp_report", "is_static"]
 
 ZERO_START = ("baseline", "lts")
+IMP_V_TH = 1.0  # threshold of the study's neurons (lif_event preset), marked on the V_0 histogram
 IMP_ARMS = ("imp", "imp_lts", "imp_tet", "imp_ls_tet")
 STATIC_DATASETS = ("digits", "cifar10", "image-folder")
 """Image datasets whose ``direct`` encoding repeats the same input at every step (used for
@@ -45,102 +45,59 @@ def is_static(metrics: dict) -> bool:
         metrics.get("encoding", "direct") == "direct"
 
 
-def arm_of(metrics: dict) -> str:
-    """Study arm of a run from its initial potential and loss (else its name)."""
-    learn = metrics.get("init_potential") == "learnable"
-    for arm, spec in ARMS.items():
-        if (spec["init_potential"] == "learnable") == learn and spec["loss"] == \
-                metrics.get("loss"):
-            return arm
-    return str(metrics.get("name", "run"))
+def _read_run(folder: Path) -> dict:
+    """A ``membra train`` run folder (``summary.json`` + ``config.toml``) as a study run:
+    ``dataset``, ``seed``, ``arm`` (``run.tags.arm``, else recognised from the initial
+    potential and loss), ``per_step_accuracy``, ``acc_mean``, ``acc_last``, ``encoding``, the
+    study's measures (``sops``, ``static_input``) when :class:`StudyMeasures` recorded them,
+    and ``init_potentials`` ``{layer: tensor}`` of the run's latest checkpoint."""
+    from ..train.checkpoint import load_checkpoint
+    from ..train.config import parse_config
 
-
-def _train_run(folder: Path) -> dict:
-    """Metrics of a ``membra train`` run folder (``summary.json`` + ``config.toml``) in the
-    study's format; IMP tensors from its latest checkpoint."""
-    import sys
-
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover
-        import tomli as tomllib
     summary = json.loads((folder / "summary.json").read_text())
-    cfg = tomllib.loads((folder / "config.toml").read_text())
-    m = {"name": cfg.get("run", {}).get("name", folder.name),
-         "dataset": cfg.get("data", {}).get("name", "?"),
-         "seed": cfg.get("run", {}).get("seed", 0),
-         "encoding": cfg.get("data", {}).get("encoding", "direct"),
-         "loss": cfg.get("train", {}).get("loss", "mean_ce"),
-         "init_potential": cfg.get("model", {}).get("neuron_kwargs", {}).get(
-             "init_potential", 0.0)}
+    cfg = parse_config((folder / "config.toml").read_text())
     try:
-        m.update(per_step_accuracy=summary["test_acc_per_step"],
-                 acc_mean=summary["test_acc_mean"], acc_last=summary["test_acc_last"])
+        m = {"per_step_accuracy": summary["test_acc_per_step"],
+             "acc_mean": summary["test_acc_mean"], "acc_last": summary["test_acc_last"]}
     except KeyError as err:
-        raise ValueError(f"{folder / 'summary.json'}: missing {err}") from None
-    m["_imp"] = {}
-    ckdir = folder / "checkpoints"
-    latest = sorted(ckdir.glob("*.safetensors")) if ckdir.is_dir() else []
-    if latest:
-        from safetensors.torch import load_file
-
-        m["_imp"] = {k.removeprefix("model."): v for k, v in load_file(str(latest[-1])).items()
-                     if k.startswith("model.") and k.endswith("init_potential")}
+        raise ValueError(f"{folder / 'summary.json'}: missing {err}; not a finished run") \
+            from None
+    init = cfg.model.neuron_kwargs.get("init_potential", 0.0)
+    study = summary.get("study", {})
+    m.update(name=cfg.run.name, dataset=cfg.data.name, seed=cfg.run.seed,
+             encoding=cfg.data.encoding, loss=cfg.train.loss, init_potential=init,
+             arm=cfg.run.tags.get("arm") or arm_of(init, cfg.train.loss) or cfg.run.name,
+             run_dir=str(folder), init_potentials={})
+    for key in ("sops", "static_input"):
+        if key in study:
+            m[key] = study[key]
+    if (folder / "checkpoints").is_dir() and any((folder / "checkpoints").iterdir()):
+        tensors, _ = load_checkpoint(folder)
+        m["init_potentials"] = {k[len("model."):].removesuffix(".init_potential"): v
+                                for k, v in tensors.items()
+                                if k.startswith("model.") and k.endswith("init_potential")
+                                and v.numel() > 1}
     return m
 
 
-def _run_files(p: Path) -> list[Path]:
-    if (p / "metrics.json").is_file() or (p / "summary.json").is_file():
-        return [p]
-    found = {f.parent for f in p.rglob("metrics.json")}
-    found |= {f.parent for f in p.rglob("summary.json") if (f.parent / "config.toml").is_file()}
-    return sorted(found)
-
-
 def load_runs(paths) -> list[dict]:
-    """Read every run folder under ``paths`` (searched recursively): IMP-study runs
-    (``metrics.json``) and ``membra train`` runs (``summary.json`` + ``config.toml``); adds
-    ``arm``, ``run_dir`` and ``init_potentials`` ``{layer: tensor}``."""
+    """Every finished run folder (``summary.json`` + ``config.toml``) under ``paths``
+    (searched recursively), read by :func:`_read_run`."""
     runs = []
     for p in map(Path, paths):
         if not p.exists():
             raise FileNotFoundError(f"run folder not found: {p}")
-        for folder in _run_files(p):
-            f = folder / "metrics.json"
-            if not f.is_file():
-                m = _train_run(folder)
-                imp = m.pop("_imp")
-                m["arm"] = arm_of(m)
-                m["run_dir"] = str(folder)
-                m["init_potentials"] = {k.removesuffix(".init_potential"): v
-                                        for k, v in imp.items() if v.numel() > 1}
-                runs.append(m)
-                continue
-            m = json.loads(f.read_text())
-            for key in ("per_step_accuracy", "acc_mean", "acc_last"):
-                if key not in m:
-                    raise ValueError(f"{f}: missing {key!r}; not an IMP-study run")
-            m["arm"] = m.get("arm") or arm_of(m)
-            m["run_dir"] = str(f.parent)
-            cfg_file = f.parent / "config.json"
-            if "encoding" not in m and cfg_file.is_file():
-                m["encoding"] = json.loads(cfg_file.read_text()).get("data", {}).get(
-                    "encoding", "direct")
-            m["init_potentials"] = {}
-            st = f.parent / "model.safetensors"
-            if st.is_file():
-                from safetensors.torch import load_file
-
-                m["init_potentials"] = {k.removesuffix(".init_potential"): v
-                                        for k, v in load_file(str(st)).items()
-                                        if k.endswith("init_potential") and v.numel() > 1}
-            runs.append(m)
+        found = sorted({f.parent for f in p.rglob("summary.json")
+                        if (f.parent / "config.toml").is_file()})
+        runs += [_read_run(folder) for folder in found]
     if not runs:
-        raise ValueError(f"no run folders (with metrics.json) found under {list(paths)}")
+        raise ValueError(f"no run folders (with summary.json and config.toml) found under "
+                         f"{[str(p) for p in paths]}")
     return runs
 
 
 def _ms(values) -> tuple[float, float]:
+    """Mean and sample std (0 for one value)."""
     t = torch.tensor(values, dtype=torch.float64)
     std = t.std(unbiased=True).item() if len(values) > 1 else 0.0
     return t.mean().item(), std
@@ -250,55 +207,26 @@ def _ranking(arms: dict, key: str, label: str) -> str:
 
 
 def _plots(ds: str, arms: dict, out: Path) -> list[str]:
-    from .plots import pyplot
+    """``curves_<ds>.png`` (per-step accuracy, mean ± std over seeds) and ``imp_hist_<ds>.png``
+    (learned V_0 of every IMP arm and seed, per layer); returns the file names."""
+    from ..plotting import init_potential_figure, save, seed_curves_figure
 
-    plt = pyplot()
-    names = []
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for arm, s in arms.items():
-        T = s["T"]
-        t = list(range(1, T + 1))
-        m = [100 * v[0] for v in s["per_step"]]
-        sd = [100 * v[1] for v in s["per_step"]]
-        style = "--" if arm in ZERO_START else "-"
-        line, = ax.plot(t, m, style, marker="o", ms=3, label=f"{arm} (n={s['n']})")
-        ax.fill_between(t, [a - b for a, b in zip(m, sd, strict=True)],
-                        [a + b for a, b in zip(m, sd, strict=True)],
-                        color=line.get_color(), alpha=0.15)
-    ax.set_xticks(range(1, max(s["T"] for s in arms.values()) + 1))
-    ax.set_xlabel("time step t")
-    ax.set_ylabel("test accuracy of step t alone (%)")
-    ax.set_title(f"{ds}: per-step accuracy, mean ± std over seeds")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    name = f"curves_{ds}.png"
-    fig.savefig(out / name, dpi=100)
-    plt.close(fig)
-    names.append(name)
-
+    curves = {f"{arm} (n={s['n']})": ([100 * v[0] for v in s["per_step"]],
+                                     [100 * v[1] for v in s["per_step"]], arm in ZERO_START)
+              for arm, s in arms.items()}
+    names = [save(seed_curves_figure(curves, f"{ds}: per-step accuracy, mean ± std over seeds"),
+                  out / f"curves_{ds}.png", dpi=100).name]
     layers = defaultdict(list)
     for s in arms.values():
         for run in s["init_potentials"]:
             for layer, v in run.items():
                 layers[layer].append(v.flatten())
     if layers:
-        keys = sorted(layers)
-        fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.2), squeeze=False)
-        for ax, k in zip(axes[0], keys, strict=True):
-            v = torch.cat(layers[k]).numpy()
-            ax.hist(v, bins=40, color="C0", alpha=0.8)
-            ax.axvspan(0.4, 0.6, color="0.85", zorder=0, label="init U(0.4, 0.6)")
-            ax.set_title(f"layer {k}: {v.size} neurons\nmean {v.mean():.3f}, std "
-                         f"{v.std():.3f}", fontsize=9)
-            ax.set_xlabel("learned V_0")
-            ax.legend(fontsize=7)
-        fig.suptitle(f"{ds}: learned initial potentials (all IMP arms and seeds)", fontsize=10)
-        fig.tight_layout()
-        name = f"imp_hist_{ds}.png"
-        fig.savefig(out / name, dpi=90)
-        plt.close(fig)
-        names.append(name)
+        v0 = {f"layer {k}": torch.cat(layers[k]).numpy() for k in sorted(layers)}
+        fig = init_potential_figure(
+            v0, v_th=IMP_V_TH,
+            title=f"{ds}: learned initial potentials (all IMP arms and seeds)")
+        names.append(save(fig, out / f"imp_hist_{ds}.png", dpi=90).name)
     return names
 
 

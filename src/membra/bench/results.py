@@ -1,4 +1,4 @@
-"""Markdown tables (ratios first) from the results of :mod:`membra.bench.run`."""
+"""Markdown tables of benchmark results (ratios first) from :mod:`membra.bench.run`."""
 
 from __future__ import annotations
 

@@ -1,0 +1,60 @@
+"""Fwd+bwd time of each neuron model relative to LIF at the same shape (fused ``cpu``
+backend, same process, alternating order, median of repeats).
+
+    python -m membra.bench.models [T B N] [--rlif-n N]
+
+RLIF's recurrent weight is ``[N, N]``, so it is timed at its own (smaller) ``N`` against LIF
+at that ``N``.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from ..nn import ALIF, LIF, RLIF, CubaLIF, Delay
+from .timing import median_ms
+
+
+def fwd_bwd_ms(layer, x, repeats: int = 7) -> float:
+    """Median ms of ``layer(x).sum().backward()`` (x requires grad)."""
+    def run():
+        x.grad = None
+        layer(x).sum().backward()
+    return median_ms(run, repeats=repeats)["median_ms"]
+
+
+def ratios(T: int, B: int, N: int, rlif_n: int, backend: str = "cpu") -> list[tuple]:
+    """Rows ``(model, shape, ms, LIF ms, ratio)``."""
+    rows = []
+    cases = ((N, {"CubaLIF": lambda: CubaLIF(backend=backend),
+                  "ALIF": lambda: ALIF(backend=backend),
+                  "Delay(max 4)": lambda: Delay((N,), 4, torch.arange(N) % 5)}),
+             (rlif_n, {"RLIF": lambda: RLIF((rlif_n,), backend=backend)}))
+    for width, makers in cases:
+        x = torch.randn(T, B, width).requires_grad_()
+        lif = LIF(backend=backend)
+        for name, make in makers.items():
+            layer = make()
+            t_lif = fwd_bwd_ms(lif, x)
+            t = fwd_bwd_ms(layer, x)
+            t_lif = min(t_lif, fwd_bwd_ms(lif, x))
+            rows.append((name, (T, B, width), t, t_lif, t / t_lif))
+    return rows
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("shape", nargs="*", type=int, default=[16, 64, 16384])
+    p.add_argument("--rlif-n", type=int, default=1024)
+    a = p.parse_args(argv)
+    print("| model | shape [T, B, N] | fwd+bwd ms | LIF ms | ratio |")
+    print("|---|---|---|---|---|")
+    for name, shape, t, t_lif, r in ratios(*a.shape, a.rlif_n):
+        print(f"| {name} | {list(shape)} | {t:.1f} | {t_lif:.1f} | {r:.2f} |")
+    print(f"threads: {torch.get_num_threads()}")
+
+
+if __name__ == "__main__":
+    main()
