@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 from typer.testing import CliRunner
 
@@ -28,6 +29,42 @@ def test_bench_writes_json_and_markdown(tmp_path):
     main(["--steps", "2", "--neurons", "64", "--repeats", "1", "--no-compile", "--no-conv",
           "--out", str(tmp_path)])
     _check(tmp_path, 2)
+    data = json.loads((tmp_path / "kernels.json").read_text())
+    md = (tmp_path / "kernels.md").read_text()
+    # every target of the issue is a row, measured or said not to be
+    whats = [t["what"] for t in data["targets"]]
+    assert len(whats) == 6 and "Targets (same-run ratios)" in md
+    assert any("three-copy limit" in w for w in whats)
+    assert any("conv SNN" in w for w in whats)
+    assert "not measured" in md  # no conv step and no peers in this run
+    if "membra-cpu" in data["neuron"]["cpu"]["by_T"]["2"]["methods"]:
+        plain = data["plain"]
+        assert plain["membra-cpu"]["fwd_bwd"]["median_ms"] > 0
+        assert plain["membra-cpu-infer-bool"]["fwd"]["median_ms"] > 0
+        assert "Plain script (no reuse of freed memory)" in md
+        met = {t["what"]: t for t in data["targets"]}
+        assert all(t["value"] is not None for w, t in met.items() if "plain script: three" in w)
+
+
+def test_bench_is_bounded(tmp_path):
+    from membra.bench.neurons import run_neuron_bench
+    from membra.bench.timing import median_ms
+
+    res = run_neuron_bench(steps=(3,), shape=(2, 8), repeats=1, compile_reference=True,
+                           compile_max_t=2, log=lambda *_: None)
+    row = res["by_T"]["3"]["methods"]
+    assert "T > 2" in row["compile-reference"]["skipped"]
+    assert res["bounds"]["compile_max_t"] == 2
+    calls = []
+
+    def slow():
+        calls.append(1)
+        time.sleep(0.05)
+
+    r = median_ms(slow, warmup=2, repeats=5, budget_s=0.1)
+    assert "capped" in r and len(r["times_ms"]) == 1 and len(calls) == 2
+    r = median_ms(lambda: None, warmup=2, repeats=5, budget_s=0.1)
+    assert "capped" not in r and len(r["times_ms"]) == 5
 
 
 def test_membra_bench_cli(tmp_path):
@@ -41,3 +78,14 @@ def test_membra_bench_bad_steps(tmp_path):
     r = CliRunner().invoke(app, ["bench", "--steps", "4,x", "--out", str(tmp_path)])
     assert r.exit_code == 2 and "--steps" in r.output
     assert not (tmp_path / "kernels.json").exists()
+
+
+def test_rewrite_renders_the_tables_again(tmp_path):
+    main(["--steps", "2", "--neurons", "32", "--repeats", "1", "--no-compile", "--no-conv",
+          "--no-plain", "--out", str(tmp_path)])
+    (tmp_path / "kernels.md").unlink()
+    (tmp_path / "speed_table.md").unlink()
+    main(["--rewrite", "--out", str(tmp_path)])
+    table = (tmp_path / "speed_table.md").read_text()
+    assert "| measured | target | value | met |" in table and "load average" in table
+    assert "forward + backward" in (tmp_path / "kernels.md").read_text()

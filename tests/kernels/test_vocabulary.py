@@ -58,7 +58,8 @@ def test_one_op_per_operation_dispatched_by_device():
     from membra.kernels import fused
 
     op = torch.ops.membra.neuron_fwd.default
-    assert fused.OPS == ("membra::neuron_fwd", "membra::neuron_bwd")
+    assert fused.OPS == ("membra::neuron_fwd", "membra::neuron_bwd", "membra::neuron_infer",
+                         "membra::neuron_h", "membra::neuron_bwd_cols")
     x = torch.randn(3, 5)
     s, vT, h, v = op(x, torch.zeros(5), torch.tensor(2.0), 0, True, 1.0, 0.0, 0, 4.0, True,
                      False, False)

@@ -21,15 +21,16 @@ from .timing import median_ms
 
 
 @contextlib.contextmanager
-def _no_hugepages():
-    """Run the cpu backend without its huge-page advice on outputs (what it costs here)."""
+def _no_pool():
+    """Run the cpu backend with every output a fresh ``torch.empty`` (the allocation before
+    the output pool: what the pool saves here)."""
     from membra.kernels import cpu as cpu_backend
 
-    saved, cpu_backend._HUGE_MIN_BYTES = cpu_backend._HUGE_MIN_BYTES, -1
+    saved, cpu_backend._POOL_MIN_BYTES = cpu_backend._POOL_MIN_BYTES, -1
     try:
         yield
     finally:
-        cpu_backend._HUGE_MIN_BYTES = saved
+        cpu_backend._POOL_MIN_BYTES = saved
 
 
 def _custom_sigmoid(u: torch.Tensor) -> torch.Tensor:
@@ -61,8 +62,11 @@ def membra_methods(device: str, compile_reference: bool) -> dict:
             f"membra backend={b!r}, custom surrogate f(u) = sigmoid(4u)",
             lambda x, b=b: lif_sequence(x, backend=b, surrogate=_custom_sigmoid)[0])
     if "membra-cpu" in methods:
-        methods["membra-cpu-4k"] = ("membra backend='cpu', outputs on 4 KiB pages",
-                                    methods["membra-cpu"][1])
+        methods["membra-cpu-nopool"] = ("membra backend='cpu', fresh outputs (no pool)",
+                                        methods["membra-cpu"][1])
+        methods[INFER_BOOL] = ("membra backend='cpu', inference, spikes as torch.bool",
+                               lambda x: lif_sequence(x, backend="cpu",
+                                                      spike_dtype=torch.bool)[0])
     if compile_reference:
         compiled = torch.compile(lambda x: lif_sequence(x, backend="reference")[0],
                                  dynamic=False)
@@ -70,10 +74,18 @@ def membra_methods(device: str, compile_reference: bool) -> dict:
     return methods
 
 
-def time_method(run, x, gs, *, device, repeats) -> dict:
+#: forward-only methods (their spikes carry no gradient)
+INFER_BOOL = "membra-cpu-infer-bool"
+FWD_ONLY = (INFER_BOOL,)
+
+
+def time_method(run, x, gs, *, device, repeats, budget_s=None, fwd_only=False) -> dict:
     def fwd():
         with torch.no_grad():
             run(x)
+
+    if fwd_only:
+        return {"fwd": median_ms(fwd, device=device, repeats=repeats, budget_s=budget_s)}
 
     xg = x.detach().clone().requires_grad_(True)
 
@@ -82,8 +94,8 @@ def time_method(run, x, gs, *, device, repeats) -> dict:
         s.backward(gs)
         xg.grad = None
 
-    return {"fwd": median_ms(fwd, device=device, repeats=repeats),
-            "fwd_bwd": median_ms(fwd_bwd, device=device, repeats=repeats)}
+    return {"fwd": median_ms(fwd, device=device, repeats=repeats, budget_s=budget_s),
+            "fwd_bwd": median_ms(fwd_bwd, device=device, repeats=repeats, budget_s=budget_s)}
 
 
 def limits(x, *, device, repeats) -> dict:
@@ -113,12 +125,17 @@ def limits(x, *, device, repeats) -> dict:
 
 
 def run_neuron_bench(*, device="cpu", steps=(4, 16, 64), shape=(64, 16384), repeats=5,
-                     compile_reference=True, log=print) -> dict:
+                     compile_reference=True, compile_max_t=16, budget_s=30.0, log=print) -> dict:
+    """Every method at every T. Bounded: ``torch.compile`` of the reference loop only up to
+    ``compile_max_t`` steps (its warm-up grows with T: over 12 minutes at T=64 on the 2-core
+    machine), and a method whose first call is slow is timed fewer times (``budget_s`` per
+    method and phase, see :func:`median_ms`); both are written into the results."""
     methods = membra_methods(device, compile_reference)
     peers, missing = load_peers(device)
     methods.update(peers)
     out = {"device": device, "shape": list(shape), "dtype": "float32", "by_T": {},
-           "labels": {k: v[0] for k, v in methods.items()}, "peers_missing": missing}
+           "labels": {k: v[0] for k, v in methods.items()}, "peers_missing": missing,
+           "bounds": {"compile_max_t": compile_max_t, "budget_s": budget_s}}
     for T in steps:
         g = torch.Generator().manual_seed(T)
         x = (torch.randn(T, *shape, generator=g) + 0.5).to(device)
@@ -127,17 +144,24 @@ def run_neuron_bench(*, device="cpu", steps=(4, 16, 64), shape=(64, 16384), repe
         log(f"T={T}: copy_x3 {row['limits']['copy_x3']['median_ms']:.1f} ms, "
             f"clone_x3 {row['limits']['clone_x3']['median_ms']:.1f} ms")
         for name, (_, run) in methods.items():
+            if name == "compile-reference" and T > compile_max_t:
+                row["methods"][name] = {"skipped": f"T > {compile_max_t}: torch.compile's "
+                                        "warm-up of the T-step loop takes minutes"}
+                log(f"  {name}: skipped ({row['methods'][name]['skipped']})")
+                continue
             try:
-                with _no_hugepages() if name.endswith("-4k") else contextlib.nullcontext():
+                with _no_pool() if name.endswith("-nopool") else contextlib.nullcontext():
                     row["methods"][name] = time_method(run, x, gs, device=device,
-                                                       repeats=repeats)
+                                                       repeats=repeats, budget_s=budget_s,
+                                                       fwd_only=name in FWD_ONLY)
             except Exception as e:  # a peer that fails at this size is reported, not fatal
                 row["methods"][name] = {"error": f"{type(e).__name__}: {e}"}
                 log(f"  {name}: failed ({e})")
                 continue
             r = row["methods"][name]
-            log(f"  {name}: fwd {r['fwd']['median_ms']:.1f} ms, "
-                f"fwd+bwd {r['fwd_bwd']['median_ms']:.1f} ms")
+            log(f"  {name}: " + ", ".join(f"{k} {r[k]['median_ms']:.1f} ms"
+                                          + (" (capped)" if "capped" in r[k] else "")
+                                          for k in ("fwd", "fwd_bwd") if k in r))
         out["by_T"][str(T)] = row
         del x, gs
     out["custom_surrogate_ratio"] = custom_surrogate_ratios(out)

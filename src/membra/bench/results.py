@@ -7,6 +7,74 @@ def _ms(entry) -> float | None:
     return entry.get("median_ms") if isinstance(entry, dict) else None
 
 
+def target_steps(steps) -> int:
+    """The T the issue's targets are stated at: 16 when measured, else the middle one."""
+    steps = [int(t) for t in steps]
+    return 16 if 16 in steps else steps[len(steps) // 2]
+
+
+def _ratio(num, den) -> float | None:
+    return num / den if num is not None and den else None
+
+
+def _phase(methods: dict, name: str, phase: str) -> float | None:
+    m = methods.get(name, {})
+    return _ms(m.get(phase)) if isinstance(m, dict) else None
+
+
+def targets(results: dict) -> list[dict]:
+    """The speed targets of the neuron-core issue, each with its same-run measured value:
+    ``{"what", "target", "value", "met"}`` (``value`` ``None`` where not measured here)."""
+    res = results.get("neuron", {}).get("cpu")
+    if not res or not res.get("by_T"):
+        return []
+    t = str(target_steps(res["by_T"]))
+    m = res["by_T"][t]["methods"]
+    plain = results.get("plain") or {}
+    shape = f"[{t}, {', '.join(map(str, res['shape']))}]"
+    rows = [
+        (f"LIF fwd+bwd {shape}: SpikingJelly time / membra time (freed memory reused)",
+         ">= 5", 5.0, _ratio(_phase(m, "spikingjelly", "fwd_bwd"),
+                              _phase(m, "membra-cpu", "fwd_bwd"))),
+        (f"LIF fwd+bwd {shape}, plain script: SpikingJelly time / membra time", ">= 5", 5.0,
+         _ratio(_phase(plain, "spikingjelly", "fwd_bwd"), _phase(plain, "membra-cpu",
+                                                                 "fwd_bwd"))),
+        (f"LIF fwd+bwd {shape}, plain script: three-copy limit / membra time", ">= 0.70",
+         0.70, _ratio(_ms(plain.get("copy_x3")), _phase(plain, "membra-cpu", "fwd_bwd"))),
+        (f"LIF inference {shape}, plain script: forward with float spikes and fresh outputs "
+         "(the forward before the inference path) / inference with bool spikes", ">= 2", 2.0,
+         _ratio(_phase(plain, "membra-cpu-nopool", "fwd"),
+                _phase(plain, "membra-cpu-infer-bool", "fwd"))),
+        (f"LIF fwd+bwd {shape}: custom surrogate time / built-in time", "<= 1.3", -1.3,
+         res.get("custom_surrogate_ratio", {}).get("membra-cpu-custom-surrogate", {}).get(t)),
+    ]
+    conv = results.get("conv") or {}
+    if "step" in conv.get("membra-cpu", {}) and "step" in conv.get("spikingjelly", {}):
+        rows.append(("conv SNN training step [4, 32, 3, 32, 32]: SpikingJelly time / membra "
+                     "time", ">= 1.5", 1.5, conv["spikingjelly"]["step"]["median_ms"]
+                     / conv["membra-cpu"]["step"]["median_ms"]))
+    else:
+        rows.append(("conv SNN training step [4, 32, 3, 32, 32]: SpikingJelly time / membra "
+                     "time", ">= 1.5", 1.5, None))
+    out = []
+    for what, target, bound, value in rows:
+        met = None if value is None else (value >= bound if bound > 0 else value <= -bound)
+        out.append({"what": what, "target": target, "value": value, "met": met})
+    return out
+
+
+def _targets_table(rows: list[dict]) -> list[str]:
+    if not rows:
+        return []
+    lines = ["### Targets (same-run ratios)", "", "| measured | target | value | met |",
+             "|---|---|---|---|"]
+    for r in rows:
+        v = "not measured" if r["value"] is None else f"{r['value']:.3f}"
+        met = "-" if r["met"] is None else ("yes" if r["met"] else "**no**")
+        lines.append(f"| {r['what']} | {r['target']} | {v} | {met} |")
+    return lines + [""]
+
+
 def _neuron_table(dev: str, res: dict, phase: str) -> list[str]:
     steps = list(res["by_T"])
     limit_key = "copy_x3" if phase == "fwd_bwd" else "copy_x1"
@@ -34,9 +102,11 @@ def _neuron_table(dev: str, res: dict, phase: str) -> list[str]:
             m = res["by_T"][t]["methods"].get(name, {})
             ms = _ms(m.get(phase)) if "error" not in m else None
             if ms is None:
-                cells.append("failed" if "error" in m else "-")
+                cells.append("failed" if "error" in m else "skipped" if "skipped" in m
+                             else "-")
                 continue
-            parts = [f"{ms:.1f} ms", f"{lim[t] / ms:.0%}"]
+            parts = [f"{ms:.1f} ms" + (" (capped)" if "capped" in m[phase] else ""),
+                     f"{lim[t] / ms:.0%}"]
             for ref, short in (("spikingjelly", "SJ"), ("compile-reference", "compile")):
                 r = res["by_T"][t]["methods"].get(ref, {})
                 rms = _ms(r.get(phase)) if "error" not in r else None
@@ -56,6 +126,25 @@ def _memory_note(env: dict) -> str:
     return "; fresh pages for every large tensor (MEMBRA_MALLOC_CACHE=0)"
 
 
+def _plain_table(plain: dict | None) -> list[str]:
+    """The plain-script run (:mod:`membra.bench.plain`)."""
+    if not plain or "error" in plain:
+        return ["Plain-script run: " + ("failed" if plain else "not run"), ""]
+    lim = _ms(plain["copy_x3"])
+    lines = [f"### Plain script (no reuse of freed memory), x = [{plain['T']}, "
+             f"{', '.join(map(str, plain['shape']))}] float32, load average "
+             f"{plain['load_avg'][0]:.1f}", "",
+             "| method | phase | time | three-copy limit / time |", "|---|---|---|---|",
+             f"| three copies of x, preallocated | | {lim:.1f} ms | 100% |"]
+    for name in ("membra-cpu", "membra-cpu-nopool", "membra-cpu-infer-bool", "spikingjelly"):
+        for phase in ("fwd_bwd", "fwd"):
+            ms = _phase(plain, name, phase)
+            if ms is not None:
+                lines.append(f"| {name} | {phase.replace('_', '+')} | {ms:.1f} ms | "
+                             f"{lim / ms:.0%} |")
+    return lines + [""]
+
+
 def markdown(results: dict) -> str:
     env = results["env"]
     out = ["# membra kernel benchmarks", "",
@@ -67,6 +156,8 @@ def markdown(results: dict) -> str:
            f"{env.get('load_avg_at_end', (float('nan'),))[0]:.1f} at end ({env['date']}). "
            "The machine is shared: absolute times are noisy, ratios from the same run "
            "are what to compare.", ""]
+    out += _targets_table(results.get("targets") or targets(results))
+    out += _plain_table(results.get("plain"))
     for dev, res in results["neuron"].items():
         out += _neuron_table(dev, res, "fwd_bwd")
         out += _neuron_table(dev, res, "fwd")
@@ -96,3 +187,13 @@ def markdown(results: dict) -> str:
             out.append(f"| {impl} | {ms:.1f} ms | {speed} | {mb:.0f} MB | {mem} |")
         out.append("")
     return "\n".join(out)
+
+
+def readme_table(results: dict) -> str:
+    """The README's speed table: the targets table with the run's machine and load (written
+    to ``speed_table.md`` next to ``kernels.md``)."""
+    env = results["env"]
+    head = (f"{env['threads']} threads on {env['cpus']} CPUs, load average "
+            f"{env['load_avg_at_start'][0]:.1f} at start, "
+            f"{env.get('load_avg_at_end', (float('nan'),))[0]:.1f} at end ({env['date']})")
+    return "\n".join([head, ""] + _targets_table(results.get("targets") or targets(results))[2:])

@@ -20,8 +20,10 @@ from pathlib import Path
 
 import torch
 
+from membra.kernels import available_backends
+
 from .neurons import run_neuron_bench
-from .results import markdown
+from .results import markdown, readme_table, target_steps, targets
 
 RESULTS = Path("runs/bench")
 
@@ -41,6 +43,21 @@ def conv_bench(impls, repeats, log=print) -> dict:
     return out
 
 
+def plain_bench(T: int, neurons: int, repeats: int, log=print) -> dict:
+    """:mod:`membra.bench.plain` in its own process (no reuse of freed memory)."""
+    cmd = [sys.executable, "-m", "membra.bench.plain", str(T), str(neurons), str(repeats)]
+    env = dict(os.environ, MEMBRA_MALLOC_CACHE="0")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        log(f"plain script: failed: {proc.stderr.strip().splitlines()[-1:]}")
+        return {"error": proc.stderr.strip().splitlines()[-1:]}
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out["load_avg"] = os.getloadavg()
+    log(f"plain script T={T}: membra fwd+bwd {out['membra-cpu']['fwd_bwd']['median_ms']:.1f} "
+        f"ms, three copies {out['copy_x3']['median_ms']:.1f} ms")
+    return out
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, nargs="+", default=[4, 16, 64], help="values of T")
@@ -48,11 +65,24 @@ def main(argv=None) -> None:
                     "[T, 64, NEURONS])")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--no-compile", action="store_true", help="skip torch.compile")
+    ap.add_argument("--compile-max-steps", type=int, default=16, help="time torch.compile of "
+                    "the reference loop only up to this T (its warm-up takes minutes beyond)")
+    ap.add_argument("--budget", type=float, default=30.0, help="seconds per method and phase: "
+                    "a slower method is timed fewer times (marked capped)")
+    ap.add_argument("--no-plain", action="store_true", help="skip the plain-script run "
+                    "(fresh memory, in its own process)")
     ap.add_argument("--no-conv", action="store_true", help="skip the conv SNN step")
     ap.add_argument("--conv-only", action="store_true", help="rerun only the conv SNN step, "
                     "updating the results already in --out")
+    ap.add_argument("--rewrite", action="store_true", help="only rewrite the tables from the "
+                    "kernels.json already in --out")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
+    if args.rewrite:
+        if not (args.out / "kernels.json").is_file():
+            ap.error(f"--rewrite needs {args.out / 'kernels.json'}, which does not exist")
+        _write(json.loads((args.out / "kernels.json").read_text()), args.out)
+        return
     if args.conv_only:
         if not (args.out / "kernels.json").is_file():
             ap.error(f"--conv-only updates {args.out / 'kernels.json'}, which does not exist; "
@@ -83,7 +113,10 @@ def main(argv=None) -> None:
             env["gpu"] = torch.cuda.get_device_name()
         results["neuron"][device] = run_neuron_bench(
             device=device, steps=args.steps, shape=(64, args.neurons), repeats=args.repeats,
-            compile_reference=not args.no_compile)
+            compile_reference=not args.no_compile, compile_max_t=args.compile_max_steps,
+            budget_s=args.budget)
+    if not args.no_plain and "cpu" in available_backends("cpu"):
+        results["plain"] = plain_bench(target_steps(args.steps), args.neurons, args.repeats)
     if not args.no_conv:
         _conv(results, args.repeats)
     env["load_avg_at_end"] = os.getloadavg()
@@ -101,10 +134,12 @@ def _conv(results: dict, repeats: int) -> None:
 
 
 def _write(results: dict, out: Path) -> None:
+    results["targets"] = targets(results)
     out.mkdir(parents=True, exist_ok=True)
     (out / "kernels.json").write_text(json.dumps(results, indent=1) + "\n")
     (out / "kernels.md").write_text(markdown(results))
-    print(f"wrote {out / 'kernels.json'} and {out / 'kernels.md'}")
+    (out / "speed_table.md").write_text(readme_table(results))
+    print(f"wrote {out / 'kernels.json'}, {out / 'kernels.md'} and {out / 'speed_table.md'}")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from .dispatch import (
     select_backend,
     unregister_backend,
 )
+from .fused import SPIKE_DTYPES
 from .memory import reuse_freed_memory
 from .reference import reference_sequence
 
@@ -87,8 +88,22 @@ def _validate(x, v0, tau, *, v_th, v_reset, reset, check_finite, op):
     return v0, tau
 
 
+def _check_spike_dtype(spike_dtype, x, v0, tau, op):
+    """``spike_dtype`` is ``None``, ``torch.bool`` or ``torch.uint8``, and only without a
+    gradient to compute (a 0/1 integer spike carries none)."""
+    if spike_dtype is None:
+        return
+    if spike_dtype not in SPIKE_DTYPES:
+        raise ValueError(f"{op}: spike_dtype must be None (spikes in x's dtype), torch.bool "
+                         f"or torch.uint8, got {spike_dtype!r}")
+    if torch.is_grad_enabled() and any(isinstance(t, torch.Tensor) and t.requires_grad
+                                       for t in (x, v0, tau)):
+        raise ValueError(f"{op}: spike_dtype={spike_dtype} gives spikes without a gradient; "
+                         "use it under torch.no_grad() or with inputs that do not require grad")
+
+
 def _run(x, v0, *, neuron, tau, v_th, v_reset, reset, surrogate, alpha, detach_reset,
-         backend, check_finite, trace):
+         backend, check_finite, trace, spike_dtype=None):
     """Validate once, pick the backend, run it."""
     kind = NeuronKind.parse(neuron)
     if kind not in (NeuronKind.LIF, NeuronKind.IF):
@@ -98,21 +113,23 @@ def _run(x, v0, *, neuron, tau, v_th, v_reset, reset, surrogate, alpha, detach_r
     op = f"{kind.value}_sequence"
     v0, tau = _validate(x, v0, tau if kind.has_tau else None, v_th=v_th, v_reset=v_reset,
                         reset=reset, check_finite=check_finite, op=op)
+    _check_spike_dtype(spike_dtype, x, v0, tau, op)
     impl = select_backend(backend, x.device)
+    extra = {} if spike_dtype is None else {"spike_dtype": spike_dtype}
     return impl.run(x, v0, tau, kind=kind, v_th=float(v_th), v_reset=float(v_reset),
                     reset=reset, surrogate=surrogate, detach_reset=bool(detach_reset),
-                    trace=trace)
+                    trace=trace, **extra)
 
 
 def neuron_sequence(x, v0=None, *, neuron=NeuronKind.LIF, tau=2.0, v_th=1.0, v_reset=0.0,
                     reset="soft", surrogate="sigmoid", alpha=None, detach_reset=True,
-                    backend=None, check_finite=False):
+                    backend=None, check_finite=False, spike_dtype=None):
     """Shared entry of :func:`lif_sequence` / :func:`if_sequence`: ``neuron`` is a
     :class:`membra.functional.NeuronKind` or its name (``"lif"``, ``"if"``); anything else
     raises ``ValueError``. Returns ``(spikes, v_T)``."""
     return _run(x, v0, neuron=neuron, tau=tau, v_th=v_th, v_reset=v_reset, reset=reset,
                 surrogate=surrogate, alpha=alpha, detach_reset=detach_reset, backend=backend,
-                check_finite=check_finite, trace=False)
+                check_finite=check_finite, trace=False, spike_dtype=spike_dtype)
 
 
 def neuron_trace(x, v0=None, *, neuron=NeuronKind.LIF, tau=2.0, v_th=1.0, v_reset=0.0,
@@ -129,7 +146,7 @@ def neuron_trace(x, v0=None, *, neuron=NeuronKind.LIF, tau=2.0, v_th=1.0, v_rese
 
 def lif_sequence(x, v0=None, *, tau=2.0, v_th=1.0, v_reset=0.0, reset="soft",
                  surrogate="sigmoid", alpha=None, detach_reset=True, backend=None,
-                 check_finite=False):
+                 check_finite=False, spike_dtype=None):
     r"""Run LIF neurons over ``x[T, B, ...]`` from ``v0``; returns ``(spikes, v_T)``.
 
     .. math::
@@ -157,6 +174,10 @@ def lif_sequence(x, v0=None, *, tau=2.0, v_th=1.0, v_reset=0.0, reset="soft",
         check_finite: raise ``ValueError`` if ``x`` holds NaN/inf (costs one pass and a sync,
             so it is opt-in). Without it a NaN/inf never disappears: it makes the neuron's
             spikes NaN from that step on and its ``v_T`` NaN (``docs/kernels.md``).
+        spike_dtype: ``None`` (spikes in ``x``'s dtype), or ``torch.bool`` / ``torch.uint8``
+            for 0/1 spikes (``s != 0``: a NaN spike gives 1), written directly by the ``cpu``
+            kernel; only without a gradient to compute (else ``ValueError``). Without a
+            gradient to compute the fused backends save nothing, whatever the dtype.
 
     Shape:
         spikes ``[T, B, ...]`` like ``x``; ``v_T`` ``[B, ...]``.
@@ -164,17 +185,18 @@ def lif_sequence(x, v0=None, *, tau=2.0, v_th=1.0, v_reset=0.0, reset="soft",
     return neuron_sequence(x, v0, neuron=NeuronKind.LIF, tau=tau, v_th=v_th, v_reset=v_reset,
                            reset=reset, surrogate=surrogate, alpha=alpha,
                            detach_reset=detach_reset, backend=backend,
-                           check_finite=check_finite)
+                           check_finite=check_finite, spike_dtype=spike_dtype)
 
 
 def if_sequence(x, v0=None, *, v_th=1.0, v_reset=0.0, reset="hard", surrogate="atan",
-                alpha=None, detach_reset=False, backend=None, check_finite=False):
+                alpha=None, detach_reset=False, backend=None, check_finite=False,
+                spike_dtype=None):
     r"""Run IF neurons (:math:`h_t = v_{t-1} + x_t`) over ``x[T, B, ...]``; see
     :func:`lif_sequence` for the arguments. Returns ``(spikes, v_T)``."""
     return neuron_sequence(x, v0, neuron=NeuronKind.IF, tau=None, v_th=v_th, v_reset=v_reset,
                            reset=reset, surrogate=surrogate, alpha=alpha,
                            detach_reset=detach_reset, backend=backend,
-                           check_finite=check_finite)
+                           check_finite=check_finite, spike_dtype=spike_dtype)
 
 # Fused backends register themselves on import (built lazily, at first use).
 from . import cpu as _cpu  # noqa: E402,F401

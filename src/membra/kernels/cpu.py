@@ -22,6 +22,7 @@ dispatcher uses ``reference`` after one warning.
 from __future__ import annotations
 
 import ctypes
+import math
 import os
 import sys
 import warnings
@@ -33,20 +34,33 @@ from ..functional.kinds import NeuronKind
 from ._prep import state_dtype
 from .dispatch import register_backend
 from .fused import (
+    NEW_OUTPUT,
     fused_sequence,
     kernel_surrogate_code,
     neuron_bwd,
+    neuron_bwd_cols,
     neuron_fwd,
-    trace_buffer,
+    neuron_h,
+    neuron_infer,
 )
 
-__all__ = ["cpu_available"]
+__all__ = ["cpu_available", "pool_limit"]
 
 _SOURCE = Path(__file__).with_name("csrc") / "neuron_cpu.cpp"
 _DTYPE_CODES = {torch.float32: 0, torch.float64: 1, torch.bfloat16: 2}
 _LIB: dict[str, object] = {}
 #: Outputs from this size on are advised onto huge pages; ``MEMBRA_HUGEPAGES=0`` turns it off.
 _HUGE_MIN_BYTES = 8 << 20 if os.environ.get("MEMBRA_HUGEPAGES", "1") != "0" else -1
+#: Outputs from this size on come from the kernels' pool (``membra_pool_tensor`` in the C++
+#: source): memory freed by earlier outputs, already mapped. ``MEMBRA_KERNEL_POOL=0`` turns
+#: it off (every output is then a fresh ``torch.empty``).
+_POOL_MIN_BYTES = 1 << 20 if os.environ.get("MEMBRA_KERNEL_POOL", "1") != "0" else -1
+#: DLPack (type code, bits) of the dtypes the pool hands out
+_DLPACK = {torch.float32: (2, 32), torch.float64: (2, 64), torch.bfloat16: (4, 16),
+           torch.uint8: (1, 8), torch.bool: (6, 8)}
+_CAPSULE = ctypes.pythonapi.PyCapsule_New
+_CAPSULE.restype, _CAPSULE.argtypes = ctypes.py_object, [ctypes.c_void_p, ctypes.c_char_p,
+                                                         ctypes.c_void_p]
 
 
 def _declare(lib) -> None:
@@ -60,16 +74,44 @@ def _declare(lib) -> None:
     lib.membra_neuron_backward.restype = i32
     lib.membra_advise_hugepages.argtypes = [p, i64]
     lib.membra_advise_hugepages.restype = i32
+    lib.membra_neuron_forward_u8.argtypes = [p, p, p, p, i64, i64, i32, i32, i32, f64, f64, f64]
+    lib.membra_neuron_forward_u8.restype = i32
+    lib.membra_pool_tensor.argtypes = [i32, ctypes.POINTER(i64), i32, i32]
+    lib.membra_pool_tensor.restype = p
+    lib.membra_pool_limit.argtypes = [i64]
+    lib.membra_pool_limit.restype = i64
+    lib.membra_neuron_recompute_h.argtypes = [p, p, p, i64, i64, i64, i64, i32, i32, i32, f64,
+                                              f64, f64]
+    lib.membra_neuron_recompute_h.restype = i32
+    lib.membra_neuron_backward_cols.argtypes = [p, p, p, p, p, p, p, p, i64, i64, i64, i64, i32,
+                                                i32, i32, i32, f64, f64, f64]
+    lib.membra_neuron_backward_cols.restype = i32
 
 
-def _new_output(like: torch.Tensor, lib) -> torch.Tensor:
-    """``torch.empty_like(like)``, advised onto transparent huge pages when large (see
-    ``membra_advise_hugepages`` in the C++ source: fewer page faults on first touch)."""
-    out = torch.empty_like(like)
-    nbytes = out.numel() * out.element_size()
+def _new_output(shape, dtype: torch.dtype, lib) -> torch.Tensor:
+    """An uninitialised contiguous CPU tensor for a kernel output: from the pool when large
+    (memory freed by earlier outputs, already mapped; see ``membra_pool_tensor``), else
+    ``torch.empty``, advised onto transparent huge pages when large (fewer page faults on
+    first touch; see ``membra_advise_hugepages``)."""
+    shape = tuple(shape)
+    nbytes = math.prod(shape) * dtype.itemsize
+    if 0 <= _POOL_MIN_BYTES <= nbytes and len(shape) <= 8:
+        code, bits = _DLPACK[dtype]
+        dims = (ctypes.c_int64 * len(shape))(*shape)
+        ptr = lib.membra_pool_tensor(len(shape), dims, code, bits)
+        if ptr:
+            return torch.from_dlpack(_CAPSULE(ptr, b"dltensor", None))
+    out = torch.empty(shape, dtype=dtype)
     if 0 <= _HUGE_MIN_BYTES <= nbytes:
         lib.membra_advise_hugepages(out.data_ptr(), nbytes)
     return out
+
+
+def pool_limit(nbytes: int) -> int:
+    """Keep at most ``nbytes`` of freed kernel outputs for reuse (default 1 GiB; 0 gives
+    every freed output back to the system at once); returns the idle bytes held now."""
+    lib = _load()
+    return int(lib.membra_pool_limit(int(nbytes))) if lib is not None else 0
 
 
 def _check(rc: int, what: str) -> None:
@@ -128,9 +170,10 @@ def _neuron_fwd_cpu(x, v0, tau, kind, soft, v_th, v_reset, surrogate, alpha, det
     """``membra::neuron_fwd`` on CPU: ``(spikes, v_T, h, v)`` (see :mod:`.fused`)."""
     x, v0 = _as_kernel_input(x, v0)
     lib = _load()
-    s = _new_output(x, lib)
+    s = _new_output(x.shape, x.dtype, lib)
     v_final = torch.empty_like(v0)
-    h, v = trace_buffer(x, v0, save_h or trace_v), trace_buffer(x, v0, trace_v)
+    h, v = (_new_output(x.shape if wanted else (0,), v0.dtype, lib)
+            for wanted in (save_h or trace_v, trace_v))
     T, M = x.shape
     if M:
         _check(lib.membra_neuron_forward(
@@ -141,8 +184,69 @@ def _neuron_fwd_cpu(x, v0, tau, kind, soft, v_th, v_reset, surrogate, alpha, det
     return s, v_final, h, v
 
 
+@neuron_infer.register_kernel("cpu")
+def _neuron_infer_cpu(x, v0, tau, kind, soft, v_th, v_reset, spike_dtype):
+    """``membra::neuron_infer`` on CPU: one pass that reads ``x`` and writes the spikes, as
+    0/1 bytes directly when ``spike_dtype`` is bool or uint8."""
+    if spike_dtype not in (torch.bool, torch.uint8):
+        return _neuron_fwd_cpu(x, v0, tau, kind, soft, v_th, v_reset, 0, 0.0, True, False,
+                               False)[:2]
+    x, v0 = _as_kernel_input(x, v0)
+    lib = _load()
+    s = _new_output(x.shape, spike_dtype, lib)
+    v_final = torch.empty_like(v0)
+    T, M = x.shape
+    if M:
+        _check(lib.membra_neuron_forward_u8(
+            x.data_ptr(), v0.data_ptr(), s.data_ptr(), v_final.data_ptr(), T, M,
+            _DTYPE_CODES[x.dtype], kind == NeuronKind.LIF.code, soft, float(tau), v_th,
+            v_reset), "inference forward")
+    return s, v_final
+
+
 def _ptr(t: torch.Tensor | None):
     return None if t is None else t.data_ptr()
+
+
+def _check_cols(x, m0, m1):
+    if not 0 <= m0 <= m1 <= x.shape[1]:
+        raise ValueError(f"membra cpu kernel: neurons [{m0}, {m1}) are not in [0, {x.shape[1]}]")
+
+
+@neuron_h.register_kernel("cpu")
+def _neuron_h_cpu(x, v0, tau, kind, soft, v_th, v_reset, m0, m1):
+    """``membra::neuron_h`` on CPU: ``h [T, m1 - m0]`` of neurons ``[m0, m1)``."""
+    x, v0 = _as_kernel_input(x, v0)
+    _check_cols(x, m0, m1)
+    h = torch.empty((x.shape[0], m1 - m0), dtype=v0.dtype)
+    if m1 > m0:
+        _check(_load().membra_neuron_recompute_h(
+            x.data_ptr(), v0.data_ptr(), h.data_ptr(), x.shape[0], x.shape[1], m0, m1,
+            _DTYPE_CODES[x.dtype], kind == NeuronKind.LIF.code, soft, float(tau), v_th,
+            v_reset), "recompute")
+    return h
+
+
+@neuron_bwd_cols.register_kernel("cpu")
+def _neuron_bwd_cols_cpu(grad_spikes, grad_v_final, x, v0, tau, dsg, gx, gv0, gtau, kind, soft,
+                         v_th, v_reset, detach_reset, m0, m1):
+    """``membra::neuron_bwd_cols`` on CPU (every tensor as the op's own backward passes it:
+    contiguous, ``x``'s dtype or the state dtype)."""
+    _check_cols(x, m0, m1)
+    for name, t, want in (("x", x, None), ("grad_spikes", grad_spikes, x.dtype),
+                          ("gx", gx, x.dtype), ("dsg", dsg, v0.dtype)):
+        if not t.is_contiguous() or (want is not None and t.dtype != want):
+            raise ValueError(f"membra::neuron_bwd_cols: {name} must be contiguous "
+                             f"{want or 'float'}, got {t.dtype}")
+    if tuple(dsg.shape) != (x.shape[0], m1 - m0):
+        raise ValueError(f"membra::neuron_bwd_cols: dsg must be [{x.shape[0]}, {m1 - m0}], "
+                         f"got {tuple(dsg.shape)}")
+    if m1 > m0:
+        _check(_load().membra_neuron_backward_cols(
+            x.data_ptr(), v0.data_ptr(), grad_spikes.data_ptr(), grad_v_final.data_ptr(),
+            gx.data_ptr(), gv0.data_ptr(), _ptr(gtau), dsg.data_ptr(), x.shape[0], x.shape[1],
+            m0, m1, _DTYPE_CODES[x.dtype], kind == NeuronKind.LIF.code, soft, detach_reset,
+            float(tau), v_th, v_reset), "blockwise backward")
 
 
 @neuron_bwd.register_kernel("cpu")
@@ -156,7 +260,7 @@ def _neuron_bwd_cpu(grad_spikes, grad_v_final, x, h, v0, tau, dsg, grad_h, grad_
     dsg, grad_h, grad_v = (None if t is None else t.to(v0.dtype).contiguous()
                            for t in (dsg, grad_h, grad_v))
     lib = _load()
-    gx = _new_output(x, lib)
+    gx = _new_output(x.shape, x.dtype, lib)
     gv0 = torch.empty_like(v0)
     T, M = x.shape
     need_tau = need_tau and kind == NeuronKind.LIF.code
@@ -175,4 +279,5 @@ def _neuron_bwd_cpu(grad_spikes, grad_v_final, x, h, v0, tau, dsg, grad_h, grad_
     return gx, gv0, gtau
 
 
+NEW_OUTPUT["cpu"] = lambda shape, dtype: _new_output(shape, dtype, _load())
 register_backend("cpu", fused_sequence, available=cpu_available, devices=("cpu",))

@@ -27,11 +27,21 @@ from ..functional.kinds import NeuronKind
 from ..functional.surrogate import SURROGATES, Surrogate
 from ._prep import flatten_inputs
 
-__all__ = ["OPS", "neuron_fwd", "neuron_bwd", "fused_sequence", "surrogate_token",
+__all__ = ["OPS", "neuron_fwd", "neuron_bwd", "neuron_infer", "fused_sequence",
+           "surrogate_token", "SPIKE_DTYPES",
            "trace_buffer", "kernel_surrogate_code", "KERNEL_PRECOMPUTED",
            "KERNEL_PRECOMPUTED_TRACE"]
 
-OPS = ("membra::neuron_fwd", "membra::neuron_bwd")
+OPS = ("membra::neuron_fwd", "membra::neuron_bwd", "membra::neuron_infer", "membra::neuron_h",
+       "membra::neuron_bwd_cols")
+#: bytes of ``[T, block]`` state per block of a custom surrogate's blockwise backward (CPU):
+#: the recomputed ``h`` and the derivative's temporaries then stay in cache
+BLOCK_BYTES = 4 << 20
+#: per device type, ``(shape, dtype) -> uninitialised tensor`` for large outputs (the cpu
+#: backend installs its pool here)
+NEW_OUTPUT: dict = {}
+#: what ``spike_dtype=`` accepts besides ``None`` (spikes in x's dtype)
+SPIKE_DTYPES = (torch.bool, torch.uint8)
 #: kernel surrogate codes of a derivative given as a tensor (without / with trace gradients)
 KERNEL_PRECOMPUTED, KERNEL_PRECOMPUTED_TRACE = 4, 5
 _FIRST_TOKEN = 16
@@ -83,6 +93,77 @@ def _(x, v0, tau, kind, soft, v_th, v_reset, surrogate, alpha, detach_reset, sav
             trace_buffer(x, v0, trace_v))
 
 
+@torch.library.custom_op(OPS[2], mutates_args=())
+def neuron_infer(x: torch.Tensor, v0: torch.Tensor, tau: torch.Tensor, kind: int, soft: bool,
+                 v_th: float, v_reset: float, spike_dtype: torch.dtype
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward only, nothing saved, no autograd: ``(spikes [T, M] as spike_dtype, v_T [M])``;
+    a bool/uint8 spike is ``s != 0`` (a NaN spike gives 1, as ``.to(torch.bool)`` does). This
+    default (every device without its own kernel) runs :func:`neuron_fwd` and converts."""
+    s, v_final, _, _ = neuron_fwd(x, v0, tau, kind, soft, v_th, v_reset, 0, 0.0, True,
+                                  x.device.type != "cpu", False)
+    return (s if spike_dtype == s.dtype else s.ne(0).to(spike_dtype)), v_final
+
+
+@neuron_infer.register_fake
+def _(x, v0, tau, kind, soft, v_th, v_reset, spike_dtype):
+    return torch.empty_like(x, dtype=spike_dtype), torch.empty_like(v0)
+
+
+@torch.library.custom_op(OPS[3], mutates_args=())
+def neuron_h(x: torch.Tensor, v0: torch.Tensor, tau: torch.Tensor, kind: int, soft: bool,
+             v_th: float, v_reset: float, m0: int, m1: int) -> torch.Tensor:
+    """The charged potential ``h [T, m1 - m0]`` (state dtype) of neurons ``[m0, m1)`` of
+    ``x [T, M]``: the forward re-run for one block."""
+    _no_kernel(x, OPS[3])
+
+
+@neuron_h.register_fake
+def _(x, v0, tau, kind, soft, v_th, v_reset, m0, m1):
+    return x.new_empty((x.shape[0], m1 - m0), dtype=v0.dtype)
+
+
+@torch.library.custom_op(OPS[4], mutates_args=("gx", "gv0", "gtau"))
+def neuron_bwd_cols(grad_spikes: torch.Tensor, grad_v_final: torch.Tensor, x: torch.Tensor,
+                    v0: torch.Tensor, tau: torch.Tensor, dsg: torch.Tensor, gx: torch.Tensor,
+                    gv0: torch.Tensor, gtau: torch.Tensor | None, kind: int, soft: bool,
+                    v_th: float, v_reset: float, detach_reset: bool, m0: int, m1: int
+                    ) -> None:
+    """The backward of neurons ``[m0, m1)`` with their surrogate derivative ``dsg
+    [T, m1 - m0]``, written into those neurons of ``gx [T, M]``, ``gv0 [M]`` and ``gtau [M]``
+    (the per-neuron terms of the tau gradient; ``None`` when not wanted)."""
+    _no_kernel(x, OPS[4])
+
+
+@neuron_bwd_cols.register_fake
+def _(grad_spikes, grad_v_final, x, v0, tau, dsg, gx, gv0, gtau, kind, soft, v_th, v_reset,
+      detach_reset, m0, m1):
+    return None
+
+
+def _blockwise_backward(ctx, gs, gv, x, v0, tau, need_tau):
+    """A custom surrogate's backward without any ``[T, M]`` temporary: per block of neurons
+    (``BLOCK_BYTES`` of ``[T, block]``) re-run the forward for ``h``, evaluate
+    ``surrogate.derivative(h - v_th)`` with torch while the block is in cache, and walk back
+    in time with it (:func:`neuron_bwd_cols`)."""
+    kind, soft, v_th, v_reset, _, _, detach = ctx.args
+    T, M = x.shape
+    new = NEW_OUTPUT.get(x.device.type)
+    gx = new(x.shape, x.dtype) if new is not None else torch.empty_like(x)
+    gv0 = torch.empty_like(v0)
+    gtau_m = torch.empty_like(v0) if need_tau else None
+    width = max(1, BLOCK_BYTES // (T * v0.element_size()))
+    for m0 in range(0, M, width):
+        m1 = min(M, m0 + width)
+        h = neuron_h(x, v0, tau, kind, soft, v_th, v_reset, m0, m1)
+        dsg = ctx.surrogate.derivative(h - v_th).to(h.dtype).contiguous()
+        neuron_bwd_cols(gs, gv, x, v0, tau, dsg, gx, gv0, gtau_m, kind, soft, v_th, v_reset,
+                        detach, m0, m1)
+    gtau = (gtau_m.sum(dtype=torch.float64).to(tau.dtype).reshape(()) if need_tau and M
+            else torch.zeros_like(tau))
+    return gx, gv0, gtau
+
+
 def trace_buffer(x: torch.Tensor, v0: torch.Tensor, wanted: bool) -> torch.Tensor:
     """``[T, M]`` in the state dtype when ``wanted``, else an empty ``[0]`` placeholder."""
     return x.new_empty(x.shape if wanted else (0,), dtype=v0.dtype)
@@ -130,6 +211,9 @@ def _backward(ctx, grad_spikes, grad_v_final, grad_h, grad_v):
           else grad_spikes.to(dtype).contiguous())
     gv = torch.zeros_like(v0) if grad_v_final is None else grad_v_final.to(v0.dtype).contiguous()
     traced = ctx.trace_v and (grad_h is not None or grad_v is not None)
+    if device.type == "cpu" and not traced and not ctx.surrogate.builtin:
+        gx, gv0, gtau = _blockwise_backward(ctx, gs, gv, x, v0, tau, need_tau)
+        return (gx, gv0, gtau if need_tau else None) + (None,) * 9
     dsg = None
     if traced or not ctx.surrogate.builtin:
         dsg = ctx.surrogate.derivative(h - v_th).to(h.dtype).contiguous()
@@ -157,14 +241,21 @@ def kernel_surrogate_code(surrogate: int, dsg, grad_h) -> int:
 
 
 def fused_sequence(x, v0, tau, *, kind: NeuronKind, v_th, v_reset, reset, surrogate: Surrogate,
-                   detach_reset, trace=False):
+                   detach_reset, trace=False, spike_dtype=None):
     """Backend entry (see :mod:`membra.kernels.dispatch`): the fused op on flattened input;
-    ``(spikes, v_T)``, or ``(spikes, v_T, h, v)`` with ``trace``."""
+    ``(spikes, v_T)``, or ``(spikes, v_T, h, v)`` with ``trace``. Without a gradient to
+    compute (``torch.no_grad()``, or no input that requires grad) and without ``trace`` it runs
+    :func:`neuron_infer`, which saves nothing (and writes ``spike_dtype`` spikes directly)."""
     # the cpu kernels read float32 / float64 / bfloat16: float16 is computed in float32
     xk = x.float() if x.dtype == torch.float16 and x.device.type == "cpu" else x
     x2, v, tau_t = flatten_inputs(xk, v0, tau)
     needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (x2, v, tau_t))
-    save_h = trace or x.device.type != "cpu" or (needs_grad and not surrogate.builtin)
+    if not (needs_grad or trace):
+        s2, v_final = neuron_infer(x2, v, tau_t, kind.code, reset == "soft", float(v_th),
+                                   float(v_reset), spike_dtype or x2.dtype)
+        return (s2.reshape(x.shape).to(spike_dtype or x.dtype),
+                v_final.reshape(x.shape[1:]).to(x.dtype))
+    save_h = trace or x.device.type != "cpu"
     s2, v_final, h, vs = neuron_fwd(
         x2, v, tau_t, kind.code, reset == "soft", float(v_th), float(v_reset),
         surrogate_token(surrogate), float(surrogate.alpha or 0.0), bool(detach_reset), save_h,

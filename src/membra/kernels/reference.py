@@ -12,7 +12,7 @@ from ..functional.neuron import fire_and_reset, if_charge, lif_charge
 
 
 def reference_sequence(x, v0, tau, *, kind, v_th, v_reset, reset, surrogate, detach_reset,
-                       trace=False):
+                       trace=False, spike_dtype=None):
     v = v0.to(x.dtype).expand_as(x[0])
     spikes, hs, vs = [], [], []
     for t in range(x.shape[0]):
@@ -23,5 +23,6 @@ def reference_sequence(x, v0, tau, *, kind, v_th, v_reset, reset, surrogate, det
         if trace:
             hs.append(h)
             vs.append(v)
-    out = (torch.stack(spikes), v)
+    s = torch.stack(spikes)
+    out = (s if spike_dtype is None else s.ne(0).to(spike_dtype), v)
     return out + (torch.stack(hs), torch.stack(vs)) if trace else out

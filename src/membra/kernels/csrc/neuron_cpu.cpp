@@ -36,10 +36,16 @@
 #include <sys/mman.h>
 #endif
 
+#include <ATen/dlpack.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <deque>
+#include <mutex>
+#include <type_traits>
 #include <vector>
 
 namespace {
@@ -121,12 +127,21 @@ inline A surrogate_grad(A u, A a) {
 template <typename A>
 struct Params {
   A tau, v_th, v_reset, alpha, nd;  // nd = 1 when the reset is not detached
+  A inv_tau;                        // 1 / tau, exact when tau is a power of two
+  bool pow2;                        // tau is a power of two: q / tau == q * inv_tau exactly
 };
 
-template <bool LIF, typename A>
+// LIF charge with q / tau: a true division, or, when tau = 2^k, the multiplication by 2^-k,
+// which gives the same correctly rounded value (both round the same real number q 2^-k) at a
+// fraction of the cost. The kernels pick the variant once per call (DIV template flag).
+template <bool LIF, typename A, bool DIV = true>
 inline A charge(A v, A x, const Params<A>& p) {
   if constexpr (LIF) {
-    return v + (x - (v - p.v_reset)) / p.tau;
+    if constexpr (DIV) {
+      return v + (x - (v - p.v_reset)) / p.tau;
+    } else {
+      return v + (x - (v - p.v_reset)) * p.inv_tau;
+    }
   } else {
     return v + x;
   }
@@ -166,22 +181,28 @@ int64_t grain_blocks(int64_t T, int64_t W) {
 
 // ---- forward -----------------------------------------------------------------------------
 // One block of n <= kMaxBlock neurons at offset m0, all T steps.
-// HO / VO: also write h_t / v_t of every step into ho / vo [T, M] (state type).
-template <typename S, typename A, bool LIF, bool SOFT, bool HO, bool VO>
-void forward_block(const S* __restrict x, const A* __restrict v0, S* __restrict s,
+// U: the spike's storage type: S, or uint8_t for 0/1 spikes (s != 0: a NaN spike gives 1, as
+// torch's float-to-bool conversion does). HO / VO: also write h_t / v_t of every step into
+// ho / vo [T, M] (state type). DIV: the LIF charge divides by tau (else multiplies, tau = 2^k).
+template <typename S, typename U, typename A, bool LIF, bool DIV, bool SOFT, bool HO, bool VO>
+void forward_block(const S* __restrict x, const A* __restrict v0, U* __restrict s,
                    A* __restrict vT, A* __restrict ho, A* __restrict vo, int64_t T, int64_t M,
                    int64_t m0, int64_t n, const Params<A> p) {
   alignas(64) A v[kMaxBlock];
   for (int64_t j = 0; j < n; ++j) v[j] = v0[m0 + j];
   for (int64_t t = 0; t < T; ++t) {
     const S* __restrict xt = x + t * M + m0;
-    S* __restrict st = s + t * M + m0;
+    U* __restrict st = s + t * M + m0;
     A* __restrict hot = HO ? ho + t * M + m0 : nullptr;
     A* __restrict vot = VO ? vo + t * M + m0 : nullptr;
     for (int64_t j = 0; j < n; ++j) {
-      A h = charge<LIF>(v[j], load<S, A>(xt, j), p);
+      A h = charge<LIF, A, DIV>(v[j], load<S, A>(xt, j), p);
       Fired<A> f = fire<SOFT>(h, p);
-      store<S, A>(st, j, f.s);
+      if constexpr (std::is_same_v<U, uint8_t>) {
+        st[j] = static_cast<uint8_t>(f.s != A(0));
+      } else {
+        store<S, A>(st, j, f.s);
+      }
       if constexpr (HO) hot[j] = h;
       if constexpr (VO) vot[j] = f.v;
       v[j] = f.v;
@@ -190,15 +211,20 @@ void forward_block(const S* __restrict x, const A* __restrict v0, S* __restrict 
   for (int64_t j = 0; j < n; ++j) vT[m0 + j] = v[j];
 }
 
-template <typename S, typename A, bool LIF, bool SOFT, bool HO, bool VO>
-void forward_impl(const S* x, const A* v0, S* s, A* vT, A* ho, A* vo, int64_t T, int64_t M,
+template <typename S, typename U, typename A, bool LIF, bool SOFT, bool HO, bool VO>
+void forward_impl(const S* x, const A* v0, U* s, A* vT, A* ho, A* vo, int64_t T, int64_t M,
                   Params<A> p) {
   const int64_t W = kMaxBlock;
   const int64_t nblocks = (M + W - 1) / W;
+  const bool div = !(LIF && p.pow2);
   at::parallel_for(0, nblocks, grain_blocks(T, W), [=](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b) {
-      forward_block<S, A, LIF, SOFT, HO, VO>(x, v0, s, vT, ho, vo, T, M, b * W,
-                                             std::min(W, M - b * W), p);
+      const int64_t m0 = b * W, n = std::min(W, M - m0);
+      if (!LIF || div) {
+        forward_block<S, U, A, LIF, true, SOFT, HO, VO>(x, v0, s, vT, ho, vo, T, M, m0, n, p);
+      } else {
+        forward_block<S, U, A, LIF, false, SOFT, HO, VO>(x, v0, s, vT, ho, vo, T, M, m0, n, p);
+      }
     }
   });
 }
@@ -206,7 +232,7 @@ void forward_impl(const S* x, const A* v0, S* s, A* vT, A* ho, A* vo, int64_t T,
 // ---- backward ----------------------------------------------------------------------------
 // 1. recompute h_t (and q_t = x_t - (v_{t-1} - v_reset) when tau needs a gradient) for the
 // block into the [T, W] buffers hbuf / qbuf.
-template <typename S, typename A, bool LIF, bool SOFT, bool NT>
+template <typename S, typename A, bool LIF, bool DIV, bool SOFT, bool NT>
 void recompute_block(const S* __restrict x, const A* __restrict v0, A* __restrict hbuf,
                      A* __restrict qbuf, int64_t T, int64_t M, int64_t W, int64_t m0, int64_t n,
                      const Params<A> p) {
@@ -218,7 +244,7 @@ void recompute_block(const S* __restrict x, const A* __restrict v0, A* __restric
     A* __restrict qt = qbuf + t * W;
     for (int64_t j = 0; j < n; ++j) {
       A xv = load<S, A>(xt, j);
-      A h = charge<LIF>(v[j], xv, p);
+      A h = charge<LIF, A, DIV>(v[j], xv, p);
       if constexpr (NT) qt[j] = xv - (v[j] - p.v_reset);
       ht[j] = h;
       v[j] = fire<SOFT>(h, p).v;
@@ -232,7 +258,8 @@ void walk_back_block(const S* __restrict gs, const A* __restrict gvT, S* __restr
                      A* __restrict gv0, A* __restrict gtau, const A* __restrict hbuf,
                      const A* __restrict qbuf, const A* __restrict dsg,
                      const A* __restrict ghx, const A* __restrict gvx, int64_t T, int64_t M,
-                     int64_t W, int64_t m0, int64_t n, const Params<A> p) {
+                     int64_t W, int64_t m0, int64_t n, int64_t ldd, const Params<A> p) {
+  // dsg points at this block's first neuron, rows ldd apart
   constexpr bool PRE = SG >= PRECOMPUTED;
   constexpr bool TR = SG == PRECOMPUTED_TRACE;
   alignas(64) A gv[kMaxBlock];
@@ -248,7 +275,7 @@ void walk_back_block(const S* __restrict gs, const A* __restrict gvT, S* __restr
     const A* __restrict qt = qbuf + t * W;
     const S* __restrict gst = gs + t * M + m0;
     S* __restrict gxt = gx + t * M + m0;
-    const A* __restrict dsgt = PRE ? dsg + t * M + m0 : nullptr;
+    const A* __restrict dsgt = PRE ? dsg + t * ldd : nullptr;
     const A* __restrict ghxt = TR ? ghx + t * M + m0 : nullptr;
     const A* __restrict gvxt = TR ? gvx + t * M + m0 : nullptr;
     for (int64_t j = 0; j < n; ++j) {
@@ -286,23 +313,52 @@ void walk_back_block(const S* __restrict gs, const A* __restrict gvT, S* __restr
   }
 }
 
+// Neurons [mb, me) of x [T, M]; dsg (when PRE) holds their derivative as [T, me - mb] rows
+// ldd apart (ldd = M, mb = 0 for the whole layer).
 template <typename S, typename A, bool LIF, bool SOFT, int SG, bool NT>
 void backward_impl(const S* x, const A* v0, const S* gs, const A* gvT, S* gx, A* gv0, A* gtau,
                    const A* dsg, const A* ghx, const A* gvx, int64_t T, int64_t M,
-                   Params<A> p) {
+                   int64_t mb, int64_t me, int64_t ldd, Params<A> p) {
   // block width: the [T, W] buffers of the recomputed forward stay in L2
   int64_t W = 16;
   while (W < kMaxBlock && 2 * W * T * int64_t(sizeof(A)) <= (int64_t(1) << 17)) W *= 2;
-  const int64_t nblocks = (M + W - 1) / W;
+  const int64_t nblocks = (me - mb + W - 1) / W;
   at::parallel_for(0, nblocks, grain_blocks(T, W), [=](int64_t b0, int64_t b1) {
     std::vector<A> hbuf(static_cast<size_t>(T * W));
     std::vector<A> qbuf(NT ? static_cast<size_t>(T * W) : 0);
     for (int64_t b = b0; b < b1; ++b) {
-      const int64_t m0 = b * W;
-      const int64_t n = std::min(W, M - m0);
-      recompute_block<S, A, LIF, SOFT, NT>(x, v0, hbuf.data(), qbuf.data(), T, M, W, m0, n, p);
+      const int64_t m0 = mb + b * W;
+      const int64_t n = std::min(W, me - m0);
+      if (!LIF || !p.pow2) {
+        recompute_block<S, A, LIF, true, SOFT, NT>(x, v0, hbuf.data(), qbuf.data(), T, M, W, m0,
+                                                   n, p);
+      } else {
+        recompute_block<S, A, LIF, false, SOFT, NT>(x, v0, hbuf.data(), qbuf.data(), T, M, W,
+                                                    m0, n, p);
+      }
       walk_back_block<S, A, LIF, SOFT, SG, NT>(gs, gvT, gx, gv0, gtau, hbuf.data(),
-                                               qbuf.data(), dsg, ghx, gvx, T, M, W, m0, n, p);
+                                               qbuf.data(), dsg ? dsg + (m0 - mb) : nullptr,
+                                               ghx, gvx, T, M, W, m0, n, ldd, p);
+    }
+  });
+}
+
+// h_t of neurons [mb, me) of x [T, M] into h [T, me - mb] (the forward, re-run).
+template <typename S, typename A, bool LIF, bool SOFT>
+void recompute_impl(const S* x, const A* v0, A* h, int64_t T, int64_t M, int64_t mb,
+                    int64_t me, Params<A> p) {
+  const int64_t W = kMaxBlock, ld = me - mb;
+  const int64_t nblocks = (ld + W - 1) / W;
+  at::parallel_for(0, nblocks, grain_blocks(T, W), [=](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t m0 = mb + b * W, n = std::min(W, me - m0);
+      if (!LIF || !p.pow2) {
+        recompute_block<S, A, LIF, true, SOFT, false>(x, v0, h + (m0 - mb), nullptr, T, M, ld,
+                                                      m0, n, p);
+      } else {
+        recompute_block<S, A, LIF, false, SOFT, false>(x, v0, h + (m0 - mb), nullptr, T, M,
+                                                       ld, m0, n, p);
+      }
     }
   });
 }
@@ -325,8 +381,11 @@ bool dispatch_dtype(int dtype, F&& f) {
 template <typename A>
 Params<A> make_params(double tau, double v_th, double v_reset, double alpha, bool detach) {
   // parameters are rounded to the state type first, as the reference does for Python scalars
-  return Params<A>{static_cast<A>(tau), static_cast<A>(v_th), static_cast<A>(v_reset),
-                   static_cast<A>(alpha), detach ? A(0) : A(1)};
+  const A t = static_cast<A>(tau);
+  int e = 0;
+  const bool pow2 = std::isfinite(t) && t > A(0) && std::frexp(t, &e) == A(0.5) && e > -100;
+  return Params<A>{t, static_cast<A>(v_th), static_cast<A>(v_reset), static_cast<A>(alpha),
+                   detach ? A(0) : A(1), A(1) / t, pow2};
 }
 
 }  // namespace
@@ -349,9 +408,121 @@ extern "C" int membra_advise_hugepages(void* p, int64_t bytes) {
   return 0;
 }
 
+// ---- output pool: large kernel outputs on reused, already mapped memory ------------------
+// A fresh [T, M] output costs a page fault and the kernel's zeroing of every page on first
+// touch, which on virtual machines takes longer than the neuron kernel itself. The kernels'
+// outputs are therefore handed to torch as DLPack tensors whose deleter returns the block to
+// this pool instead of to the system; the next output of the same (2 MiB-rounded) size reuses
+// it, already mapped. A block is reused only after torch has freed every tensor on it (the
+// deleter runs when the storage dies), so no value is ever shared. Idle blocks above the limit
+// (membra_pool_limit, default 1 GiB) are given back to the system, oldest first.
+namespace membra_pool {
+
+constexpr size_t kHuge = size_t(1) << 21;
+
+struct Block {
+  void* p;
+  size_t bytes;
+};
+
+struct Managed {
+  DLManagedTensor m;
+  int64_t shape[8];
+  Block block;
+};
+
+// Never destroyed: a tensor freed during interpreter shutdown may still call the deleter.
+struct State {
+  std::mutex mu;
+  std::deque<Block> idle;  // oldest first
+  size_t idle_bytes = 0;
+  size_t limit = size_t(1) << 30;
+};
+State& st = *new State();
+
+void trim_locked(size_t keep) {
+  while (st.idle_bytes > keep && !st.idle.empty()) {
+    st.idle_bytes -= st.idle.front().bytes;
+    std::free(st.idle.front().p);
+    st.idle.pop_front();
+  }
+}
+
+Block take(size_t want) {
+  const size_t bytes = (want + kHuge - 1) / kHuge * kHuge;
+  {
+    std::lock_guard<std::mutex> g(st.mu);
+    for (auto it = st.idle.rbegin(); it != st.idle.rend(); ++it) {
+      if (it->bytes == bytes) {
+        Block b = *it;
+        st.idle.erase(std::next(it).base());
+        st.idle_bytes -= bytes;
+        return b;
+      }
+    }
+  }
+  void* p = std::aligned_alloc(kHuge, bytes);
+  if (p != nullptr) membra_advise_hugepages(p, static_cast<int64_t>(bytes));
+  return {p, bytes};
+}
+
+void give_back(Block b) {
+  std::lock_guard<std::mutex> g(st.mu);
+  if (b.bytes > st.limit) {
+    std::free(b.p);
+    return;
+  }
+  trim_locked(st.limit - b.bytes);
+  st.idle.push_back(b);
+  st.idle_bytes += b.bytes;
+}
+
+void deleter(DLManagedTensor* m) {
+  Managed* h = static_cast<Managed*>(m->manager_ctx);
+  give_back(h->block);
+  delete h;
+}
+
+}  // namespace membra_pool
+
+// A contiguous CPU tensor of the given shape on pool memory, as a DLManagedTensor* for
+// torch.from_dlpack (dtype: DLPack code and bits); nullptr when out of memory or ndim > 8.
+extern "C" void* membra_pool_tensor(int ndim, const int64_t* shape, int code, int bits) {
+  if (ndim < 0 || ndim > 8 || bits <= 0 || bits % 8 != 0) return nullptr;
+  size_t n = 1;
+  for (int i = 0; i < ndim; ++i) n *= static_cast<size_t>(shape[i]);
+  const size_t bytes = std::max<size_t>(n * static_cast<size_t>(bits / 8), 1);
+  membra_pool::Block b = membra_pool::take(bytes);
+  if (b.p == nullptr) return nullptr;
+  auto* h = new membra_pool::Managed();
+  std::copy(shape, shape + ndim, h->shape);
+  h->block = b;
+  DLTensor& t = h->m.dl_tensor;
+  t.data = b.p;
+  t.device = DLDevice{kDLCPU, 0};
+  t.ndim = ndim;
+  t.dtype = DLDataType{static_cast<uint8_t>(code), static_cast<uint8_t>(bits), 1};
+  t.shape = h->shape;
+  t.strides = nullptr;
+  t.byte_offset = 0;
+  h->m.manager_ctx = h;
+  h->m.deleter = membra_pool::deleter;
+  return &h->m;
+}
+
+// Set the most idle pool memory kept (bytes; 0 gives every freed block back at once) and
+// return the idle bytes held after trimming to it.
+extern "C" int64_t membra_pool_limit(int64_t bytes) {
+  std::lock_guard<std::mutex> g(membra_pool::st.mu);
+  membra_pool::st.limit = static_cast<size_t>(std::max<int64_t>(bytes, 0));
+  membra_pool::trim_locked(membra_pool::st.limit);
+  return static_cast<int64_t>(membra_pool::st.idle_bytes);
+}
+
 extern "C" int membra_neuron_forward(const void* x, const void* v0, void* s, void* vT, void* ho,
                                      void* vo, int64_t T, int64_t M, int dtype, int lif,
                                      int soft, double tau, double v_th, double v_reset) {
+  if (vo != nullptr && ho == nullptr) return 3;  // the trace writes h and v together
   return dispatch_dtype(dtype, [&](auto* s_tag, auto* a_tag) {
     using S = std::remove_pointer_t<decltype(s_tag)>;
     using A = std::remove_pointer_t<decltype(a_tag)>;
@@ -359,10 +530,9 @@ extern "C" int membra_neuron_forward(const void* x, const void* v0, void* s, voi
     auto run = [&](auto lif_c, auto soft_c) {
       constexpr bool L = decltype(lif_c)::value;
       constexpr bool SO = decltype(soft_c)::value;
-      auto impl = ho ? (vo ? &forward_impl<S, A, L, SO, true, true>
-                           : &forward_impl<S, A, L, SO, true, false>)
-                     : (vo ? &forward_impl<S, A, L, SO, false, true>
-                           : &forward_impl<S, A, L, SO, false, false>);
+      auto impl = ho ? (vo ? &forward_impl<S, S, A, L, SO, true, true>
+                           : &forward_impl<S, S, A, L, SO, true, false>)
+                     : &forward_impl<S, S, A, L, SO, false, false>;
       impl(static_cast<const S*>(x), static_cast<const A*>(v0), static_cast<S*>(s),
            static_cast<A*>(vT), static_cast<A*>(ho), static_cast<A*>(vo), T, M, p);
     };
@@ -376,15 +546,41 @@ extern "C" int membra_neuron_forward(const void* x, const void* v0, void* s, voi
   }) ? 0 : 1;
 }
 
-extern "C" int membra_neuron_backward(const void* x, const void* v0, const void* gs,
-                                      const void* gvT, void* gx, void* gv0, void* gtau,
-                                      const void* dsg, const void* ghx, const void* gvx,
-                                      int64_t T, int64_t M, int dtype, int lif, int soft,
-                                      int surrogate, double alpha, int detach, double tau,
-                                      double v_th, double v_reset) {
+// Inference: the forward without traces, spikes written as uint8 0/1 (s != 0) into s [T, M].
+extern "C" int membra_neuron_forward_u8(const void* x, const void* v0, void* s, void* vT,
+                                        int64_t T, int64_t M, int dtype, int lif, int soft,
+                                        double tau, double v_th, double v_reset) {
+  return dispatch_dtype(dtype, [&](auto* s_tag, auto* a_tag) {
+    using S = std::remove_pointer_t<decltype(s_tag)>;
+    using A = std::remove_pointer_t<decltype(a_tag)>;
+    auto p = make_params<A>(tau, v_th, v_reset, 1.0, true);
+    auto run = [&](auto lif_c, auto soft_c) {
+      forward_impl<S, uint8_t, A, decltype(lif_c)::value, decltype(soft_c)::value, false,
+                   false>(static_cast<const S*>(x), static_cast<const A*>(v0),
+                          static_cast<uint8_t*>(s), static_cast<A*>(vT), nullptr, nullptr, T,
+                          M, p);
+    };
+    using T_ = std::true_type;
+    using F_ = std::false_type;
+    if (lif) {
+      soft ? run(T_{}, T_{}) : run(T_{}, F_{});
+    } else {
+      soft ? run(F_{}, T_{}) : run(F_{}, F_{});
+    }
+  }) ? 0 : 1;
+}
+
+// Backward of neurons [mb, me) of x [T, M] (the whole layer: 0, M); dsg, when given, is
+// [T, me - mb]; gx, gv0 and gtau are written in those neurons only.
+static int backward_cols(const void* x, const void* v0, const void* gs, const void* gvT, void* gx,
+                  void* gv0, void* gtau, const void* dsg, const void* ghx, const void* gvx,
+                  int64_t T, int64_t M, int64_t mb, int64_t me, int dtype, int lif, int soft,
+                  int surrogate, double alpha, int detach, double tau, double v_th,
+                  double v_reset) {
   if (surrogate < 0 || surrogate > PRECOMPUTED_TRACE) return 2;
   if (surrogate >= PRECOMPUTED && dsg == nullptr) return 3;
   if (surrogate == PRECOMPUTED_TRACE && (ghx == nullptr || gvx == nullptr)) return 3;
+  if (mb < 0 || me > M || mb > me) return 4;
   return dispatch_dtype(dtype, [&](auto* s_tag, auto* a_tag) {
     using S = std::remove_pointer_t<decltype(s_tag)>;
     using A = std::remove_pointer_t<decltype(a_tag)>;
@@ -400,7 +596,7 @@ extern "C" int membra_neuron_backward(const void* x, const void* v0, const void*
           static_cast<const S*>(gs), static_cast<const A*>(gvT),
           static_cast<S*>(gx), static_cast<A*>(gv0), static_cast<A*>(gtau),
           static_cast<const A*>(dsg), static_cast<const A*>(ghx), static_cast<const A*>(gvx),
-          T, M, p);
+          T, M, mb, me, dsg == nullptr || surrogate == PRECOMPUTED_TRACE ? M : me - mb, p);
     };
     auto by_surrogate = [&](auto lif_c, auto soft_c) {
       switch (surrogate) {
@@ -422,3 +618,47 @@ extern "C" int membra_neuron_backward(const void* x, const void* v0, const void*
   }) ? 0 : 1;
 }
 
+extern "C" int membra_neuron_backward(const void* x, const void* v0, const void* gs,
+                                      const void* gvT, void* gx, void* gv0, void* gtau,
+                                      const void* dsg, const void* ghx, const void* gvx,
+                                      int64_t T, int64_t M, int dtype, int lif, int soft,
+                                      int surrogate, double alpha, int detach, double tau,
+                                      double v_th, double v_reset) {
+  return backward_cols(x, v0, gs, gvT, gx, gv0, gtau, dsg, ghx, gvx, T, M, 0, M, dtype, lif,
+                       soft, surrogate, alpha, detach, tau, v_th, v_reset);
+}
+
+// Backward of neurons [mb, me) with their surrogate derivative given as dsg [T, me - mb]
+// (PRECOMPUTED): a custom surrogate evaluated block by block while the block is in cache.
+extern "C" int membra_neuron_backward_cols(const void* x, const void* v0, const void* gs,
+                                           const void* gvT, void* gx, void* gv0, void* gtau,
+                                           const void* dsg, int64_t T, int64_t M, int64_t mb,
+                                           int64_t me, int dtype, int lif, int soft, int detach,
+                                           double tau, double v_th, double v_reset) {
+  return backward_cols(x, v0, gs, gvT, gx, gv0, gtau, dsg, nullptr, nullptr, T, M, mb, me,
+                       dtype, lif, soft, PRECOMPUTED, 1.0, detach, tau, v_th, v_reset);
+}
+
+// The charged potential h_t of neurons [mb, me) of x [T, M] into h [T, me - mb].
+extern "C" int membra_neuron_recompute_h(const void* x, const void* v0, void* h, int64_t T,
+                                         int64_t M, int64_t mb, int64_t me, int dtype, int lif,
+                                         int soft, double tau, double v_th, double v_reset) {
+  if (mb < 0 || me > M || mb > me) return 4;
+  return dispatch_dtype(dtype, [&](auto* s_tag, auto* a_tag) {
+    using S = std::remove_pointer_t<decltype(s_tag)>;
+    using A = std::remove_pointer_t<decltype(a_tag)>;
+    auto p = make_params<A>(tau, v_th, v_reset, 1.0, true);
+    auto run = [&](auto lif_c, auto soft_c) {
+      recompute_impl<S, A, decltype(lif_c)::value, decltype(soft_c)::value>(
+          static_cast<const S*>(x), static_cast<const A*>(v0), static_cast<A*>(h), T, M, mb,
+          me, p);
+    };
+    using T_ = std::true_type;
+    using F_ = std::false_type;
+    if (lif) {
+      soft ? run(T_{}, T_{}) : run(T_{}, F_{});
+    } else {
+      soft ? run(F_{}, T_{}) : run(F_{}, F_{});
+    }
+  }) ? 0 : 1;
+}
