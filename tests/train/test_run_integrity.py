@@ -694,15 +694,9 @@ def test_eval_of_a_finite_checkpoint_does_not_warn(work, recwarn):
 # ---- 8. older checkpoints ------------------------------------------------------------------
 def _write_format_1(path: Path, tensors: dict, meta: dict) -> None:
     """A checkpoint as membra wrote it before its digest covered the metadata."""
-    h = hashlib.sha256()
-    for name in sorted(tensors):
-        t = tensors[name]
-        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        if t.numel():
-            h.update(t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     meta = {**meta, "format": "membra.checkpoint/1"}
     path.write_bytes(st_save(tensors, metadata={"membra": json.dumps(meta),
-                                                "membra_sha256": h.hexdigest()}))
+                                                "membra_sha256": ck.tensor_digest(tensors)}))
 
 
 def test_format_1_checkpoints_are_refused_until_upgraded(work, tmp_path):

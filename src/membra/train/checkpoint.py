@@ -45,7 +45,7 @@ __all__ = [
     "flatten_state", "unflatten_state", "write_latest", "resolve_checkpoint",
     "load_model_state", "atomic_write_bytes", "clean_stale_temps", "has_checkpoints",
     "run_folder_of", "check_run_meta", "load_run_checkpoint", "upgrade_checkpoint",
-    "non_finite_tensors",
+    "non_finite_tensors", "tensor_digest",
 ]
 
 FORMAT = "membra.checkpoint/2"
@@ -65,8 +65,9 @@ _TMP_RE = re.compile(r"\..+\.tmp")  # names of atomic_write_bytes' temporary fil
 
 
 # ---- digests -------------------------------------------------------------------------------
-def _tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
-    """The format-1 digest: SHA-256 over ``name|dtype|shape|bytes`` of the sorted tensors."""
+def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """The format-1 digest (``membra_sha256``): SHA-256 over ``name|dtype|shape|bytes`` of the
+    tensors in sorted name order; :func:`upgrade_checkpoint` checks it."""
     h = hashlib.sha256()
     for name in sorted(tensors):
         t = tensors[name]
@@ -325,7 +326,7 @@ def upgrade_checkpoint(path) -> Path:
         tensors = load(raw)
     except Exception as err:  # noqa: BLE001 -- any parse failure means a damaged file
         raise ValueError(f"checkpoint {str(path)!r} is corrupted: {err}") from None
-    if md[_DIGEST_1_KEY] != _tensor_digest(tensors):
+    if md[_DIGEST_1_KEY] != tensor_digest(tensors):
         raise ValueError(f"checkpoint {str(path)!r} is corrupted or was altered: its tensor "
                          "data does not match the digest written with it")
     meta = _json(md[_META_KEY], f"checkpoint {str(path)!r}: the metadata")
