@@ -8,6 +8,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import _tiny
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -107,29 +108,11 @@ def test_adding_one_is_a_folder_and_a_registry_line(tmp_path, monkeypatch):
     """A zoo run written with save_pretrained into the folder, plus one PRETRAINED line:
     loaded by name, equal to load_run's model, listed by the CLI."""
     pytest.importorskip("sklearn")
-    from membra.train import fit, load_run
-    from membra.train.config import parse_config
+    from membra.train import load_run
     from membra.train.runs import save_pretrained
 
-    cfg = parse_config("""
-        [run]
-        name = "z"
-        progress = false
-        plots = false
-        tensorboard = false
-        [data]
-        name = "digits"
-        T = 3
-        [model]
-        name = "mlp"
-        options = { hidden = [9] }
-        neuron_kwargs = { init_potential = "learnable" }
-        [train]
-        epochs = 1
-        [eval]
-        readout = "mean"
-        """, [])
-    fit(cfg, run_dir=tmp_path / "run", device="cpu")
+    _tiny.fit_digits(tmp_path / "run", "data.T=3", "model.options.hidden=[9]",
+                     'model.neuron_kwargs.init_potential="learnable"', "eval.readout=mean")
     shutil.copytree(pre.ROOT, tmp_path / "shipped")  # the shipped ones stay listed
     save_pretrained(tmp_path / "run", tmp_path / "shipped" / "tiny-mlp", made_with="test")
     monkeypatch.setattr(pre, "ROOT", tmp_path / "shipped")

@@ -1,4 +1,5 @@
-"""A tiny in-memory dataset and spiking model for engine tests (no membra.data needed)."""
+"""Runs for tests: a tiny in-memory dataset and spiking model for engine tests (no membra.data
+needed), a one-epoch run on the built-in digits, and rewriting a checkpoint's metadata."""
 
 from __future__ import annotations
 
@@ -62,13 +63,15 @@ def patch(monkeypatch=None):
         monkeypatch.setattr(engine, "build_model", tiny_model)
 
 
-TINY_TOML = """
+QUIET = """progress = false
+plots = false
+tensorboard = false"""  # the [run] keys of every test run: no progress bar, plots, TensorBoard
+
+TINY_TOML = f"""
 [run]
 name = "tiny"
 seed = 0
-progress = false
-plots = false
-tensorboard = false
+{QUIET}
 [data]
 name = "blobs"
 T = 3
@@ -76,7 +79,7 @@ batch_size = 16
 eval_batch_size = 16
 [model]
 name = "tiny"
-neuron_kwargs = { init_potential = "learnable" }
+neuron_kwargs = {{ init_potential = "learnable" }}
 [train]
 epochs = 2
 lr = 0.01
@@ -101,3 +104,37 @@ def ddp_worker(rank: int, world: int, port: int, run_dir: str, overrides: list[s
     patch()
     fit(parse_config(TINY_TOML, overrides), run_dir=run_dir, device="cpu",
         model=tiny_model(bn=False))
+
+
+DIGITS_TOML = f"""
+[run]
+name = "z"
+{QUIET}
+[data]
+name = "digits"
+T = 2
+[model]
+name = "mlp"
+[train]
+epochs = 1
+"""
+
+
+def fit_digits(run_dir, *overrides) -> dict:
+    """Train :data:`DIGITS_TOML` with ``section.key=value`` overrides on the CPU into
+    ``run_dir``; returns ``fit``'s result (needs scikit-learn for the digits)."""
+    from membra.train import fit
+    from membra.train.config import parse_config
+
+    return fit(parse_config(DIGITS_TOML, list(overrides)), run_dir=run_dir, device="cpu")
+
+
+def reseal(path, edit) -> None:
+    """Rewrite checkpoint ``path`` with ``edit(meta)`` applied to its metadata, through
+    membra's writer (so the digest is valid again)."""
+    from membra.train import checkpoint as ck
+
+    tensors, meta = ck.load_checkpoint(path)
+    meta.pop("format")
+    edit(meta)
+    ck.save_checkpoint(path, tensors, meta)

@@ -158,25 +158,9 @@ def test_checkpoint_argument_picks_that_checkpoint(runs, tiny, epoch):
 def test_zoo_run_on_real_data_rebuilds_without_data(tmp_path, monkeypatch, model, options,
                                                      data_options):
     pytest.importorskip("sklearn")
-    c = parse_config(
-        f"""
-        [run]
-        name = "z"
-        progress = false
-        plots = false
-        tensorboard = false
-        [data]
-        name = "digits"
-        T = 2
-        batch_size = 64
-        options = {json.dumps(data_options).replace('":', '" =')}
-        [model]
-        name = "{model}"
-        options = {json.dumps(options).replace('":', '" =')}
-        [train]
-        epochs = 1
-        """, [])
-    out = fit(c, run_dir=tmp_path / "z", device="cpu")
+    out = _tiny.fit_digits(tmp_path / "z", "data.batch_size=64", f"model.name={model}",
+                           *(f"model.options.{k}={json.dumps(v)}" for k, v in options.items()),
+                           *(f"data.options.{k}={json.dumps(v)}" for k, v in data_options.items()))
     import membra.data
 
     monkeypatch.setattr(membra.data, "get_dataset", _no_data)
@@ -189,19 +173,12 @@ def test_zoo_run_on_real_data_rebuilds_without_data(tmp_path, monkeypatch, model
 
 
 # ---- 3. old runs (no recorded shapes) still load, with a note -------------------------------
-def _reseal(path: Path, edit) -> None:
-    tensors, meta = ck.load_checkpoint(path)
-    meta.pop("format")
-    edit(meta)
-    ck.save_checkpoint(path, tensors, meta)
-
-
 def test_old_run_without_model_info_falls_back_to_the_dataset(runs, tiny, tmp_path):
     import shutil
 
     run = Path(shutil.copytree(runs["zoo"], tmp_path / "old"))
     latest = ck.resolve_checkpoint(run)
-    _reseal(latest, lambda m: m.pop("model_info", None))
+    _tiny.reseal(latest, lambda m: m.pop("model_info", None))
     with pytest.warns(UserWarning, match="older membra"):
         r = membra.load_run(run)
     assert (r.in_shape, r.num_classes) == ((8,), 3)
@@ -215,7 +192,7 @@ def test_old_run_note_is_one_line_in_the_cli(runs, tiny, tmp_path, verb):
     if verb[0] == "export":
         pytest.importorskip("nir")
     run = Path(shutil.copytree(runs["zoo"], tmp_path / "old"))
-    _reseal(ck.resolve_checkpoint(run), lambda m: m.pop("model_info", None))
+    _tiny.reseal(ck.resolve_checkpoint(run), lambda m: m.pop("model_info", None))
     extra = ("--out", tmp_path / "m.nir") if verb[0] == "export" else ()
     res = cli(*verb, run, *extra)
     assert res.exit_code == 0, res.output
@@ -256,7 +233,7 @@ def test_forged_model_info_is_refused_by_name(runs, tiny, tmp_path, bad):
     import shutil
 
     run = Path(shutil.copytree(runs["zoo"], tmp_path / "f"))
-    _reseal(ck.resolve_checkpoint(run), lambda m: m.update(model_info=bad))
+    _tiny.reseal(ck.resolve_checkpoint(run), lambda m: m.update(model_info=bad))
     with pytest.raises(ValueError, match="model_info"):
         membra.load_run(run)
 
@@ -302,7 +279,7 @@ def test_top_level_load_run_is_lazy():
 
 
 def test_digest_helper_matches_the_documented_rule(runs):
-    """The reseal helper above writes through membra; check one file by the documented rule
+    """The reseal helper (_tiny.reseal) writes through membra; check one file by the documented rule
     (sha256 of the file with the digest digits read as '0') so the helper cannot hide a bug."""
     path = ck.resolve_checkpoint(runs["zoo"])
     raw = path.read_bytes()

@@ -297,14 +297,11 @@ VARIANTS = list(_variants())
 
 @pytest.mark.parametrize("vid,mutate,words,train_only", VARIANTS, ids=[v[0] for v in VARIANTS])
 def test_malformed_metadata_is_a_named_error(work, vid, mutate, words, train_only):
-    """Each variant is written with a valid digest (checkpoint.save_checkpoint); train
+    """Each variant is written with a valid digest (_tiny.reseal); train
     --resume and eval stop with one named error line and write nothing."""
     run = work / "run"
     path = latest_of(run)
-    tensors, _ = ck.load_checkpoint(path)
-    meta = meta_of(path)
-    mutate(meta)
-    ck.save_checkpoint(path, tensors, meta)
+    _tiny.reseal(path, mutate)
     before = tree(work)
     one_line_error(cli("train", "--resume", run, "--set", "train.epochs=3"),
                    "metadata", *words)
