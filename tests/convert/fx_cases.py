@@ -11,21 +11,18 @@ import torch.nn.functional as F
 from convert_cases import fixed_point, on_grid, tie_qcfs
 from torch import nn
 
+from membra.convert.nets import BasicBlock
 
-class TVBasicBlock(nn.Module):
-    """torchvision's BasicBlock: ``self.relu`` is one module called twice."""
+
+class TVBasicBlock(BasicBlock):
+    """torchvision's BasicBlock as written there: the layers of membra's
+    :class:`~membra.convert.nets.BasicBlock`, but one module ``self.relu`` called twice and
+    ``out += identity`` in place."""
 
     def __init__(self, cin, cout, stride, act):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
+        super().__init__(cin, cout, stride)
+        del self.relu1, self.relu2
         self.relu = act
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.downsample = None
-        if stride != 1 or cin != cout:
-            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
-                                            nn.BatchNorm2d(cout))
 
     def forward(self, x):
         identity = x
