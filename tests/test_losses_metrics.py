@@ -77,6 +77,80 @@ def test_loss_errors():
         tet(O, y.double())
 
 
+LOSS_FNS = [mean_ce, lts_ce, tet, ls_tet]
+INT_DTYPES = [torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8]
+
+
+def _bad_label_cases(n=40, seed=0):
+    """Seeded (K, labels, lo, hi): labels of every integer dtype, odd batch sizes, one or more
+    labels just outside [0, K) (-1, K) or far outside; ``lo``/``hi`` are their true range."""
+    g = torch.Generator().manual_seed(seed)
+    pick = lambda n: int(torch.randint(n, (1,), generator=g))  # noqa: E731
+    for i in range(n):
+        K, B = (1, 2, 3, 7, 10, 100)[pick(6)], 1 + pick(13)
+        dtype = INT_DTYPES[i % len(INT_DTYPES)]
+        y = torch.randint(0, K, (B,), generator=g)
+        lows = [] if dtype == torch.uint8 else [-1, -K, torch.iinfo(dtype).min]
+        highs = [K, K + 1, min(2 * K + 3, torch.iinfo(dtype).max)]
+        for j in torch.randperm(B, generator=g)[:1 + pick(B)]:
+            vals = lows + highs
+            y[j] = vals[pick(len(vals))]
+        bad = (y < 0) | (y >= K)
+        if not bool(bad.any()):
+            y[0] = K
+        if torch.iinfo(dtype).max < K:  # a label of this dtype cannot reach K
+            continue
+        yield K, y.to(dtype), int(y.min()), int(y.max())
+
+
+@pytest.mark.parametrize("fn", LOSS_FNS, ids=lambda f: f.__name__)
+@pytest.mark.parametrize("K,y,lo,hi", list(_bad_label_cases()))
+def test_bad_labels_name_the_range(fn, K, y, lo, hi):
+    O = torch.randn(3, len(y), K)
+    with pytest.raises(ValueError, match=rf"^{fn.__name__}: class indices must lie in "
+                                         rf"\[0, {K}\), got range \[{lo}, {hi}\]$"):
+        fn(O, y)
+
+
+@pytest.mark.parametrize("fn", LOSS_FNS, ids=lambda f: f.__name__)
+@pytest.mark.parametrize("dtype", INT_DTYPES, ids=str)
+def test_labels_of_any_integer_dtype_give_the_int64_loss(fn, dtype):
+    """Labels 0 and K-1 included (the edges of the range); K = 7, B = 5."""
+    O, _ = data(T=3, B=5, K=7, seed=3)
+    y = torch.tensor([0, 6, 3, 6, 0])
+    assert torch.equal(fn(O, y.to(dtype)), fn(O, y))
+
+
+@pytest.mark.parametrize("fn", LOSS_FNS, ids=lambda f: f.__name__)
+def test_label_check_reads_the_device_once(fn, monkeypatch):
+    """Each host read of a tensor (``bool``, ``item``) is a device sync on an accelerator;
+    the label check of a valid call makes at most one (a single fused test)."""
+    O, y = data(T=3, B=9, K=7, seed=1)
+    reads = []
+    for attr in ("__bool__", "item"):
+        orig = getattr(torch.Tensor, attr)
+
+        def counted(self, *a, _orig=orig, _attr=attr, **k):
+            reads.append(_attr)
+            return _orig(self, *a, **k)
+        monkeypatch.setattr(torch.Tensor, attr, counted)
+    fn(O, y)
+    assert len(reads) <= 1, reads
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("fn", LOSS_FNS, ids=lambda f: f.__name__)
+def test_cuda_loss_call_does_not_sync(fn):
+    O, y = data(T=3, B=9, K=7, seed=1)
+    O, y = O.cuda(), y.cuda()
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        fn(O, y)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
 def test_readouts():
     O, _ = data()
     torch.testing.assert_close(membra.readout(O, "mean"), O.mean(0))

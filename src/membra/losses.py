@@ -36,9 +36,7 @@ def _check(outputs: torch.Tensor, target: torch.Tensor, name: str) -> None:
                             f"{target.dtype}")
         if target.shape[0] != B:
             raise ValueError(f"{name}: target has {target.shape[0]} labels for batch {B}")
-        if target.numel() and (target.min() < 0 or target.max() >= K):
-            raise ValueError(f"{name}: class indices must lie in [0, {K}), got range "
-                             f"[{target.min().item()}, {target.max().item()}]")
+        _check_labels(target, K, name)
     elif target.dim() == 2:
         if tuple(target.shape) != (B, K):
             raise ValueError(f"{name}: soft target must be [B, K] = {(B, K)}, got "
@@ -50,8 +48,27 @@ def _check(outputs: torch.Tensor, target: torch.Tensor, name: str) -> None:
                          f"got shape {tuple(target.shape)}")
 
 
+def _check_labels(target: torch.Tensor, K: int, name: str) -> None:
+    """Class indices must lie in ``[0, K)``, tested as one fused ``any(y < 0 | y >= K)``.
+
+    On the CPU a bad label raises a ValueError naming the range; reading the flag costs no
+    device sync there. On CUDA the flag goes to ``torch._assert_async`` (no host sync per
+    loss call): a bad label stops the process with a device-side assertion, as
+    ``F.one_hot`` itself would. Other devices keep ``F.one_hot``'s own check."""
+    if not target.numel():
+        return
+    bad = ((target < 0) | (target >= K)).any()
+    if target.device.type == "cpu":
+        if bad:
+            raise ValueError(f"{name}: class indices must lie in [0, {K}), got range "
+                             f"[{target.min().item()}, {target.max().item()}]")
+    elif target.device.type == "cuda":
+        torch._assert_async(~bad, f"{name}: class indices must lie in [0, {K})")
+
+
 def _soft(target: torch.Tensor, K: int, dtype) -> torch.Tensor:
-    return F.one_hot(target, K).to(dtype) if target.dim() == 1 else target.to(dtype)
+    """``q``: one-hot rows of class indices of any integer dtype, or the soft target itself."""
+    return F.one_hot(target.long(), K).to(dtype) if target.dim() == 1 else target.to(dtype)
 
 
 def _ce(logits: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
