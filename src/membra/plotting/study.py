@@ -30,14 +30,16 @@ def pattern_heatmaps_figure(results: dict, labels: list[str]):
 
 
 def seed_curves_figure(curves: dict, title: str):
-    """Per-step accuracy (%) per arm, mean line with a ±1 std band: ``curves`` maps a label
-    to ``(mean [T], std [T], dashed)`` in %."""
+    """Per-step accuracy (%) per arm: the mean line and a band ``mean ± half``. ``curves``
+    maps a label to ``(mean [T], half [T], dashed)`` in %; ``half`` is whatever half-width
+    the caller chose (``membra report imp`` passes the 95% Student-t CI half-width over seeds)
+    and the figure does not name it, so ``title`` must say what the band is."""
     fig, ax = new_figure(figsize=(6, 4))
-    for label, (m, sd, dashed) in curves.items():
+    for label, (m, half, dashed) in curves.items():
         t = list(range(1, len(m) + 1))
         line, = ax.plot(t, m, "--" if dashed else "-", marker="o", ms=3, label=label)
-        ax.fill_between(t, [a - b for a, b in zip(m, sd, strict=True)],
-                        [a + b for a, b in zip(m, sd, strict=True)],
+        ax.fill_between(t, [a - b for a, b in zip(m, half, strict=True)],
+                        [a + b for a, b in zip(m, half, strict=True)],
                         color=line.get_color(), alpha=0.15)
     ax.set_xticks(range(1, max(len(m) for m, _, _ in curves.values()) + 1))
     ax.set_xlabel("time step t")
