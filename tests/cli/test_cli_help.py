@@ -218,13 +218,8 @@ def _premature_breaks(lines: list[str], width: int) -> list[str]:
     return bad
 
 
-#: option help of `membra control` (its owner's file) with a token longer than the option
-#: column at 80 columns, which rich cuts with an ellipsis; strict, so the fix is noticed
-KNOWN_CUT = {(("control", "eval"), 80): "degradation-seed+repeats-1);",
-             (("control", "sweep"), 80): "healthy,weight_gn:0.05,weight_zero:0.3"}
-WIDTH_CASES = [pytest.param(p, w, id=f"{i}-{w}", marks=[pytest.mark.xfail(
-    strict=True, reason=f"control option help: {KNOWN_CUT[p, w]!r} is cut")]
-    if (p, w) in KNOWN_CUT else []) for p, i in zip(PATHS, IDS, strict=True) for w in (80, 120)]
+WIDTH_CASES = [pytest.param(p, w, id=f"{i}-{w}") for p, i in zip(PATHS, IDS, strict=True)
+               for w in (80, 120)]
 
 
 @pytest.mark.parametrize("path, width", WIDTH_CASES)

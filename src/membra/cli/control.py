@@ -82,7 +82,7 @@ def eval_(run: str = typer.Argument(..., help="checkpoint directory or shipped n
                                    "the fraction of the lost return DWAM recovers)"),
           episodes: int = typer.Option(10, min=1, help="episodes per draw"),
           repeats: int = typer.Option(1, min=1, help="degradation draws (seeds "
-                                      "degradation-seed .. degradation-seed+repeats-1); "
+                                      "degradation-seed, degradation-seed + 1, ...); "
                                       "results are means over draws with a 95 % bootstrap CI"),
           seed: int = typer.Option(1000, help="first env seed (test seeds: 1000-1999)"),
           degradation_seed: int = typer.Option(0, help="seed of the first degradation draw "
@@ -211,7 +211,7 @@ def sweep(ctx: typer.Context,
           full: bool = typer.Option(False, "--full", help="every severity of the grid (default: "
                                     "the default severity of each degradation)"),
           conditions: str = typer.Option(None, help="comma-separated conditions instead of "
-                                         "the grid, e.g. healthy,weight_gn:0.05,weight_zero:0.3"),
+                                         "the grid, e.g. healthy,weight_gn:0.05"),
           repeats: int = typer.Option(12, min=1, help="draws of each random weight "
                                       "degradation (weight_gn, weight_zero); CIs are over "
                                       "draws"),
