@@ -25,7 +25,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "membra"
 #: data, plotting} <- {convert, construct, homeostasis, export, analysis} <- {train, control}
 #: <- experiments <- cli``. Placements DESIGN.md does not spell out:
 #:
-#: - ``energy`` (``membra/energy.py``): synaptic operations and energy, which DESIGN.md puts in
+#: - ``energy`` (``membra/energy/``): synaptic operations and energy, which DESIGN.md puts in
 #:   ``metrics/`` ("firing rates, synaptic operations (SOPs) and energy"): metrics level.
 #: - ``bench``: the latency benchmark, which DESIGN.md lists among the ``experiments`` runners:
 #:   experiments level.
