@@ -10,6 +10,9 @@ import importlib.util
 import math
 import os
 import random
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -50,7 +53,8 @@ def on_cpu():
 
 
 def run(model, backend, x, state, gs, *, trace=False, grads=None, **kw):
-    """One run on fresh leaves: ``(outputs..., grads of x and each initial state)``. ``state``
+    """One run on fresh leaves: ``(outputs..., grads of x, each initial state and a tensor
+    tau)``. ``state``
     is ``v0`` for LIF/IF, ``(v0, c0)`` otherwise; ``grads`` the upstream gradient of every
     output (spikes, final states, and v, h with ``trace``)."""
     x = x.detach().clone().requires_grad_()
@@ -62,6 +66,9 @@ def run(model, backend, x, state, gs, *, trace=False, grads=None, **kw):
         state = state.detach().clone().requires_grad_()
         leaves.append(state)
     tau = kw.pop("tau", 2.5)
+    if isinstance(tau, torch.Tensor):
+        tau = tau.detach().clone().requires_grad_()
+        leaves.append(tau)
     if model in ("lif", "if"):
         if trace:
             tr = neuron_trace(x, state, neuron=model, tau=tau, backend=backend, **kw)
@@ -146,13 +153,9 @@ def test_every_model_and_surrogate_kind_matches_reference(model, surrogate):
     x, state, kw = generated_case(seed, model)
     kw["surrogate"] = SURROGATE_KINDS[surrogate]
     tau = kw.pop("tau")
-    want = run(model, "reference", x, state, None, grads=grads_of(seed), tau=_clone(tau), **kw)
-    got = run(model, "triton", x, state, None, grads=grads_of(seed), tau=_clone(tau), **kw)
+    want = run(model, "reference", x, state, None, grads=grads_of(seed), tau=tau, **kw)
+    got = run(model, "triton", x, state, None, grads=grads_of(seed), tau=tau, **kw)
     assert_same(got, want, tol_for(x.dtype))
-
-
-def _clone(tau):
-    return tau.clone().requires_grad_() if isinstance(tau, torch.Tensor) else tau
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -192,8 +195,8 @@ def test_float64_generated_cases(model, seed):
     x, state, kw = generated_case(300 + seed, model, torch.float64)
     kw["surrogate"] = ["sigmoid", fast_sigmoid][seed]
     tau = kw.pop("tau")
-    want = run(model, "reference", x, state, None, grads=grads_of(seed), tau=_clone(tau), **kw)
-    got = run(model, "triton", x, state, None, grads=grads_of(seed), tau=_clone(tau), **kw)
+    want = run(model, "reference", x, state, None, grads=grads_of(seed), tau=tau, **kw)
+    got = run(model, "triton", x, state, None, grads=grads_of(seed), tau=tau, **kw)
     assert_same(got, want, tol_for(torch.float64))
 
 
@@ -236,3 +239,16 @@ def test_interpreter_context_refuses_nesting_and_runs_lif():
     s_ref, v_ref = lif_sequence(x, backend="reference")
     assert torch.equal(s_in, s_ref)
     torch.testing.assert_close(v_in, v_ref)
+
+
+@pytest.mark.slow
+def test_kernels_compile_for_sm90():
+    # the interpreter does not check Triton's types: compile every variant for an H100-class
+    # GPU (a cubin, with the wheel's ptxas) in a process without TRITON_INTERPRET
+    here = Path(__file__).resolve().parent
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = os.pathsep.join([str(here.parents[1] / "src"), env.get("PYTHONPATH", "")])
+    proc = subprocess.run([sys.executable, str(here / "triton_compile_check.py"), "90"],
+                          env=env, capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().startswith("compiled ")

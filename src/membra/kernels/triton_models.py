@@ -30,8 +30,8 @@ from ..functional.kinds import NeuronKind
 from . import NeuronTrace
 from ._prep import flatten_inputs
 from .dispatch import select_backend
-from .fused import surrogate_token, trace_buffer
 from .fused import _surrogate_of as surrogate_of
+from .fused import surrogate_token, trace_buffer
 from .triton_backend import interpreting_on_cpu, kernel_params, launch_backward, launch_forward
 
 __all__ = ["use_triton", "triton_model_sequence"]
