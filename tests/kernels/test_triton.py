@@ -4,15 +4,29 @@ test_equivalence.py also runs it against the reference when a GPU is present."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 import torch
 
+import membra.kernels as K
+from membra.functional import NeuronKind
 from membra.kernels import available_backends, lif_sequence, select_backend
 
 
 def needs_cuda(fn):
     fn = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")(fn)
     return pytest.mark.gpu(fn)
+
+
+def test_triton_kind_constants_are_the_kind_codes():
+    # the Triton kernels branch on IF / CUBA / ALIF (LIF is 0): the codes of NeuronKind
+    src = (Path(K.__file__).parent / "_triton_kernels.py").read_text()
+    consts = {m[0]: int(m[1]) for m in re.findall(r"^(\w+): tl.constexpr = tl.constexpr\((\d+)\)",
+                                                  src, re.M)}
+    assert consts == {"IF": NeuronKind.IF.code, "CUBA": NeuronKind.CUBA_LIF.code,
+                      "ALIF": NeuronKind.ALIF.code}
 
 
 @pytest.fixture

@@ -63,7 +63,8 @@ def _surrogate(u, a, SG: tl.constexpr):
         return (a / 2.0) / (1.0 + w * w)
     elif SG == 2:  # rectangular
         return tl.where(tl.abs(u) < 1.0 / (2.0 * a), a, 0.0)
-    else:  # 3, triangle: max(y, 0) that keeps a NaN y, as torch.clamp(y, min=0)
+    elif SG == 3:  # triangle
+        # max(y, 0) that keeps a NaN y, as torch.clamp(y, min=0)
         y = a - a * a * tl.abs(u)
         return tl.where(y < 0.0, 0.0, y)
 
