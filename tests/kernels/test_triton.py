@@ -4,6 +4,8 @@ test_equivalence.py also runs it against the reference when a GPU is present."""
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import re
 from pathlib import Path
 
@@ -66,3 +68,37 @@ def test_compiled_call_has_no_graph_break(triton_present):
 
     x = torch.randn(4, 2, 33, device="cuda")
     assert torch._dynamo.explain(f)(x).graph_break_count == 0
+
+
+def test_interpret_on_cpu_refuses_without_the_interpreter(monkeypatch):
+    # CPU tensors may reach the Triton kernels only in Triton's interpreter
+    from membra.kernels.triton_backend import interpret_on_cpu
+
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    with pytest.raises(RuntimeError, match="triton|TRITON_INTERPRET"):
+        with interpret_on_cpu():
+            pass
+    assert "triton" not in available_backends("cpu")
+
+
+@pytest.mark.triton
+@pytest.mark.skipif(importlib.util.find_spec("triton") is None
+                    or os.environ.get("TRITON_INTERPRET") != "1",
+                    reason="needs triton and TRITON_INTERPRET=1 (make test-triton)")
+def test_interpret_on_cpu_gives_the_cpu_kernels_back():
+    from membra.kernels import fused
+    from membra.kernels.triton_backend import interpret_on_cpu
+
+    ops = (fused.neuron_fwd, fused.neuron_bwd, fused.neuron_infer, fused.neuron_h,
+           fused.neuron_bwd_cols)
+    before = [op._backend_fns["cpu"] for op in ops]
+    x = torch.randn(4, 3, 9) + 0.5
+    with interpret_on_cpu():
+        assert "triton" in available_backends("cpu")
+        assert all(op._backend_fns["cpu"] is not fn for op, fn in zip(ops, before, strict=True))
+        s_t, v_t = lif_sequence(x, backend="triton")
+    assert "triton" not in available_backends("cpu")
+    assert all(op._backend_fns["cpu"] is fn for op, fn in zip(ops, before, strict=True))
+    s_r, v_r = lif_sequence(x, backend="reference")
+    assert torch.equal(s_t, s_r)
+    torch.testing.assert_close(v_t, v_r)
