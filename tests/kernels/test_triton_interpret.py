@@ -252,3 +252,21 @@ def test_kernels_compile_for_sm90():
                           env=env, capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip().startswith("compiled ")
+
+
+@pytest.mark.parametrize("surrogate", ["atan", "callable"])
+def test_rlif_runs_a_gemm_and_a_triton_lif_step_per_step(surrogate):
+    from membra.kernels.models import rlif_sequence
+
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn(4, 3, 2, 5, generator=g) + 0.4
+    w = torch.randn(10, 10, generator=g) * 0.3
+    v0 = torch.rand(1, 2, 5, generator=g)
+    out = {}
+    for backend in ("reference", "triton"):
+        xx, ww, vv = (t.clone().requires_grad_() for t in (x, w, v0))
+        s, (v, _) = rlif_sequence(xx, ww, (vv, torch.zeros(())), backend=backend,
+                                  surrogate=SURROGATE_KINDS[surrogate], reset="hard")
+        (s * torch.arange(s.numel()).view_as(s).sin()).sum().add(v.sum()).backward()
+        out[backend] = (s.detach(), v.detach(), xx.grad, ww.grad, vv.grad)
+    assert_same(list(out["triton"]), list(out["reference"]), tol_for(torch.float32))
