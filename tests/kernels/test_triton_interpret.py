@@ -270,3 +270,17 @@ def test_rlif_runs_a_gemm_and_a_triton_lif_step_per_step(surrogate):
         (s * torch.arange(s.numel()).view_as(s).sin()).sum().add(v.sum()).backward()
         out[backend] = (s.detach(), v.detach(), xx.grad, ww.grad, vv.grad)
     assert_same(list(out["triton"]), list(out["reference"]), tol_for(torch.float32))
+
+
+@pytest.mark.parametrize("kind,trace_v", [("cuba_lif", False), ("alif", True)])
+def test_model_ops_pass_opcheck(kind, trace_v):
+    # schema, fake tensors (torch.compile), autograd registration of membra::model_triton_*
+    from membra.functional import NeuronKind
+    from membra.kernels.triton_models import model_triton_fwd
+
+    g = torch.Generator().manual_seed(3)
+    x = (torch.randn(3, 7, generator=g) + 0.5).requires_grad_()
+    v0, c0 = (torch.randn(7, generator=g).requires_grad_() for _ in range(2))
+    args = (x, v0, c0, NeuronKind.parse(kind).code, True, 2.0, 0.5, 0.3, 1.0, 0.0, 0, 4.0,
+            True, trace_v)
+    torch.library.opcheck(model_triton_fwd, args)
