@@ -21,6 +21,7 @@ Triton's interpreter (``TRITON_INTERPRET=1``); see its docstring and ``docs/kern
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import math
 import os
@@ -77,8 +78,16 @@ def kernel_params(ref: torch.Tensor, v_th, v_reset, rho=0.0, beta=0.0, alpha=0.0
     """The kernels' scalar parameters ``[v_th, v_reset, rho, beta, alpha, nd]`` as a tensor of
     ``ref``'s dtype and device (Triton would round a Python float argument to float32, which
     moves a float64 threshold); ``nd = 0`` when the reset is detached, else 1."""
-    vals = [v_th, v_reset, rho, beta, alpha, 0.0 if detach_reset else 1.0]
-    return torch.tensor([float(v) for v in vals], dtype=ref.dtype, device=ref.device)
+    vals = (v_th, v_reset, rho, beta, alpha, 0.0 if detach_reset else 1.0)
+    return device_constant(tuple(float(v) for v in vals), ref.dtype, ref.device)
+
+
+@functools.lru_cache(maxsize=256)
+def device_constant(values: tuple[float, ...], dtype: torch.dtype,
+                    device: torch.device) -> torch.Tensor:
+    """``values`` as a tensor on ``device``, made once per distinct call (a host-to-device copy
+    per launch would wait for the device; the kernels only read it)."""
+    return torch.tensor(values, dtype=dtype, device=device)
 
 
 def launch_forward(kind: int, x, v0, c0, tau, prm, soft: bool, trace_v: bool):

@@ -32,7 +32,13 @@ from ._prep import flatten_inputs
 from .dispatch import select_backend
 from .fused import _surrogate_of as surrogate_of
 from .fused import surrogate_token, trace_buffer
-from .triton_backend import interpreting_on_cpu, kernel_params, launch_backward, launch_forward
+from .triton_backend import (
+    device_constant,
+    interpreting_on_cpu,
+    kernel_params,
+    launch_backward,
+    launch_forward,
+)
 
 __all__ = ["use_triton", "triton_model_sequence"]
 
@@ -54,7 +60,7 @@ def _check_device(x: torch.Tensor, op: str) -> None:
 
 
 def _tau(v0: torch.Tensor, tau: float) -> torch.Tensor:
-    return torch.full((), float(tau), dtype=v0.dtype, device=v0.device)
+    return device_constant((float(tau),), v0.dtype, v0.device)
 
 
 @torch.library.custom_op("membra::model_triton_fwd", mutates_args=(), device_types=_DEVICES)
