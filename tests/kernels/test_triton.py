@@ -61,6 +61,29 @@ def test_large_layer_matches_reference(triton_present):
 
 
 @needs_cuda
+@pytest.mark.parametrize("model", ["cuba_lif", "alif"])
+@pytest.mark.parametrize("surrogate", ["sigmoid", lambda u: torch.atan(3.0 * u)])
+def test_large_model_layer_matches_reference(triton_present, model, surrogate):
+    # many programs, M not a multiple of the block, learnable initial states, a trace
+    from membra.kernels.models import alif_sequence, cuba_lif_sequence
+
+    fn = cuba_lif_sequence if model == "cuba_lif" else alif_sequence
+    g = torch.Generator().manual_seed(1)
+    x = (torch.randn(9, 3, 70001, generator=g) + 0.4).cuda()
+    v0, c0 = (torch.rand(1, 70001, generator=g).cuda() for _ in range(2))
+    out = {}
+    for backend in ("reference", "triton"):
+        leaves = [t.clone().requires_grad_() for t in (x, v0, c0)]
+        tr, (v, c) = fn(leaves[0], (leaves[1], leaves[2]), backend=backend, trace=True,
+                        surrogate=surrogate)
+        (tr.spikes.sum() + tr.v.square().sum() + tr.h.sum() + v.sum() + c.sum()).backward()
+        out[backend] = (tr.spikes, tr.v, tr.h, v, c, *(t.grad for t in leaves))
+    assert torch.equal(out["triton"][0], out["reference"][0])
+    for got, want in zip(out["triton"][1:], out["reference"][1:], strict=True):
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+
+
+@needs_cuda
 def test_compiled_call_has_no_graph_break(triton_present):
     def f(x):
         s, v = lif_sequence(x)
