@@ -7,7 +7,7 @@ STAMP := $(VENV)/.membra-installed
 TORCH_PIN := torch==2.13.0
 EXTRAS ?= dev
 
-.PHONY: setup demo test test-all bench bench-peers lint clean
+.PHONY: setup demo test test-all bench bench-peers triton-interp test-triton lint clean
 
 setup: $(STAMP)
 
@@ -37,10 +37,15 @@ bench: setup
 # names torchvision/torchaudio, whose import fails with this torch) plus what its neuron
 # modules import. Norse 1.1.0 is an sdist (its metadata says 0.0.0, so it is installed from the
 # file): built against the installed torch, no build isolation.
+# $(call side-venv,DIR): a venv in DIR that sees the main venv's packages through a .pth file.
+purelib = $$($(1)/bin/python -c "import sysconfig; print(sysconfig.get_path('purelib'))")
+define side-venv
+	@test -x $(1)/bin/python || $(BIN)/python -m venv $(1)
+	@echo "import site; site.addsitedir('$(call purelib,$(VENV))')" > "$(call purelib,$(1))/membra-main-venv.pth"
+endef
 PEERS := .venv-peers
 bench-peers: setup
-	@test -x $(PEERS)/bin/python || $(BIN)/python -m venv $(PEERS)
-	@echo "import site; site.addsitedir('$$($(BIN)/python -c "import sysconfig; print(sysconfig.get_path('purelib'))")')" > "$$($(PEERS)/bin/python -c "import sysconfig; print(sysconfig.get_path('purelib'))")/membra-main-venv.pth"
+	$(call side-venv,$(PEERS))
 	$(PEERS)/bin/python -m pip install -q -c $(VENV)/torch-constraint.txt "setuptools>=68" wheel
 	$(PEERS)/bin/python -m pip install -q -c $(VENV)/torch-constraint.txt --no-deps spikingjelly==2.0.0
 	$(PEERS)/bin/python -m pip install -q -c $(VENV)/torch-constraint.txt "loguru>=0.7,<1" packaging tqdm snntorch==1.0.0
@@ -49,8 +54,21 @@ bench-peers: setup
 	  $(PEERS)/bin/python -m pip install -q -c $(VENV)/torch-constraint.txt nirtorch
 	$(PEERS)/bin/python -m membra.bench.run --out benchmarks/results
 
+# Triton in a side venv (as the peers): `make test-triton` runs the Triton kernels of every
+# neuron model in Triton's CPU interpreter (TRITON_INTERPRET=1, no GPU needed) against the
+# reference (tests marked `triton`; docs/kernels.md, "Triton").
+TRITON := .venv-triton
+TRITON_PIN := triton==3.9.0
+triton-interp: setup
+	$(call side-venv,$(TRITON))
+	@$(TRITON)/bin/python -c "import triton" 2>/dev/null || \
+	  $(TRITON)/bin/python -m pip install -q -c $(VENV)/torch-constraint.txt "$(TRITON_PIN)"
+
+test-triton: triton-interp
+	TRITON_INTERPRET=1 $(TRITON)/bin/python -m pytest -m triton tests/kernels
+
 lint: setup
 	$(BIN)/ruff check src tests
 
 clean:
-	rm -rf $(VENV) $(PEERS) build dist src/*.egg-info .pytest_cache
+	rm -rf $(VENV) $(PEERS) $(TRITON) build dist src/*.egg-info .pytest_cache

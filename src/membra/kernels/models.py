@@ -17,9 +17,8 @@ r"""Sequence kernels of the further neuron models: CubaLIF, ALIF, RLIF (equation
   surrogate and traces included), and autograd chains the steps. Planned: one op that keeps
   the [B, N] state in cache across steps and runs the GEMM and the LIF update per step in C++.
 
-No Triton kernels yet: on CUDA every model runs the ``reference`` loop (one warning). The
-kernels would be the LIF Triton kernel with a second state register; they are left for a
-machine with a GPU to test them on.
+On CUDA, CubaLIF and ALIF run Triton kernels (:mod:`membra.kernels.triton_models`: any
+surrogate and traces fused) when the ``triton`` backend is selected (the default there).
 
 Non-finite values follow LIF (``docs/kernels.md``): a NaN/inf potential spikes NaN, and the
 neuron's later spikes and final state are NaN.
@@ -40,6 +39,7 @@ from ..functional.surrogate import as_surrogate
 from . import NeuronTrace, _validate, neuron_sequence, neuron_trace
 from ._prep import flatten_inputs
 from .dispatch import select_backend
+from .triton_models import triton_model_sequence, use_triton
 
 __all__ = ["cuba_lif_sequence", "alif_sequence", "rlif_sequence", "models_cpu_available"]
 
@@ -221,6 +221,9 @@ def cuba_lif_sequence(x, state=None, *, tau=2.0, tau_syn=2.0, v_th=1.0, v_reset=
     rho = keep_fraction(tau_syn, "tau_syn")
     kw = dict(tau=tau, v_th=float(v_th), v_reset=float(v_reset), reset=reset,
               surrogate=surrogate, detach_reset=bool(detach_reset))
+    if use_triton(backend, x.device):
+        return triton_model_sequence(NeuronKind.CUBA_LIF, x, v0, c0, rho=rho, beta=0.0,
+                                     trace=trace, **kw)
     if _use_fused(backend, x, surrogate, trace):
         return _fused(NeuronKind.CUBA_LIF, x, v0, c0, rho=rho, beta=0.0, **kw)
     return _reference(cuba_lif_step, x, v0, c0, trace, tau_syn=float(tau_syn), **kw)
@@ -242,6 +245,9 @@ def alif_sequence(x, state=None, *, tau=2.0, tau_adapt=20.0, beta=0.2, v_th=1.0,
     beta = check_beta(beta)
     kw = dict(tau=tau, v_th=float(v_th), v_reset=float(v_reset), reset=reset,
               surrogate=surrogate, detach_reset=bool(detach_reset))
+    if use_triton(backend, x.device):
+        return triton_model_sequence(NeuronKind.ALIF, x, v0, c0, rho=rho, beta=beta,
+                                     trace=trace, **kw)
     if _use_fused(backend, x, surrogate, trace):
         return _fused(NeuronKind.ALIF, x, v0, c0, rho=rho, beta=beta, **kw)
     return _reference(alif_step, x, v0, c0, trace, tau_adapt=float(tau_adapt), beta=beta, **kw)
