@@ -14,6 +14,7 @@ from membra.analysis import (
     spike_trains,
     train_code,
 )
+from membra.functional import NeuronKind
 
 GRID_B = dict(weights=GRID_B_WEIGHTS, potentials=GRID_B_POTENTIALS)
 
@@ -79,6 +80,28 @@ def test_sensitivities_negative():
 def test_lif_never_fires_from_rest():
     res = pattern_counts(neuron="lif", tau=2.0)
     assert res.pairs == 16 and res.matrix[:, 0].sum() == 16
+
+
+@pytest.mark.parametrize("kind", [NeuronKind.IF, NeuronKind.LIF], ids=lambda k: k.value)
+@pytest.mark.parametrize("fire,reset", [(">=", "soft"), (">", "soft"), (">=", "hard")])
+@pytest.mark.parametrize("grid", [{}, GRID_B], ids=["A", "B"])
+def test_a_neuron_kind_counts_as_its_name(kind, fire, reset, grid):
+    """membra's NeuronKind vocabulary and its names give the same matrix, on both grids, for
+    both firing rules (kernel and strict loop) and both resets."""
+    by_kind = pattern_counts(neuron=kind, fire=fire, reset=reset, tau=1.7, **grid)
+    by_name = pattern_counts(neuron=kind.value, fire=fire, reset=reset, tau=1.7, **grid)
+    assert torch.equal(by_kind.matrix, by_name.matrix)
+    if kind is NeuronKind.IF:  # IF ignores tau: the defaults' counts
+        assert torch.equal(by_kind.matrix, pattern_counts(fire=fire, reset=reset,
+                                                          **grid).matrix)
+
+
+@pytest.mark.parametrize("neuron", [k for k in NeuronKind if k.value not in ("if", "lif")]
+                         + [k.value for k in NeuronKind if k.value not in ("if", "lif")]
+                         + ["IF", "lif ", "", None, 1])
+def test_other_neurons_are_refused_naming_the_two_kinds(neuron):
+    with pytest.raises(ValueError, match=r"neuron=.*\['if', 'lif'\]"):
+        pattern_counts(neuron=neuron)
 
 
 def test_denser_grid_same_totals():

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..functional.kinds import NeuronKind
 from ..functional.neuron import check_reset, if_charge, lif_charge
 from ..kernels import neuron_sequence
 
@@ -44,7 +45,8 @@ GRID_B_POTENTIALS = tuple(torch.linspace(-1, 1, 9, dtype=torch.float64).tolist()
 """Grid B of the spec: 9 initial potentials in ``[-1, 1]``."""
 
 FIRE_RULES = (">=", ">")
-NEURONS = ("if", "lif")
+#: the neuron kinds :func:`pattern_counts` runs
+NEURONS = (NeuronKind.IF, NeuronKind.LIF)
 
 
 @dataclass(frozen=True)
@@ -119,12 +121,26 @@ def _values(name: str, values) -> tuple[float, ...]:
     return tuple(float(v) for v in values)
 
 
-def _strict_sequence(x, v0, *, neuron, tau, v_th, reset):
+def _pattern_kind(neuron) -> NeuronKind:
+    """The :class:`NeuronKind` named by ``neuron`` (a kind or its name), one of
+    :data:`NEURONS`; anything else raises ``ValueError`` listing those."""
+    try:
+        kind = NeuronKind.parse(neuron)
+    except ValueError:
+        kind = None
+    if kind not in NEURONS:
+        shown = neuron.value if isinstance(neuron, NeuronKind) else neuron
+        raise ValueError(f"neuron={shown!r}: pattern counts run one of "
+                         f"{[k.value for k in NEURONS]}")
+    return kind
+
+
+def _strict_sequence(x, v0, *, kind: NeuronKind, tau, v_th, reset):
     """Same recurrence as the kernels but firing on ``H > V_th`` (sensitivity check only)."""
     v = v0.expand_as(x[0])
     out = []
     for t in range(x.shape[0]):
-        h = lif_charge(x[t], v, tau) if neuron == "lif" else if_charge(x[t], v)
+        h = lif_charge(x[t], v, tau) if kind.has_tau else if_charge(x[t], v)
         s = (h > v_th).to(x.dtype)
         v = h - v_th * s if reset == "soft" else h * (1.0 - s)
         out.append(s)
@@ -132,7 +148,7 @@ def _strict_sequence(x, v0, *, neuron, tau, v_th, reset):
 
 
 @torch.no_grad()
-def pattern_counts(T: int = 4, weights=GRID_A_WEIGHTS, potentials=(0.0,), neuron: str = "if",
+def pattern_counts(T: int = 4, weights=GRID_A_WEIGHTS, potentials=(0.0,), neuron=NeuronKind.IF,
                    reset: str = "soft", fire: str = ">=", v_th: float = 1.0,
                    tau: float = 2.0) -> PatternCounts:
     """Mark every (input train, output train) pair of one neuron over a weight x potential grid.
@@ -142,7 +158,8 @@ def pattern_counts(T: int = 4, weights=GRID_A_WEIGHTS, potentials=(0.0,), neuron
         weights: scalar weights ``w`` (input current ``X_t = w b_t``); default grid A.
         potentials: initial potentials ``V_0``; default ``(0.0,)``. The spec's grid B is
             ``weights=GRID_B_WEIGHTS, potentials=GRID_B_POTENTIALS``.
-        neuron: ``"if"`` (the spec's choice) or ``"lif"`` (decay-input form, ``tau``).
+        neuron: a :class:`~membra.functional.NeuronKind` or its name: ``IF`` (the spec's
+            choice) or ``LIF`` (decay-input form, ``tau``).
         reset: ``"soft"`` (subtract ``v_th``) or ``"hard"`` (to 0).
         fire: ``">="`` (membra's rule) or ``">"`` (strict, for comparison).
         v_th, tau: threshold and LIF time constant.
@@ -153,8 +170,7 @@ def pattern_counts(T: int = 4, weights=GRID_A_WEIGHTS, potentials=(0.0,), neuron
     """
     if not isinstance(T, int) or isinstance(T, bool) or not 1 <= T <= 12:
         raise ValueError(f"T must be an int in [1, 12], got {T!r}")
-    if neuron not in NEURONS:
-        raise ValueError(f"neuron={neuron!r} is not known; choose one of {list(NEURONS)}")
+    kind = _pattern_kind(neuron)
     if fire not in FIRE_RULES:
         raise ValueError(f"fire={fire!r} is not known; choose one of {list(FIRE_RULES)}")
     check_reset(reset)
@@ -169,10 +185,10 @@ def pattern_counts(T: int = 4, weights=GRID_A_WEIGHTS, potentials=(0.0,), neuron
     x = trains.T[:, None, :] * grid_w[None, :, None]            # [T, G, N]
     v0 = grid_v[:, None]                                        # [G, 1]
     if fire == ">=":
-        spikes, _ = neuron_sequence(x, v0, neuron=neuron, tau=tau if neuron == "lif" else None,
+        spikes, _ = neuron_sequence(x, v0, neuron=kind, tau=tau if kind.has_tau else None,
                                     v_th=v_th, v_reset=0.0, reset=reset)
     else:
-        spikes = _strict_sequence(x, v0, neuron=neuron, tau=tau, v_th=v_th, reset=reset)
+        spikes = _strict_sequence(x, v0, kind=kind, tau=tau, v_th=v_th, reset=reset)
     out_codes = train_code(spikes.permute(1, 2, 0))             # [G, N]
     n = 2 ** T
     matrix = torch.zeros(n, n, dtype=torch.int64)
