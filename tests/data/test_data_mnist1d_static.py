@@ -54,4 +54,5 @@ def test_an_mlp_learns_the_static_vectors_far_above_chance():
         torch.nn.functional.cross_entropy(net(tr.data), tr.labels).backward()
         opt.step()
     acc = (net(te.data).argmax(1) == te.labels).float().mean().item()
+    print(f"40-64-10 ReLU MLP on mnist1d-static: {100 * acc:.1f} % test accuracy")  # docs/data.md
     assert acc > 0.4
