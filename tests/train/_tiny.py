@@ -106,6 +106,13 @@ def ddp_worker(rank: int, world: int, port: int, run_dir: str, overrides: list[s
         model=tiny_model(bn=False))
 
 
+def config(*overrides):
+    """:data:`TINY_TOML` with ``section.key=value`` overrides, parsed and validated."""
+    from membra.train.config import parse_config
+
+    return parse_config(TINY_TOML, list(overrides))
+
+
 DIGITS_TOML = f"""
 [run]
 name = "z"

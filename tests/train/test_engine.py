@@ -11,19 +11,13 @@ import torch
 
 from membra.train import checkpoint as ck
 from membra.train import fit
-from membra.train.config import parse_config
 from membra.train.loop import learning_rate
 
 TIMING = {"samples_per_s", "epoch_time_s"}
 
 
-@pytest.fixture(autouse=True)
-def tiny(monkeypatch):
-    _tiny.patch(monkeypatch)
-
-
-def cfg(*overrides):
-    return parse_config(_tiny.TINY_TOML, list(overrides))
+pytestmark = pytest.mark.usefixtures("tiny")
+cfg = _tiny.config
 
 
 def history(run_dir):

@@ -11,19 +11,13 @@ import torch
 
 import membra
 from membra.train import fit
-from membra.train.config import parse_config
 
 _ENGINE_DIR = os.path.join(os.path.dirname(membra.__file__), "train") + os.sep
 _SYNCS = ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__")
 
 
-@pytest.fixture(autouse=True)
-def tiny(monkeypatch):
-    _tiny.patch(monkeypatch)
-
-
-def cfg(*overrides):
-    return parse_config(_tiny.TINY_TOML, list(overrides))
+pytestmark = pytest.mark.usefixtures("tiny")
+cfg = _tiny.config
 
 
 def count_membra_syncs(monkeypatch) -> dict:

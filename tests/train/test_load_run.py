@@ -23,13 +23,11 @@ from membra.cli import app
 from membra.nn import LIF
 from membra.train import checkpoint as ck
 from membra.train import engine, fit
-from membra.train.config import parse_config
 
 DIGEST_KEY = "membra_file_sha256"
 
 
-def cfg(*overrides):
-    return parse_config(_tiny.TINY_TOML, list(overrides))
+cfg = _tiny.config
 
 
 def cli(*args):
@@ -84,11 +82,6 @@ def runs(tmp_path_factory):
             fit(cfg("train.epochs=1"), run_dir=base / name, model=model)
             out[name] = (base / name, model)
     return out
-
-
-@pytest.fixture
-def tiny(monkeypatch):
-    _tiny.patch(monkeypatch)
 
 
 def _x(seed=0, T=3, B=4):

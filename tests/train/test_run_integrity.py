@@ -25,18 +25,12 @@ from typer.testing import CliRunner
 from membra.cli import app
 from membra.train import checkpoint as ck
 from membra.train import engine, evaluate_run, fit
-from membra.train.config import parse_config
 
 DIGEST_KEY = "membra_file_sha256"  # documented in docs/training.md (Checkpoints)
 
 
-@pytest.fixture(autouse=True)
-def tiny(monkeypatch):
-    _tiny.patch(monkeypatch)
-
-
-def cfg(*overrides):
-    return parse_config(_tiny.TINY_TOML, list(overrides))
+pytestmark = pytest.mark.usefixtures("tiny")
+cfg = _tiny.config
 
 
 @pytest.fixture(scope="module")
