@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 __all__ = ["EVENT_DTYPE", "make_events", "events_to_frames", "SPLIT_METHODS", "saccade_path",
-           "render_shifted", "saccade_event_frames"]
+           "render_shifted", "saccade_event_frames", "split_event_frames"]
 
 EVENT_DTYPE = np.dtype([("t", "<i8"), ("x", "<i2"), ("y", "<i2"), ("p", "<i1")])
 SPLIT_METHODS = ("count", "time")
@@ -213,3 +213,16 @@ def saccade_event_frames(imgs: torch.Tensor, T: int, gen: torch.Generator, *, si
         acc[:, 0] += n_off + (shot & ~pol)
     out[:, frame] = acc.clamp(max=255).to(torch.uint8)
     return out
+
+
+def split_event_frames(imgs: torch.Tensor, T: int, split: str, seed: int,
+                       **kwargs) -> torch.Tensor:
+    """:func:`saccade_event_frames` of a dataset split: the generator is seeded with
+    ``2 seed + (split == "test")`` (train and test draw different saccades and noise) and the
+    frames are made on one thread; ``kwargs`` (``size``, ``margin``, ``amplitude``, ...) go
+    to :func:`saccade_event_frames`."""
+    from .base import single_thread
+
+    gen = torch.Generator().manual_seed(seed * 2 + (split == "test"))
+    with single_thread():
+        return saccade_event_frames(imgs, T, gen, **kwargs)

@@ -29,10 +29,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-import torch
-
-from ..base import FrameDataset, require_direct, resolve_T, single_thread
-from ..events import saccade_event_frames
+from ..base import FrameDataset, require_direct, resolve_T
+from ..events import split_event_frames
 from ..registry import DatasetInfo, register_dataset
 from .digits import digits_arrays
 
@@ -50,13 +48,10 @@ def generate_digits_dvs(split: str, T: int, seed: int = 0, size: int = 16, steps
     if not isinstance(size, int) or size < 8:
         raise ValueError(f"size must be an int >= 8, got {size!r}")
     imgs, labels = digits_arrays(split)
-    gen = torch.Generator().manual_seed(seed * 2 + (split == "test"))
     m = size // 8
-    with single_thread():
-        frames = saccade_event_frames(imgs, T, gen, size=size, margin=m, amplitude=float(m),
-                                      steps=steps, threshold=threshold,
-                                      threshold_noise=threshold_noise, noise=noise,
-                                      jitter=jitter)
+    frames = split_event_frames(imgs, T, split, seed, size=size, margin=m, amplitude=float(m),
+                                steps=steps, threshold=threshold,
+                                threshold_noise=threshold_noise, noise=noise, jitter=jitter)
     return frames, labels
 
 

@@ -41,8 +41,8 @@ import numpy as np
 import torch
 
 from ...functional.encoding import ENCODERS
-from ..base import FrameDataset, StaticDataset, resolve_T, single_thread
-from ..events import saccade_event_frames
+from ..base import FrameDataset, StaticDataset, resolve_T
+from ..events import split_event_frames
 from ..readers._common import bad_file, corrupt
 from ..registry import DatasetInfo, register_dataset
 
@@ -155,12 +155,9 @@ def generate_mnist5k_events(split: str, T: int, seed: int = 0, amplitude: float 
     """Event frames ``[N, T, 2, 28, 28]`` (uint8 counts) and labels of ``split``, made by
     :func:`membra.data.events.saccade_event_frames` (margin 0). Cached per argument set."""
     imgs, labels = mnist5k_arrays(split)
-    gen = torch.Generator().manual_seed(seed * 2 + (split == "test"))
-    with single_thread():
-        frames = saccade_event_frames(imgs, T, gen, size=28, margin=0, amplitude=amplitude,
-                                      steps=steps, threshold=threshold,
-                                      threshold_noise=threshold_noise, noise=noise,
-                                      jitter=jitter)
+    frames = split_event_frames(imgs, T, split, seed, size=28, margin=0, amplitude=amplitude,
+                                steps=steps, threshold=threshold,
+                                threshold_noise=threshold_noise, noise=noise, jitter=jitter)
     return frames, labels
 
 
