@@ -4,12 +4,15 @@ backend, same process, alternating order, median of repeats).
     python -m membra.bench.models [T B N] [--rlif-n N]
 
 RLIF's recurrent weight is ``[N, N]``, so it is timed at its own (smaller) ``N`` against LIF
-at that ``N``.
+at that ``N``; the line after the table gives the share of RLIF's time that its GEMMs alone
+take (the same GEMMs timed on their own: ``T`` ``[B, N] x [N, N]`` products forward, ``T - 1``
+backward into the previous spikes, one ``[N, T B] x [T B, N]`` for the weight's gradient).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 
 import torch
 
@@ -22,6 +25,23 @@ def fwd_bwd_ms(layer, x, repeats: int = 7) -> float:
     def run():
         x.grad = None
         layer(x).sum().backward()
+    return median_ms(run, repeats=repeats)["median_ms"]
+
+
+def rlif_gemm_ms(T: int, B: int, N: int, repeats: int = 7) -> float:
+    """Median ms of the GEMMs of one RLIF fwd+bwd at ``[T, B, N]`` timed on their own."""
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(N, N, generator=g)
+    s = (torch.rand(T, B, N, generator=g) < 0.2).float()
+    x = torch.randn(T, B, N, generator=g)
+    out = torch.empty(B, N)
+
+    def run():
+        for t in range(T):
+            torch.addmm(x[t], s[t], w.t(), out=out)
+        for t in range(T - 1):
+            torch.mm(x[t], w, out=out)
+        x.reshape(T * B, N).t().mm(s.reshape(T * B, N))
     return median_ms(run, repeats=repeats)["median_ms"]
 
 
@@ -53,7 +73,12 @@ def main(argv=None) -> None:
     print("|---|---|---|---|---|")
     for name, shape, t, t_lif, r in ratios(*a.shape, a.rlif_n):
         print(f"| {name} | {list(shape)} | {t:.1f} | {t_lif:.1f} | {r:.2f} |")
-    print(f"threads: {torch.get_num_threads()}")
+        if name == "RLIF":
+            gemm = rlif_gemm_ms(*shape)
+            rlif_line = (f"RLIF's GEMMs alone: {gemm:.1f} ms = {100 * gemm / t:.0f}% of its "
+                         f"fwd+bwd, {gemm / t_lif:.1f}x LIF's whole fwd+bwd")
+    print(rlif_line)
+    print(f"threads: {torch.get_num_threads()}, load average (1 min): {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
