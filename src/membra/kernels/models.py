@@ -330,15 +330,15 @@ class _RecurrentWeightGrad(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, spikes_prev: list):
         ctx.spikes_prev = spikes_prev
-        ctx.w_dtype = weight.dtype
+        ctx.w_meta = (weight.shape[0], weight.dtype)
         return x.view_as(x)
 
     @staticmethod
     def backward(ctx, gx):
         (prev,) = ctx.spikes_prev
-        n = prev.shape[-1]
+        n, w_dtype = ctx.w_meta
         gw = gx.reshape(-1, n).t().mm(prev.reshape(-1, n).to(gx.dtype))
-        return gx, gw.to(ctx.w_dtype), None
+        return gx, gw.to(w_dtype), None
 
 
 def _fused_rlif(x, weight, state, trace, backend, **kw):
@@ -350,13 +350,13 @@ def _fused_rlif(x, weight, state, trace, backend, **kw):
     if weight.requires_grad and torch.is_grad_enabled():
         x = _RecurrentWeightGrad.apply(x, weight, spikes_prev)
         w = weight.detach()
-    wt = w.t()
+    wt, n = w.t(), w.shape[0]
     run = neuron_trace if trace else neuron_sequence
     prev = [state[1]]
 
     def step(x_t, st, *, trace=False, **kw):
         v, s = st
-        r = torch.addmm(x_t.reshape(x_t.shape[0], -1), s.reshape(s.shape[0], -1), wt)
+        r = torch.addmm(x_t.reshape(x_t.shape[0], n), s.reshape(s.shape[0], n), wt)
         out = run(r.view_as(x_t).unsqueeze(0), v, neuron=NeuronKind.LIF, backend=backend, **kw)
         s_t = out.spikes[0] if trace else out[0][0]
         prev.append(s_t)
