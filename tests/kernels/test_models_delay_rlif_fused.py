@@ -143,3 +143,20 @@ def test_rlif_fused_grads_equal_the_reference(seed):
     assert torch.equal(res[0][0], res[1][0])
     for a, b in zip(res[0][1:], res[1][1:], strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_delay_large_outputs_every_dtype(dtype, no_gather_delay):
+    """Outputs above the cpu backend's pool threshold (1 MiB) in every dtype, per-channel
+    delays: the same values and gradient as the gather reference."""
+    g = torch.Generator().manual_seed(9)
+    x = torch.randn(3, 2, 3, 70001, generator=g).to(dtype).requires_grad_()
+    hist = torch.zeros(2, 2, 3, 70001, dtype=dtype)
+    delays = check_delays(torch.tensor([[0], [2], [1]]), (3, 70001), 2)
+    y, new_hist = km.delay_sequence_fused(x, hist, delays)
+    y_ref, hist_ref = delay_sequence(x.detach(), hist, delays)
+    assert torch.equal(y, y_ref) and torch.equal(new_hist, hist_ref)
+    (g_x,) = torch.autograd.grad(y.float().pow(2).sum(), x)
+    xr = x.detach().clone().requires_grad_()
+    (g_ref,) = torch.autograd.grad(delay_sequence(xr, hist, delays)[0].float().pow(2).sum(), xr)
+    assert torch.equal(g_x, g_ref)

@@ -5,17 +5,21 @@ r"""Sequence kernels of the further neuron models: CubaLIF, ALIF, RLIF (equation
   step (the oracle) and a fused ``cpu`` kernel (``csrc/models_cpu.cpp``: one forward and one
   BPTT backward, the custom ops ``membra::model_cpu_fwd`` / ``membra::model_cpu_bwd`` with a
   registered autograd formula, the model given by its :attr:`membra.functional.NeuronKind.code`
-  and the surrogate by its built-in ``code``). Differentiable in ``x`` and both initial states.
-  A custom surrogate (a callable or ``Surrogate.custom``) and ``trace=True`` run the
-  ``reference`` loop instead: their backward needs the surrogate derivative at every step,
-  i.e. ``h_t`` and the threshold saved by the forward, which this kernel does not write yet
-  (LIF's kernel does: ``membra.kernels.fused``). The gradients are the same either way
-  (``tests/kernels/test_models_kernels.py``); only the speed differs.
+  and the surrogate by :func:`membra.kernels.fused.surrogate_token`). Differentiable in ``x``
+  and both initial states. Any surrogate and ``trace=True`` run fused, as for LIF: with a
+  custom surrogate or a trace the forward also writes ``h_t`` (and ALIF's threshold
+  ``theta_t``; with a trace ``v_t``) ``[T, M]``, and the backward evaluates
+  ``surrogate.derivative(h - theta)`` over all steps in one torch call and hands it to the
+  kernel (the ``PRECOMPUTED`` codes of ``csrc/neuron_cpu.cpp``; with a trace, the trace's
+  own gradients join the recurrence). A built-in surrogate without a trace saves only ``x``.
 - :func:`rlif_sequence`: the recurrence ``W s_{t-1}`` needs the previous step's spikes of
   *all* neurons of a sample, so it cannot run inside a per-neuron time loop; each step is one
-  ATen GEMM plus one fused LIF step (``membra.kernels.neuron_sequence`` with ``T = 1``; any
-  surrogate and traces included), and autograd chains the steps. Planned: one op that keeps
-  the [B, N] state in cache across steps and runs the GEMM and the LIF update per step in C++.
+  ``addmm`` (the GEMM and the input add in one call) plus one fused LIF step
+  (``membra.kernels.neuron_sequence`` with ``T = 1``; any surrogate and traces included), and
+  autograd chains the steps; the weight's gradient is one GEMM over all steps
+  (:class:`_RecurrentWeightGrad`).
+- :func:`delay_sequence_fused`: :class:`membra.nn.Delay`'s per-neuron shift as an exact copy
+  kernel (``membra_delay_shift``), forward and backward.
 
 No Triton kernels yet: on CUDA every model runs the ``reference`` loop (one warning). The
 kernels would be the LIF Triton kernel with a second state register; they are left for a
@@ -47,7 +51,7 @@ from . import NeuronTrace, _validate, neuron_sequence, neuron_trace
 from ._prep import flatten_inputs
 from .dispatch import select_backend
 from .fused import _surrogate_of as surrogate_of
-from .fused import kernel_surrogate_code, surrogate_token, trace_buffer
+from .fused import NEW_OUTPUT, kernel_surrogate_code, surrogate_token, trace_buffer
 
 __all__ = ["cuba_lif_sequence", "alif_sequence", "rlif_sequence", "delay_sequence_fused",
            "models_cpu_available"]
@@ -398,7 +402,10 @@ def _shift(a, b, off, steps: int):
     """``dst[t, r, n] = seq[t + off[n], r, n]`` for ``t < steps`` over the sequence
     ``seq = a`` then ``b`` (each ``[L, R, *S]`` contiguous, one dtype; ``b`` may be ``None``),
     0 outside it: an exact copy (``membra_delay_shift`` in ``csrc/models_cpu.cpp``)."""
-    dst = a.new_empty((steps, *a.shape[1:]))
+    new = NEW_OUTPUT.get("cpu")  # the cpu backend's pool of already mapped outputs
+    shape = (steps, *a.shape[1:])
+    dst = new(shape, a.dtype) if new is not None and a.dtype in _DTYPE_CODES else \
+        a.new_empty(shape)
     R, N = a.shape[1], math.prod(a.shape[2:])
     if dst.numel():
         lb = 0 if b is None else b.shape[0]

@@ -330,22 +330,34 @@ extern "C" int membra_model_backward(int model, const void* x, const void* v0, c
 // gradients of x and of the history: a = grad y, off = d and d - D) are this one copy.
 namespace {
 
+// A row (t, r) of dst reads each neuron from one of K = max(off) - min(off) + 1 source rows:
+// a table of those K row pointers (a zero row where the step is outside the sequence) and a
+// per-neuron index into it make the inner loop two loads and a store, without branches.
 template <typename E>
 void shift_rows(const E* a, int64_t La, const E* b, int64_t Lb, const int64_t* off, E* dst,
                 int64_t T, int64_t R, int64_t N) {
-  const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 16) / std::max<int64_t>(1, N));
+  if (N == 0) return;
+  const int64_t lo = *std::min_element(off, off + N);
+  const int64_t K = *std::max_element(off, off + N) - lo + 1;
+  std::vector<uint32_t> sel_v(static_cast<size_t>(N));
+  for (int64_t n = 0; n < N; ++n) sel_v[n] = static_cast<uint32_t>(off[n] - lo);
+  const std::vector<E> zero_v(static_cast<size_t>(N), E(0));
+  const uint32_t* sel = sel_v.data();
+  const E* zero = zero_v.data();
+  const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 16) / N);
   at::parallel_for(0, T * R, grain, [=](int64_t i0, int64_t i1) {
+    std::vector<const E*> rows(static_cast<size_t>(K));
     for (int64_t i = i0; i < i1; ++i) {
       const int64_t t = i / R, r = i % R;
-      E* __restrict d = dst + i * N;
-      const int64_t* __restrict o = off;
-      for (int64_t n = 0; n < N; ++n) {
-        const int64_t k = t + o[n];
-        const E* src = k < 0 ? nullptr
-                             : (k < La ? a + (k * R + r) * N
-                                       : (k < La + Lb ? b + ((k - La) * R + r) * N : nullptr));
-        d[n] = src != nullptr ? src[n] : E(0);
+      for (int64_t q = 0; q < K; ++q) {
+        const int64_t k = t + lo + q;
+        rows[q] = k < 0 || k >= La + Lb ? zero
+                  : (k < La ? a + (k * R + r) * N : b + ((k - La) * R + r) * N);
       }
+      const E* const* __restrict src = rows.data();
+      const uint32_t* __restrict si = sel;
+      E* __restrict d = dst + i * N;
+      for (int64_t n = 0; n < N; ++n) d[n] = src[si[n]][n];
     }
   });
 }
