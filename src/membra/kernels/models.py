@@ -50,8 +50,8 @@ from ..functional.surrogate import as_surrogate
 from . import NeuronTrace, _validate, neuron_sequence, neuron_trace
 from ._prep import flatten_inputs
 from .dispatch import select_backend
-from .fused import _surrogate_of as surrogate_of
 from .fused import NEW_OUTPUT, kernel_surrogate_code, surrogate_token, trace_buffer
+from .fused import _surrogate_of as surrogate_of
 
 __all__ = ["cuba_lif_sequence", "alif_sequence", "rlif_sequence", "delay_sequence_fused",
            "models_cpu_available"]
