@@ -1,5 +1,5 @@
 """Fwd+bwd time of each neuron model relative to LIF at the same shape (fused ``cpu``
-backend, same process, alternating order, median of repeats).
+backend, same process, the two timed alternately, median of repeats).
 
     python -m membra.bench.models [T B N] [--rlif-n N]
 
@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
+import time
 
 import torch
 
@@ -20,12 +22,23 @@ from ..nn import ALIF, LIF, RLIF, CubaLIF, Delay
 from .timing import median_ms
 
 
-def fwd_bwd_ms(layer, x, repeats: int = 7) -> float:
-    """Median ms of ``layer(x).sum().backward()`` (x requires grad)."""
-    def run():
-        x.grad = None
-        layer(x).sum().backward()
-    return median_ms(run, repeats=repeats)["median_ms"]
+def _fwd_bwd(layer, x) -> None:
+    """``layer(x).sum().backward()`` (x requires grad)."""
+    x.grad = None
+    layer(x).sum().backward()
+
+
+def paired_ms(layer, lif, x, repeats: int = 7) -> tuple[float, float]:
+    """Median ms of ``layer``'s and ``lif``'s fwd+bwd timed alternately (after one warm-up
+    round each), so that a change of the machine's load hits both alike."""
+    times: tuple[list, list] = ([], [])
+    for i in range(repeats + 1):
+        for m, acc in ((layer, times[0]), (lif, times[1])):
+            t0 = time.perf_counter()
+            _fwd_bwd(m, x)
+            if i:
+                acc.append(1e3 * (time.perf_counter() - t0))
+    return statistics.median(times[0]), statistics.median(times[1])
 
 
 def rlif_gemm_ms(T: int, B: int, N: int, repeats: int = 7) -> float:
@@ -56,10 +69,7 @@ def ratios(T: int, B: int, N: int, rlif_n: int, backend: str = "cpu") -> list[tu
         x = torch.randn(T, B, width).requires_grad_()
         lif = LIF(backend=backend)
         for name, make in makers.items():
-            layer = make()
-            t_lif = fwd_bwd_ms(lif, x)
-            t = fwd_bwd_ms(layer, x)
-            t_lif = min(t_lif, fwd_bwd_ms(lif, x))
+            t, t_lif = paired_ms(make(), lif, x)
             rows.append((name, (T, B, width), t, t_lif, t / t_lif))
     return rows
 
