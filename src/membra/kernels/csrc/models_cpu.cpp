@@ -345,10 +345,12 @@ void shift_rows(const E* a, int64_t La, const E* b, int64_t Lb, const int64_t* o
   const uint32_t* sel = sel_v.data();
   const E* zero = zero_v.data();
   const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 16) / N);
+  // rows in the order (r, t): the K source rows of step t are mostly those of step t - 1,
+  // still in cache, so each source row comes from memory about once
   at::parallel_for(0, T * R, grain, [=](int64_t i0, int64_t i1) {
     std::vector<const E*> rows(static_cast<size_t>(K));
     for (int64_t i = i0; i < i1; ++i) {
-      const int64_t t = i / R, r = i % R;
+      const int64_t r = i / T, t = i % T;
       for (int64_t q = 0; q < K; ++q) {
         const int64_t k = t + lo + q;
         rows[q] = k < 0 || k >= La + Lb ? zero
@@ -356,7 +358,7 @@ void shift_rows(const E* a, int64_t La, const E* b, int64_t Lb, const int64_t* o
       }
       const E* const* __restrict src = rows.data();
       const uint32_t* __restrict si = sel;
-      E* __restrict d = dst + i * N;
+      E* __restrict d = dst + (t * R + r) * N;
       for (int64_t n = 0; n < N; ++n) d[n] = src[si[n]][n];
     }
   });
