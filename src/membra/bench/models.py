@@ -1,15 +1,20 @@
 """Fwd+bwd time of each neuron model relative to LIF at the same shape (fused ``cpu``
-backend, same process, alternating order, median of repeats).
+backend, same process, the two timed alternately, median of repeats).
 
     python -m membra.bench.models [T B N] [--rlif-n N]
 
 RLIF's recurrent weight is ``[N, N]``, so it is timed at its own (smaller) ``N`` against LIF
-at that ``N``.
+at that ``N``; the line after the table gives the share of RLIF's time that its GEMMs alone
+take (the same GEMMs timed on their own: ``T`` ``[B, N] x [N, N]`` products forward, ``T - 1``
+backward into the previous spikes, one ``[N, T B] x [T B, N]`` for the weight's gradient).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
+import time
 
 import torch
 
@@ -17,11 +22,39 @@ from ..nn import ALIF, LIF, RLIF, CubaLIF, Delay
 from .timing import median_ms
 
 
-def fwd_bwd_ms(layer, x, repeats: int = 7) -> float:
-    """Median ms of ``layer(x).sum().backward()`` (x requires grad)."""
+def _fwd_bwd(layer, x) -> None:
+    """``layer(x).sum().backward()`` (x requires grad)."""
+    x.grad = None
+    layer(x).sum().backward()
+
+
+def paired_ms(layer, lif, x, repeats: int = 7) -> tuple[float, float]:
+    """Median ms of ``layer``'s and ``lif``'s fwd+bwd timed alternately (after one warm-up
+    round each), so that a change of the machine's load hits both alike."""
+    times: tuple[list, list] = ([], [])
+    for i in range(repeats + 1):
+        for m, acc in ((layer, times[0]), (lif, times[1])):
+            t0 = time.perf_counter()
+            _fwd_bwd(m, x)
+            if i:
+                acc.append(1e3 * (time.perf_counter() - t0))
+    return statistics.median(times[0]), statistics.median(times[1])
+
+
+def rlif_gemm_ms(T: int, B: int, N: int, repeats: int = 7) -> float:
+    """Median ms of the GEMMs of one RLIF fwd+bwd at ``[T, B, N]`` timed on their own."""
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(N, N, generator=g)
+    s = (torch.rand(T, B, N, generator=g) < 0.2).float()
+    x = torch.randn(T, B, N, generator=g)
+    out = torch.empty(B, N)
+
     def run():
-        x.grad = None
-        layer(x).sum().backward()
+        for t in range(T):
+            torch.addmm(x[t], s[t], w.t(), out=out)
+        for t in range(T - 1):
+            torch.mm(x[t], w, out=out)
+        x.reshape(T * B, N).t().mm(s.reshape(T * B, N))
     return median_ms(run, repeats=repeats)["median_ms"]
 
 
@@ -36,10 +69,7 @@ def ratios(T: int, B: int, N: int, rlif_n: int, backend: str = "cpu") -> list[tu
         x = torch.randn(T, B, width).requires_grad_()
         lif = LIF(backend=backend)
         for name, make in makers.items():
-            layer = make()
-            t_lif = fwd_bwd_ms(lif, x)
-            t = fwd_bwd_ms(layer, x)
-            t_lif = min(t_lif, fwd_bwd_ms(lif, x))
+            t, t_lif = paired_ms(make(), lif, x)
             rows.append((name, (T, B, width), t, t_lif, t / t_lif))
     return rows
 
@@ -53,7 +83,12 @@ def main(argv=None) -> None:
     print("|---|---|---|---|---|")
     for name, shape, t, t_lif, r in ratios(*a.shape, a.rlif_n):
         print(f"| {name} | {list(shape)} | {t:.1f} | {t_lif:.1f} | {r:.2f} |")
-    print(f"threads: {torch.get_num_threads()}")
+        if name == "RLIF":
+            gemm = rlif_gemm_ms(*shape)
+            rlif_line = (f"RLIF's GEMMs alone: {gemm:.1f} ms = {100 * gemm / t:.0f}% of its "
+                         f"fwd+bwd, {gemm / t_lif:.1f}x LIF's whole fwd+bwd")
+    print(rlif_line)
+    print(f"threads: {torch.get_num_threads()}, load average (1 min): {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

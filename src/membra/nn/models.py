@@ -33,9 +33,15 @@ import torch
 from torch import nn
 
 from ..functional.kinds import NeuronKind, as_shape
-from ..functional.models import check_delays, delay_sequence, keep_fraction
+from ..functional.models import check_delays, keep_fraction
 from ..kernels import NeuronTrace
-from ..kernels.models import alif_sequence, check_beta, cuba_lif_sequence, rlif_sequence
+from ..kernels.models import (
+    alif_sequence,
+    check_beta,
+    cuba_lif_sequence,
+    delay_sequence_fused,
+    rlif_sequence,
+)
 from .neurons import IF, LIF, SpikingNeuron
 
 __all__ = ["CubaLIF", "ALIF", "RLIF", "Delay", "neuron_class"]
@@ -312,7 +318,7 @@ class Delay(nn.Module):
                 type(state).__name__
             raise ValueError(f"Delay: state must be the history [max_delay, B, *shape] = "
                              f"{want}, got {got}")
-        return delay_sequence(x, state, self.delays)
+        return delay_sequence_fused(x, state, self.delays)
 
     def step(self, x_t, state=None):
         """One step ``(y_t, history)``; looping it over ``x`` gives :meth:`run`."""
