@@ -1,0 +1,82 @@
+"""What limits DWAM's recovery: an oracle bound for rules that restore mean rates.
+
+DWAM is a rate homeostat: averaged over time its update vanishes when every neuron's mean rate
+equals its set point ``c0`` (``docs/homeostasis.md``, "The rule"). The most any such rule can do
+against weight damage is to restore, per postsynaptic neuron, the *mean* input current; the
+random structure of the damage (which inputs now drive which neuron) stays.
+:func:`mean_current_oracle` does exactly that, with knowledge DWAM never has (the healthy
+weights), so its recovered fraction bounds what mean-rate homeostasis can give on a task. It is
+an analysis tool, not a method.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["presynaptic_rates", "mean_current_oracle"]
+
+
+@torch.no_grad()
+def presynaptic_rates(actor: nn.Module, env_fn, episodes: int = 3,
+                      seed: int = 0) -> dict[str, torch.Tensor]:
+    """Mean presynaptic rate ``c_pre[j]`` of every synaptic layer of ``actor``, averaged over
+    the control steps of ``episodes`` healthy episodes (env seeds ``seed + e``)."""
+    from ..homeostasis import RateRecorder
+    from .evaluate import run_episode
+
+    if not isinstance(episodes, int) or episodes <= 0:
+        raise ValueError(f"episodes must be a positive int, got {episodes!r}")
+    was = actor.training
+    actor.eval()
+    rec = RateRecorder(actor)
+    sums: dict[str, torch.Tensor] = {}
+    steps = {"n": 0}
+
+    def add() -> None:
+        for name, (_, c_pre) in rec.pop().items():
+            sums[name] = sums.get(name, 0) + c_pre.double()
+        steps["n"] += 1
+
+    env = env_fn()
+    try:
+        for e in range(episodes):
+            run_episode(actor, env, seed + e, on_step=add)
+    finally:
+        env.close()
+        rec.remove()
+        actor.train(was)
+    return {name: (s / steps["n"]).float() for name, s in sums.items()}
+
+
+@torch.no_grad()
+def mean_current_oracle(healthy: nn.Module, damaged: nn.Module,
+                        pre_rates: dict[str, torch.Tensor]) -> nn.Module:
+    """A copy of ``damaged`` whose biases restore each neuron's mean input current at the
+    healthy presynaptic rates ``c_pre``: ``b_i += sum_j (W_ij - W~_ij) c_pre_j`` (``W``
+    healthy, ``W~`` damaged weights, which are left as they are). Neither input is modified.
+
+    Raises ``ValueError`` when the two models' synaptic layers or ``pre_rates`` do not match.
+    """
+    from ..homeostasis import find_synaptic_layers
+    from ..homeostasis.recorder import copy_without_rate_hooks
+
+    out = copy_without_rate_hooks(damaged)
+    h = {n: lin for n, lin, _ in find_synaptic_layers(healthy)}
+    d = {n: lin for n, lin, _ in find_synaptic_layers(out)}
+    if list(h) != list(d):
+        raise ValueError(f"healthy and damaged models differ in synaptic layers: {list(h)} vs "
+                         f"{list(d)}")
+    for name, lin in d.items():
+        if name not in pre_rates:
+            raise ValueError(f"pre_rates has no entry for layer {name!r} "
+                             f"(has {sorted(pre_rates)})")
+        w_h, c = h[name].weight, pre_rates[name].to(lin.weight)
+        if w_h.shape != lin.weight.shape or c.shape != (lin.in_features,):
+            raise ValueError(f"layer {name!r}: healthy weight {tuple(w_h.shape)}, damaged "
+                             f"{tuple(lin.weight.shape)}, pre_rates {tuple(c.shape)}; expected "
+                             f"equal weights and pre_rates of shape ({lin.in_features},)")
+        if lin.bias is None:
+            raise ValueError(f"layer {name!r} has no bias to carry the correction")
+        lin.bias.add_((w_h - lin.weight) @ c)
+    return out
