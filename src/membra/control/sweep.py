@@ -385,7 +385,8 @@ def write_report(sweep: dict, out: str | Path, title: str | None = None,
            "the temporal coefficient of variation of the neuron's rate (std/mean over "
            "control steps); `pop. rate CV` = mean over layers of the temporal CV of the "
            "layer's population rate (mean over its neurons), i.e. how much the layer's "
-           "overall firing rate fluctuates from step to step; `drift` = ||W - W_ref|| / ||W_ref|| at episode end.", "",
+           "overall firing rate fluctuates from step to step; `drift` = ||W - W_ref|| / "
+           "||W_ref|| at episode end.", "",
            markdown_table(sweep), "", draws_markdown(sweep), "![returns](returns.png)", "",
            "![firing](firing.png)", ""]
     (out / "sweep.md").write_text("\n".join(md))
