@@ -49,6 +49,7 @@ def main() -> None:
     ap.add_argument("--episodes", type=int, default=2)
     ap.add_argument("--arms", default="off,dwam,hidden,output,slow_theta,oracle")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--max-steps", type=int, default=None, help="cut episodes (smoke tests)")
     a = ap.parse_args()
     torch.set_num_threads(1)
     check_seeds(VALIDATION_SEED, a.episodes, "validation")
@@ -57,7 +58,8 @@ def main() -> None:
     base = calibrated_dwam(actor, a.run, env_fn, dwam_config_for(cfg))
     names = list(base.layers)
     pre = presynaptic_rates(actor, env_fn, 3, seed=0)  # calibration seeds, healthy
-    ev = functools.partial(evaluate, env_fn=env_fn, episodes=a.episodes, seed=VALIDATION_SEED)
+    ev = functools.partial(evaluate, env_fn=env_fn, episodes=a.episodes, seed=VALIDATION_SEED,
+                           max_steps=a.max_steps)
     t0 = time.time()
     healthy = float(ev(actor)["mean"])
     arms = {  # adapters on the healthy actor, as in a sweep (evaluate copies and damages it)
@@ -72,7 +74,8 @@ def main() -> None:
     res = {"run": a.run, "draws": a.draws, "episodes": a.episodes, "healthy": healthy,
            "arms": {}}
     for arm, make in arms.items():
-        res["arms"][arm] = {}
+        res["arms"][arm] = {"healthy": healthy if isinstance(make, str) or make is None
+                            else float(ev(actor, dwam=make)["mean"])}
         for name, sev in CONDITIONS:
             means = []
             for d in range(a.draws):
@@ -90,25 +93,27 @@ def main() -> None:
     lines = [f"# DWAM diagnosis on validation seeds: {a.run}", "",
              "Produced by: `PYTHONPATH=src python reports/homeostasis/diagnose.py "
              f"{a.run} --draws {a.draws} --episodes {a.episodes} --arms {a.arms} "
-             f"--out {a.out}`", "",
+             f"--out {a.out}" + (f" --max-steps {a.max_steps}" if a.max_steps else "") + "`",
+             "",
              f"Env seeds {VALIDATION_SEED}..{VALIDATION_SEED + a.episodes - 1}, {a.draws} "
              "validation degradation draws per condition (model_id `val`, never the test "
              f"draws). Healthy return {healthy:.1f}. Recovered = sum over losing draws of "
              "(arm - no DWAM) / sum of (healthy - no DWAM), 95 % bootstrap CI over draws.", "",
-             "| arm | " + " | ".join(f"{n} {s:g}: return / recovered [95% CI]"
+             "| arm | healthy | " + " | ".join(f"{n} {s:g}: return / recovered [95% CI]"
                                      for n, s in CONDITIONS) + " |",
-             "|---|" + "---|" * len(CONDITIONS)]
+             "|---|---|" + "---|" * len(CONDITIONS)]
     for arm, by in res["arms"].items():
         cells = []
         for name, _ in CONDITIONS:
-            x = np.asarray(by[name])
+            x = np.asarray(by[name])  # per-draw means
             if off is None or arm == "off":
                 cells.append(f"{x.mean():.1f}")
                 continue
             o = np.asarray(off[name])
             rec, ci = recovered_fraction(o, x, healthy), recovered_ci(o, x, healthy)
-            cells.append(f"{x.mean():.1f} / {rec:+.0%} [{ci[0]:+.0%}, {ci[1]:+.0%}]")
-        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+            cells.append(f"{x.mean():.1f} / {rec:+.0%} [{ci[0]:+.0%}, {ci[1]:+.0%}]"
+                         if np.isfinite(rec) else f"{x.mean():.1f} / n/a (no loss)")
+        lines.append(f"| {arm} | {by['healthy']:.1f} | " + " | ".join(cells) + " |")
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "diagnosis.json").write_text(json.dumps(res, indent=1) + "\n")
