@@ -23,12 +23,13 @@ import torch
 
 from membra.control.checkpoint import load_actor
 from membra.control.degrade import apply_degradation, derive_seed
-from membra.control.diagnose import mean_current_oracle, presynaptic_rates
+from membra.control.diagnose import current_shift, mean_current_oracle, presynaptic_rates
 from membra.control.envs import make_env
-from membra.control.evaluate import evaluate
+from membra.control.evaluate import evaluate, run_episode
 from membra.control.stats import recovered_ci, recovered_fraction
 from membra.control.sweep import VALIDATION_SEED, calibrated_dwam, check_seeds, dwam_config_for
 from membra.homeostasis import DWAM
+from membra.homeostasis.recorder import copy_without_rate_hooks
 
 CONDITIONS = (("weight_gn", 0.05), ("weight_zero", 0.3))
 
@@ -42,6 +43,35 @@ def _adapter(actor, base: DWAM, layers=None, **cfg) -> DWAM:
     return dw
 
 
+def currents(actor, env_fn, base, pre, draws: int, episodes: int, etas, max_steps=None):
+    """Per condition, eta and layer: how far DWAM moved the mean input currents towards the
+    healthy ones (:func:`current_shift`) after ``episodes`` episodes without reset, mean over
+    ``draws`` validation draws. Returns markdown lines."""
+    acc: dict = {}
+    for name, sev in CONDITIONS:
+        for d in range(draws):
+            dmg, _ = apply_degradation(actor, env_fn, (name, sev),
+                                       derive_seed(d, name, sev, "val"))
+            for eta in etas:
+                m = copy_without_rate_hooks(dmg).eval()
+                dw = _adapter(m, base, eta=eta)
+                dw.reset()
+                env = env_fn()
+                with dw.active():
+                    for e in range(episodes):
+                        run_episode(m, env, VALIDATION_SEED + e, max_steps=max_steps)
+                env.close()
+                for layer, v in current_shift(actor, dmg, m, pre).items():
+                    acc.setdefault((name, eta, layer), []).append(v)
+    lines = ["| condition | eta | layer | needed shift ||(W - W~) c|| | achieved / needed | "
+             "cos(achieved, needed) |", "|---|---|---|---|---|---|"]
+    for (name, eta, layer), vs in acc.items():
+        f = {k: np.mean([v[k] for v in vs]) for k in vs[0]}
+        lines.append(f"| {name} | {eta:g} | {layer} | {f['needed']:.3f} | {f['ratio']:.3f} | "
+                     f"{f['cos']:+.3f} |")
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("run")
@@ -50,6 +80,8 @@ def main() -> None:
     ap.add_argument("--arms", default="off,dwam,hidden,output,slow_theta,oracle")
     ap.add_argument("--out", required=True)
     ap.add_argument("--max-steps", type=int, default=None, help="cut episodes (smoke tests)")
+    ap.add_argument("--currents", default="", help="etas for the mean-current table, e.g. "
+                    "1e-4,1e-3 (episodes without reset: --episodes)")
     a = ap.parse_args()
     torch.set_num_threads(1)
     check_seeds(VALIDATION_SEED, a.episodes, "validation")
@@ -58,6 +90,21 @@ def main() -> None:
     base = calibrated_dwam(actor, a.run, env_fn, dwam_config_for(cfg))
     names = list(base.layers)
     pre = presynaptic_rates(actor, env_fn, 3, seed=0)  # calibration seeds, healthy
+    if a.currents:
+        lines = [f"# DWAM mean-current shift on validation seeds: {a.run}", "",
+                 "Produced by: `PYTHONPATH=src python reports/homeostasis/diagnose.py "
+                 f"{a.run} --draws {a.draws} --episodes {a.episodes} --currents {a.currents} "
+                 f"--out {a.out}`", "",
+                 f"{a.draws} validation draws, {a.episodes} episode(s) from env seed "
+                 f"{VALIDATION_SEED} without reset; `c` = healthy presynaptic rates "
+                 "(calibration seeds 0-2).", ""]
+        lines += currents(actor, env_fn, base, pre, a.draws, a.episodes,
+                          [float(x) for x in a.currents.split(",")], a.max_steps)
+        out = Path(a.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "currents.md").write_text("\n".join(lines) + "\n")
+        print("\n".join(lines))
+        return
     ev = functools.partial(evaluate, env_fn=env_fn, episodes=a.episodes, seed=VALIDATION_SEED,
                            max_steps=a.max_steps)
     t0 = time.time()

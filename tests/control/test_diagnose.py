@@ -1,12 +1,14 @@
 """Firing-rate fluctuation measures and the mean-current oracle of the DWAM diagnosis."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
 
 from membra.control import PopSANActor
 from membra.control.degrade import weight_gn, weight_zero
-from membra.control.diagnose import mean_current_oracle, presynaptic_rates
+from membra.control.diagnose import current_shift, mean_current_oracle, presynaptic_rates
 from membra.control.evaluate import _layer_stats, temporal_cv
 from membra.control.sweep import draws_markdown, markdown_table
 
@@ -176,3 +178,27 @@ def test_presynaptic_rates_match_a_plain_rollout(episodes, length):
                     break
     for (name, _, _), s in zip(actor.synaptic_layers(), sums, strict=True):
         torch.testing.assert_close(got[name], (s / n).float())
+
+
+@pytest.mark.parametrize("hidden,seed", [((7, 13), 0), ((33, 17, 9), 1), ((5,), 2)])
+def test_current_shift_is_one_for_the_exact_correction_and_zero_for_none(hidden, seed):
+    torch.manual_seed(seed)
+    healthy = PopSANActor(3, 2, hidden=hidden).eval()
+    dmg = weight_gn(healthy, 0.05, seed=seed)
+    pre = _pre_rates(healthy, torch.Generator().manual_seed(seed))
+    none = current_shift(healthy, dmg, dmg, pre)
+    assert all(v["achieved"] == 0 and v["ratio"] == 0 and v["cos"] == 0 for v in none.values())
+    back = current_shift(healthy, dmg, healthy, pre)  # the healthy weights restored
+    for v in back.values():
+        assert v["ratio"] == pytest.approx(1.0) and v["cos"] == pytest.approx(1.0)
+    half = copy.deepcopy(healthy)
+    for (_, lh, _), (_, ld, _), (_, l2, _) in zip(healthy.synaptic_layers(),
+                                                   dmg.synaptic_layers(),
+                                                   half.synaptic_layers(), strict=True):
+        l2.weight.data = ld.weight.data - 0.5 * (ld.weight.data - lh.weight.data)  # halfway
+    for name, v in current_shift(healthy, dmg, half, pre).items():
+        lh = dict((n, lin) for n, lin, _ in healthy.synaptic_layers())[name]
+        ld = dict((n, lin) for n, lin, _ in dmg.synaptic_layers())[name]
+        need = ((lh.weight - ld.weight).detach().double() @ pre[name].double()).norm()
+        assert v["needed"] == pytest.approx(float(need))
+        assert v["ratio"] == pytest.approx(0.5) and v["cos"] == pytest.approx(1.0)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["presynaptic_rates", "mean_current_oracle"]
+__all__ = ["presynaptic_rates", "mean_current_oracle", "current_shift"]
 
 
 @torch.no_grad()
@@ -79,4 +79,35 @@ def mean_current_oracle(healthy: nn.Module, damaged: nn.Module,
         if lin.bias is None:
             raise ValueError(f"layer {name!r} has no bias to carry the correction")
         lin.bias.add_((w_h - lin.weight) @ c)
+    return out
+
+
+@torch.no_grad()
+def current_shift(healthy: nn.Module, damaged: nn.Module, adapted: nn.Module,
+                  pre_rates: dict[str, torch.Tensor]) -> dict[str, dict[str, float]]:
+    """How far an adaptation moved each layer's mean input currents towards the healthy ones.
+
+    Per synaptic layer, with ``c`` the healthy presynaptic rates: the needed shift
+    ``n = (W - W~) c`` (what :func:`mean_current_oracle` adds), the achieved shift
+    ``a = (W_a - W~) c`` (adapted minus damaged weights), and ``{"needed": ||n||,
+    "achieved": ||a||, "ratio": ||a|| / ||n||, "cos": cos(a, n)}`` (cos 0 when either is 0).
+    ``ratio = cos = 1`` would be the oracle; ``ratio`` near 0 means the rule barely moved.
+    """
+    from ..homeostasis import find_synaptic_layers
+
+    lay = [{n: lin.weight.double() for n, lin, _ in find_synaptic_layers(m)}
+           for m in (healthy, damaged, adapted)]
+    if not (list(lay[0]) == list(lay[1]) == list(lay[2])):
+        raise ValueError("healthy, damaged and adapted models differ in synaptic layers")
+    out = {}
+    for name in lay[0]:
+        if name not in pre_rates:
+            raise ValueError(f"pre_rates has no entry for layer {name!r}")
+        c = pre_rates[name].double()
+        need = (lay[0][name] - lay[1][name]) @ c
+        got = (lay[2][name] - lay[1][name]) @ c
+        nn_, ng = float(need.norm()), float(got.norm())
+        cos = float(need @ got) / (nn_ * ng) if nn_ > 0 and ng > 0 else 0.0
+        out[name] = {"needed": nn_, "achieved": ng, "ratio": ng / nn_ if nn_ > 0 else 0.0,
+                     "cos": cos}
     return out
