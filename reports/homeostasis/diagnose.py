@@ -2,8 +2,10 @@
 their own, model_id "val"): which arm recovers how much of the lost return.
 
 Arms: no DWAM; DWAM as shipped; DWAM on the hidden layers only / on the output layer only;
-DWAM with a slower BCM threshold (a_theta below a_stat); the mean-current oracle
-(membra.control.diagnose), the bound for any rule that restores mean rates.
+DWAM with a slower BCM threshold (a_theta = 0.01, below a_stat); the mean-current oracle
+(membra.control.diagnose: each neuron's mean input current restored by a bias, knowing the
+healthy weights). `--currents ETAS`: how far DWAM moves the mean currents, and in which
+direction (membra.control.diagnose.current_shift).
 
     PYTHONPATH=src python reports/homeostasis/diagnose.py pendulum --draws 6 --episodes 2 \
         --out reports/homeostasis/diagnosis

@@ -55,9 +55,13 @@ def _sweep(pop: bool):
     def row(cond, sev, dwam, mean, cv, pc):
         d = {"mean": mean, "std": 1.0, "n": 2, "rate_dev": 0.1, "cv": cv, "drift": 0.0,
              "returns": [mean, mean]}
+        layers = {"layers.0": {"cv": cv, "rate_dev": 0.1, "drift": 0.0},
+                  "layers.1": {"cv": cv, "rate_dev": 0.1, "drift": 0.0}}
         if pop:
             d["pop_cv"] = pc
-        r = {"condition": cond, "severity": sev, "dwam": dwam, **d, "draws": [d, dict(d)]}
+            layers["layers.0"]["rate_std"], layers["layers.1"]["rate_std"] = pc, 3 * pc
+        r = {"condition": cond, "severity": sev, "dwam": dwam, **d, "layers": layers,
+             "draws": [d, dict(d)]}
         return r
     rows = [row("healthy", None, False, -100.0, 1.5, 0.31), row("healthy", None, True,
                                                                  -100.0, 1.5, 0.32),
@@ -71,6 +75,7 @@ def _sweep(pop: bool):
 def test_reports_show_the_population_cv_off_and_on():
     table = markdown_table(_sweep(True))
     assert "pop. rate CV off/on" in table and "0.456 / 0.123" in table
+    assert "rate std off/on" in table and "0.912 / 0.246" in table  # mean over layers
     assert "0.456 / 0.123" in draws_markdown(_sweep(True))
 
 

@@ -1,12 +1,15 @@
-"""What limits DWAM's recovery: an oracle bound for rules that restore mean rates.
+"""What limits DWAM's recovery: reference arms and measures for the diagnosis.
 
 DWAM is a rate homeostat: averaged over time its update vanishes when every neuron's mean rate
-equals its set point ``c0`` (``docs/homeostasis.md``, "The rule"). The most any such rule can do
-against weight damage is to restore, per postsynaptic neuron, the *mean* input current; the
-random structure of the damage (which inputs now drive which neuron) stays.
-:func:`mean_current_oracle` does exactly that, with knowledge DWAM never has (the healthy
-weights), so its recovered fraction bounds what mean-rate homeostasis can give on a task. It is
-an analysis tool, not a method.
+equals its set point ``c0`` (``docs/homeostasis.md``, "The rule"). Two tools ask whether
+restoring mean input currents is what a damaged controller needs:
+
+- :func:`mean_current_oracle` restores, per postsynaptic neuron, the mean input current at the
+  healthy presynaptic rates with a bias, using what DWAM never has (the healthy weights). It is
+  a reference arm, not a method and not an upper bound: a constant bias cannot restore the
+  input-dependent part of the current, which DWAM's ``dW ~ c_pre`` update can partly move.
+- :func:`current_shift` measures how far an adaptation moved those mean currents, and in
+  which direction.
 """
 
 from __future__ import annotations

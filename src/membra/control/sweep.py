@@ -217,6 +217,12 @@ def _pairs(sweep: dict):
     return out
 
 
+def _layer_mean(row: dict, key: str) -> float:
+    """Mean over a row's layers of the firing statistic ``key`` (NaN if not recorded)."""
+    vals = [v.get(key, np.nan) for v in row.get("layers", {}).values()]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
 def _ci(x) -> tuple[float, float]:
     return bootstrap_ci(x)
 
@@ -237,6 +243,7 @@ def summarize(sweep: dict) -> list[dict]:
         item = {"condition": label, "off": a["mean"], "on": b["mean"],
                 "cv": (a["cv"], b["cv"]), "rate_dev": (a["rate_dev"], b["rate_dev"]),
                 "pop_cv": (a.get("pop_cv", np.nan), b.get("pop_cv", np.nan)),
+                "rate_std": (_layer_mean(a, "rate_std"), _layer_mean(b, "rate_std")),
                 "drift": b["drift"], "draws": None}
         for k in ("success_rate",):
             if k in a:
@@ -288,7 +295,7 @@ def markdown_table(sweep: dict) -> str:
     items = summarize(sweep)
     nav = "success_rate" in items[0]
     head = ["condition", "no DWAM [95% CI]", "DWAM [95% CI]", "DWAM - no DWAM [95% CI]",
-            "recovered [95% CI]", "rate_dev off/on", "rate CV off/on",
+            "recovered [95% CI]", "rate_dev off/on", "rate CV off/on", "rate std off/on",
             "pop. rate CV off/on", "drift"]
     if nav:
         head[4:4] = ["success off/on"]
@@ -307,7 +314,8 @@ def markdown_table(sweep: dict) -> str:
                  f"{it['on']:.1f}{_fmt_ci(it.get('on_ci'))}",
                  f"{diff:+.1f}{_fmt_ci(it.get('diff_ci'))}", rec,
                  f"{it['rate_dev'][0]:.3f} / {it['rate_dev'][1]:.3f}",
-                 _pair(it["cv"]), _pair(it["pop_cv"]), f"{it['drift']:.3f}"]
+                 _pair(it["cv"]), _pair(it["rate_std"]), _pair(it["pop_cv"]),
+                 f"{it['drift']:.3f}"]
         if nav:
             cells[4:4] = [f"{it['success_rate'][0]:.0%} / {it['success_rate'][1]:.0%}"]
         lines.append("| " + " | ".join(cells) + " |")
@@ -383,7 +391,9 @@ def write_report(sweep: dict, out: str | Path, title: str | None = None,
            "listed below and kept out of the ratio. `rate_dev` = sum over layers of mean "
            "|per-neuron rate - healthy rate|; `rate CV` = mean over layers and neurons of "
            "the temporal coefficient of variation of the neuron's rate (std/mean over "
-           "control steps); `pop. rate CV` = mean over layers of the temporal CV of the "
+           "control steps); `rate std` = the same with the std alone (the CV's numerator: a "
+           "CV can rise only because the mean rate falls); `pop. rate CV` = mean over "
+           "layers of the temporal CV of the "
            "layer's population rate (mean over its neurons), i.e. how much the layer's "
            "overall firing rate fluctuates from step to step; `drift` = ||W - W_ref|| / "
            "||W_ref|| at episode end.", "",
