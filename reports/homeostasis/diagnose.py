@@ -2,7 +2,8 @@
 their own, model_id "val"): which arm recovers how much of the lost return.
 
 Arms: no DWAM; DWAM as shipped; DWAM on the hidden layers only / on the output layer only;
-DWAM with a slower BCM threshold (a_theta = 0.01, below a_stat); the mean-current oracle
+DWAM with a slower / faster BCM threshold (a_theta = 0.01 / 0.3; default 0.1); the
+mean-current oracle
 (membra.control.diagnose: each neuron's mean input current restored by a bias, knowing the
 healthy weights). `--currents ETAS`: how far DWAM moves the mean currents, and in which
 direction (membra.control.diagnose.current_shift).
@@ -117,6 +118,7 @@ def main() -> None:
         "hidden": lambda: _adapter(actor, base, layers=names[:-1]),
         "output": lambda: _adapter(actor, base, layers=names[-1:]),
         "slow_theta": lambda: _adapter(actor, base, a_theta=0.01),
+        "fast_theta": lambda: _adapter(actor, base, a_theta=0.3),
         "oracle": lambda: "oracle",
     }
     arms = {k: arms[k]() for k in a.arms.split(",")}

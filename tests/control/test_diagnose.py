@@ -207,3 +207,39 @@ def test_current_shift_is_one_for_the_exact_correction_and_zero_for_none(hidden,
         need = ((lh.weight - ld.weight).detach().double() @ pre[name].double()).norm()
         assert v["needed"] == pytest.approx(float(need))
         assert v["ratio"] == pytest.approx(0.5) and v["cos"] == pytest.approx(1.0)
+
+
+# ---- the BCM threshold rate on the command line ---------------------------------------------
+
+@pytest.mark.parametrize("verb", [["sweep", "pendulum", "--conditions", "healthy"],
+                                  ["eval", "pendulum"]])
+@pytest.mark.parametrize("bad", ["0", "1.5", "-0.1"])
+def test_a_theta_out_of_range_is_a_usage_error_naming_it(verb, bad):
+    pytest.importorskip("gymnasium")
+    from typer.testing import CliRunner
+
+    from membra.cli import app
+
+    r = CliRunner().invoke(app, ["control", *verb, "--a-theta", bad])
+    assert r.exit_code == 2 and "a_theta must be in (0, 1]" in r.output, r.output
+
+
+@pytest.mark.parametrize("a_theta", [0.3, 0.07, 1.0])
+def test_a_theta_reaches_the_sweeps_dwam_config(a_theta, monkeypatch, tmp_path):
+    pytest.importorskip("gymnasium")
+    from typer.testing import CliRunner
+
+    import membra.control.sweep as sw
+    from membra.cli import app
+
+    seen = {}
+
+    def fake_run_sweep(run, dwam_config=None, **kw):
+        seen["cfg"] = dwam_config
+        raise SystemExit(0)
+
+    monkeypatch.setattr(sw, "run_sweep", fake_run_sweep)
+    r = CliRunner().invoke(app, ["control", "sweep", "pendulum", "--conditions", "healthy",
+                                 "--a-theta", str(a_theta), "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    assert seen["cfg"].a_theta == a_theta and seen["cfg"].eta == 1e-4  # the rest as shipped
