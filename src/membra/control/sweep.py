@@ -109,7 +109,7 @@ def _summary(res: dict) -> dict:
     out = {"mean": res["mean"], "std": res["std"], "n": len(res["returns"]),
            "rate_dev": float(sum(v.get("rate_dev", np.nan) for v in layers.values())),
            "cv": float(np.mean([v["cv"] for v in layers.values()])),
-           "pop_cv": float(np.mean([v.get("pop_cv", np.nan) for v in layers.values()])),
+           "pop_cv": _layer_mean(res, "pop_cv"),
            "drift": float(np.mean([v["drift"] for v in layers.values()])),
            "layers": layers}
     for k in ("success_rate", "collision_rate", "timeout_rate"):
