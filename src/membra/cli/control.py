@@ -63,8 +63,11 @@ def train(env: str = typer.Option("Pendulum-v1", help="gymnasium id, e.g. Pendul
                f"{info['train_wall_s']:.0f} s -> {out}")
 
 
-def _dwam_overrides(eta, zeta, rho):
-    return {"eta": eta, "zeta": zeta, "rho": rho}
+def _dwam_overrides(eta, zeta, rho, a_theta=None):
+    return {"eta": eta, "zeta": zeta, "rho": rho, "a_theta": a_theta}
+
+
+_A_THETA_HELP = "EMA rate of the BCM threshold theta_M (default 0.1, ~10 control steps)"
 
 
 def _echo_err(msg: str) -> None:
@@ -99,6 +102,7 @@ def eval_(run: str = typer.Argument(..., help="checkpoint directory or shipped n
                                      "(0 switches DWAM off exactly)"),
           rho: float = typer.Option(None, help="drift bound: |W - W_ref| <= rho * mean|W_ref| "
                                     "per weight"),
+          a_theta: float = typer.Option(None, help=_A_THETA_HELP),
           progress: bool = typer.Option(True, help="one progress line per draw on stderr")
           ) -> None:
     """Evaluate a controller: mean return (95 % CI over draws when --repeats > 1), success
@@ -122,7 +126,7 @@ def eval_(run: str = typer.Argument(..., help="checkpoint directory or shipped n
         actor, cfg = load_actor(run)
         deg = parse_degradation(degrade, cfg["env_id"])
         gk = guard_k if guard_k is not None else (20 if persist else 0)
-        dwam_cfg = dwam_config_for(cfg, persist, **_dwam_overrides(eta, zeta, rho),
+        dwam_cfg = dwam_config_for(cfg, persist, **_dwam_overrides(eta, zeta, rho, a_theta),
                                    guard_k=gk)
     except (ValueError, FileNotFoundError) as e:
         raise typer.BadParameter(str(e)) from None
@@ -227,6 +231,7 @@ def sweep(ctx: typer.Context,
           zeta: float = typer.Option(None, help="CV gain of DWAM (k = zeta * CV; 0 = off)"),
           rho: float = typer.Option(None, help="drift bound per weight, in units of the "
                                     "layer's mean |W|"),
+          a_theta: float = typer.Option(None, help=_A_THETA_HELP),
           progress: bool = typer.Option(True, help="progress bar on stderr")) -> None:
     """Run the degradation grid with and without DWAM -> sweep.md (95 % bootstrap CIs over
     draws, per-draw tables, rate CV), sweep.json, episodes.csv, returns.png, firing.png.
@@ -242,7 +247,7 @@ def sweep(ctx: typer.Context,
         cfg = load_config(run)
         conds = _conditions(conditions, cfg["env_id"])
         gk = guard_k if guard_k is not None else (20 if persist else 0)
-        dwam_cfg = dwam_config_for(cfg, persist, **_dwam_overrides(eta, zeta, rho),
+        dwam_cfg = dwam_config_for(cfg, persist, **_dwam_overrides(eta, zeta, rho, a_theta),
                                    guard_k=gk)
     except (ValueError, FileNotFoundError) as e:
         raise typer.BadParameter(str(e)) from None

@@ -37,13 +37,25 @@ def rollout_returns(actor, env_fn, episodes: int, seed: int = 1000) -> list[floa
         actor.train(was)
 
 
+def temporal_cv(r: torch.Tensor) -> torch.Tensor:
+    """``std / mean`` over the first (time) dimension of ``r`` (population std, no Bessel
+    correction); 0 where the mean is 0 (a silent series does not fluctuate)."""
+    mean = r.mean(0)
+    cv = r.std(0, unbiased=False) / mean.clamp_min(1e-12)
+    return torch.where(mean > 0, cv, torch.zeros_like(cv))
+
+
 def _layer_stats(hist: list[torch.Tensor], healthy) -> dict[str, float]:
-    """Firing statistics of one layer over one episode from per-step rates ``[steps, n]``."""
+    """Firing statistics of one layer over one episode from per-step rates ``r[t, i]``:
+    ``cv`` = mean over neurons of each neuron's temporal CV; ``pop_cv`` = temporal CV of the
+    layer's population rate ``mean_i r[t, i]`` (how much the layer's overall firing rate
+    fluctuates from control step to control step); ``rate_std`` = mean over neurons of each
+    neuron's temporal std (the CV's numerator)."""
     r = torch.stack(hist).double()
     mean_i = r.mean(0)
-    cv_i = r.std(0, unbiased=False) / mean_i.clamp_min(1e-12)
-    cv_i = torch.where(mean_i > 0, cv_i, torch.zeros_like(cv_i))
-    out = {"mean_rate": float(mean_i.mean()), "cv": float(cv_i.mean()),
+    out = {"mean_rate": float(mean_i.mean()), "cv": float(temporal_cv(r).mean()),
+           "pop_cv": float(temporal_cv(r.mean(1))),
+           "rate_std": float(r.std(0, unbiased=False).mean()),
            "silent_frac": float((mean_i == 0).double().mean()),
            "saturated_frac": float((mean_i == 1).double().mean())}
     if healthy is not None:

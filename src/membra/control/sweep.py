@@ -109,6 +109,7 @@ def _summary(res: dict) -> dict:
     out = {"mean": res["mean"], "std": res["std"], "n": len(res["returns"]),
            "rate_dev": float(sum(v.get("rate_dev", np.nan) for v in layers.values())),
            "cv": float(np.mean([v["cv"] for v in layers.values()])),
+           "pop_cv": _layer_mean(res, "pop_cv"),
            "drift": float(np.mean([v["drift"] for v in layers.values()])),
            "layers": layers}
     for k in ("success_rate", "collision_rate", "timeout_rate"):
@@ -216,6 +217,12 @@ def _pairs(sweep: dict):
     return out
 
 
+def _layer_mean(row: dict, key: str) -> float:
+    """Mean over a row's layers of the firing statistic ``key`` (NaN if not recorded)."""
+    vals = [v.get(key, np.nan) for v in row.get("layers", {}).values()]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
 def _ci(x) -> tuple[float, float]:
     return bootstrap_ci(x)
 
@@ -235,6 +242,8 @@ def summarize(sweep: dict) -> list[dict]:
     for label, a, b in pairs:
         item = {"condition": label, "off": a["mean"], "on": b["mean"],
                 "cv": (a["cv"], b["cv"]), "rate_dev": (a["rate_dev"], b["rate_dev"]),
+                "pop_cv": (a.get("pop_cv", np.nan), b.get("pop_cv", np.nan)),
+                "rate_std": (_layer_mean(a, "rate_std"), _layer_mean(b, "rate_std")),
                 "drift": b["drift"], "draws": None}
         for k in ("success_rate",):
             if k in a:
@@ -274,6 +283,11 @@ def _fmt_ci(ci, pct: int | bool = False) -> str:
         f" [{ci[0]:.1f}, {ci[1]:.1f}]"
 
 
+def _pair(v) -> str:
+    """``"off / on"`` with 3 decimals; ``n/a`` for a value a report did not record."""
+    return " / ".join(f"{x:.3f}" if np.isfinite(x) else "n/a" for x in v)
+
+
 def markdown_table(sweep: dict) -> str:
     """Per condition: return without and with DWAM (mean and 95 % CI), the paired
     difference, the recovered fraction with its CI (:func:`summarize`), success rate
@@ -281,7 +295,8 @@ def markdown_table(sweep: dict) -> str:
     items = summarize(sweep)
     nav = "success_rate" in items[0]
     head = ["condition", "no DWAM [95% CI]", "DWAM [95% CI]", "DWAM - no DWAM [95% CI]",
-            "recovered [95% CI]", "rate_dev off/on", "rate CV off/on", "drift"]
+            "recovered [95% CI]", "rate_dev off/on", "rate CV off/on", "rate std off/on",
+            "pop. rate CV off/on", "drift"]
     if nav:
         head[4:4] = ["success off/on"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -299,7 +314,8 @@ def markdown_table(sweep: dict) -> str:
                  f"{it['on']:.1f}{_fmt_ci(it.get('on_ci'))}",
                  f"{diff:+.1f}{_fmt_ci(it.get('diff_ci'))}", rec,
                  f"{it['rate_dev'][0]:.3f} / {it['rate_dev'][1]:.3f}",
-                 f"{it['cv'][0]:.3f} / {it['cv'][1]:.3f}", f"{it['drift']:.3f}"]
+                 _pair(it["cv"]), _pair(it["rate_std"]), _pair(it["pop_cv"]),
+                 f"{it['drift']:.3f}"]
         if nav:
             cells[4:4] = [f"{it['success_rate'][0]:.0%} / {it['success_rate'][1]:.0%}"]
         lines.append("| " + " | ".join(cells) + " |")
@@ -308,7 +324,8 @@ def markdown_table(sweep: dict) -> str:
 
 def draws_markdown(sweep: dict) -> str:
     """One table per multi-draw condition: each draw's return off/on, its loss, its
-    recovered fraction ("no loss" for a draw that loses nothing) and rate CV off/on."""
+    recovered fraction ("no loss" for a draw that loses nothing), rate CV and population
+    rate CV off/on."""
     out = []
     pairs = {p[0]: p for p in _pairs(sweep)}
     for it in summarize(sweep):
@@ -316,12 +333,13 @@ def draws_markdown(sweep: dict) -> str:
             continue
         _, a, b = pairs[it["condition"]]
         out += [f"### {it['condition']}: per draw", "",
-                "| draw | no DWAM | DWAM | loss | recovered | rate CV off/on |",
-                "|---|---|---|---|---|---|"]
+                "| draw | no DWAM | DWAM | loss | recovered | rate CV off/on | "
+                "pop. rate CV off/on |", "|---|---|---|---|---|---|---|"]
         for d, da, db in zip(it["draws"], a["draws"], b["draws"], strict=True):
             rec = f"{d['recovered']:+.0%}" if d["loses"] else "no loss"
             out.append(f"| {d['draw']} | {d['off']:.1f} | {d['on']:.1f} | {d['loss']:.1f} | "
-                       f"{rec} | {da['cv']:.3f} / {db['cv']:.3f} |")
+                       f"{rec} | {_pair((da['cv'], db['cv']))} | "
+                       f"{_pair((da.get('pop_cv', np.nan), db.get('pop_cv', np.nan)))} |")
         out.append("")
     return "\n".join(out)
 
@@ -373,7 +391,12 @@ def write_report(sweep: dict, out: str | Path, title: str | None = None,
            "listed below and kept out of the ratio. `rate_dev` = sum over layers of mean "
            "|per-neuron rate - healthy rate|; `rate CV` = mean over layers and neurons of "
            "the temporal coefficient of variation of the neuron's rate (std/mean over "
-           "control steps); `drift` = ||W - W_ref|| / ||W_ref|| at episode end.", "",
+           "control steps); `rate std` = the same with the std alone (the CV's numerator: a "
+           "CV can rise only because the mean rate falls); `pop. rate CV` = mean over "
+           "layers of the temporal CV of the "
+           "layer's population rate (mean over its neurons), i.e. how much the layer's "
+           "overall firing rate fluctuates from step to step; `drift` = ||W - W_ref|| / "
+           "||W_ref|| at episode end.", "",
            markdown_table(sweep), "", draws_markdown(sweep), "![returns](returns.png)", "",
            "![firing](firing.png)", ""]
     (out / "sweep.md").write_text("\n".join(md))
