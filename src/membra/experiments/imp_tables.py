@@ -5,8 +5,9 @@ firing rates and SOPs, curves and histograms of the learned initial potentials
 
 A run is an ordinary ``membra train`` run folder (``summary.json``, ``config.toml``,
 ``metrics.jsonl``, ``checkpoints/``), as :func:`membra.experiments.study.run_arm` writes it.
-Runs are grouped by dataset, encoding and T (:func:`group_of`) and arm (``run.tags.arm``, else
-recognised from the initial potential and loss, see :data:`membra.experiments.study.ARMS`);
+Runs are grouped by dataset, encoding, T and neuron model (:func:`group_of`) and arm
+(``run.tags.arm``, else recognised from the initial potential and loss, see
+:data:`membra.experiments.study.ARMS`);
 each cell of the table is ``mean ± half-width`` of the 95% Student-t interval over seeds
 (:mod:`membra.experiments.stats`). Each claim of :data:`CLAIMS` is a paired difference over
 the seeds both arms ran, with a verdict (:func:`membra.experiments.stats.verdict`).
@@ -73,7 +74,8 @@ def _read_run(folder: Path) -> dict:
     """A ``membra train`` run folder (``summary.json`` + ``config.toml``) as a study run:
     ``dataset``, ``seed``, ``arm`` (``run.tags.arm``, else recognised from the initial
     potential and loss), ``per_step_accuracy``, ``acc_mean``, ``acc_last``, ``encoding``,
-    ``T``, ``curve`` (test accuracy per epoch, :func:`_read_curve`), ``firing_rate``
+    ``neuron`` (``model.neuron``), ``T``, ``curve`` (test accuracy per epoch,
+    :func:`_read_curve`), ``firing_rate``
     ``{layer: rate}`` at the end, the study's measures (``sops``, ``static_input``) when
     :class:`StudyMeasures` recorded them, and ``init_potentials`` ``{layer: tensor}`` of the
     run's latest checkpoint."""
@@ -91,7 +93,8 @@ def _read_run(folder: Path) -> dict:
     init = cfg.model.neuron_kwargs.get("init_potential", 0.0)
     study = summary.get("study", {})
     m.update(name=cfg.run.name, dataset=cfg.data.name, seed=cfg.run.seed,
-             encoding=cfg.data.encoding, loss=cfg.train.loss, init_potential=init,
+             encoding=cfg.data.encoding, neuron=cfg.model.neuron, loss=cfg.train.loss,
+             init_potential=init,
              arm=cfg.run.tags.get("arm") or arm_of(init, cfg.train.loss) or cfg.run.name,
              T=len(m["per_step_accuracy"]), run_dir=str(folder), init_potentials={},
              curve=_read_curve(folder), curve_last=_read_curve(folder, "test_acc_last"),
@@ -126,10 +129,13 @@ def load_runs(paths) -> list[dict]:
 
 def group_of(run: dict) -> str:
     """The report section of a run: ``"<dataset> T=<T>"``, with the encoding when it is not
-    ``direct`` (``"mnist-5k events T=8"``): runs of one dataset at another T or encoding are
+    ``direct`` (``"mnist-5k events T=8"``) and the neuron model when it is not ``lif``
+    (``"mnist1d T=16 alif"``): runs of one dataset at another T, encoding or neuron model are
     another experiment."""
     enc = run.get("encoding") or "direct"
-    return f"{run.get('dataset', '?')}{'' if enc == 'direct' else ' ' + enc} T={run['T']}"
+    neuron = run.get("neuron") or "lif"
+    return (f"{run.get('dataset', '?')}{'' if enc == 'direct' else ' ' + enc} T={run['T']}"
+            f"{'' if neuron == 'lif' else ' ' + neuron}")
 
 
 def aggregate(runs: list[dict]) -> dict:

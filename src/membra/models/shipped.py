@@ -37,6 +37,8 @@ PRETRAINED = {
                   "(configs/digits_imp_lts.toml)",
     "digits-dvs-cnn": "spiking CNN on event-camera digits [8, 2, 16, 16], learnable IMP, "
                       "LS-TET loss (configs/digits_dvs_ls_tet.toml)",
+    "mnist-5k-cnn": "spiking CNN on real MNIST digits [2, 1, 28, 28], learnable IMP, LTS loss "
+                    "(configs/mnist5k_imp_lts.toml)",
 }
 
 
