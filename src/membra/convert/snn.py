@@ -544,30 +544,52 @@ class ConvertedSNN(nn.Module):
         return torch.cat([cur[:1] + module.bias.view(1, *shape), cur[1:]])
 
     def _naive(self, x, return_all_steps):
+        """The naive simulation over ``T`` steps. The static stem (every op before the first
+        QCFS, fed by the input alone) runs once on ``x [B, ...]``; its value is the same at
+        every step, so it is repeated over time (a view) where a time-first op needs it."""
         T = self.T
         env: dict[int, torch.Tensor] = {}
+        static: set[int] = set()
+
+        def steps(j):
+            return env[j].unsqueeze(0).expand(T, *env[j].shape) if j in static else env[j]
+
         for i, op in enumerate(self.ops):
             if op.kind == "input":
-                env[i] = x.unsqueeze(0).expand(T, *x.shape)
+                env[i] = x
+                static.add(i)
                 continue
             if op.kind == "output":
-                y = env[op.inputs[0]]
-                steps = torch.arange(1, T + 1, dtype=y.dtype, device=y.device)
-                running = y.cumsum(0) / steps.view(-1, *[1] * (y.dim() - 1))
+                y = steps(op.inputs[0])
+                ts = torch.arange(1, T + 1, dtype=y.dtype, device=y.device)
+                running = y.cumsum(0) / ts.view(-1, *[1] * (y.dim() - 1))
                 self._T_total = T
                 return running if return_all_steps else running[-1]
-            a = env[op.inputs[0]]
+            if op.kind != "qcfs" and all(j in static for j in op.inputs):
+                env[i] = self._static_op(op, [env[j] for j in op.inputs])
+                static.add(i)
+                continue
+            a = steps(op.inputs[0])
             if op.kind in ("weight", "linear", "maxpool"):
                 env[i] = _fold_time(op.module, a)
             elif op.kind == "add":
-                env[i] = a + env[op.inputs[1]]
+                env[i] = a + steps(op.inputs[1])
             elif op.kind == "cat":
-                env[i] = torch.cat([env[j] for j in op.inputs], _cat_dim(op.fn))
+                env[i] = torch.cat([steps(j) for j in op.inputs], _cat_dim(op.fn))
             elif op.kind == "qcfs":
                 env[i] = op.neuron(a)
                 self.counts[op.path] = op.neuron.last_spikes.sum(0)
                 self.windows[op.path] = (0, T)
         raise RuntimeError("captured graph has no output")  # pragma: no cover
+
+    @staticmethod
+    def _static_op(op, args: list[torch.Tensor]) -> torch.Tensor:
+        """A non-spiking op of the folded ANN on one step's values ``[B, ...]``."""
+        if op.kind == "add":
+            return args[0] + args[1]
+        if op.kind == "cat":
+            return torch.cat(args, op.fn)
+        return op.module(args[0])
 
     # -- accounting ---------------------------------------------------------------------
     @property
