@@ -230,17 +230,20 @@ class StaticInput(nn.Module):
     ``forward(x [T_in, B, ...])``, every step holding the same sample (the image is
     presented, not encoded), runs the SNN's temporal simulation on ``x[0]``. Use
     ``T_in = 1`` for PASCAL (the input window is one step) and ``T_in = T`` for naive mode
-    (:meth:`ConvertedSNN.static_input` builds it)."""
+    (:meth:`ConvertedSNN.static_input` builds it). The SNN's output of the last call is
+    kept in ``out`` (naive: every step's running mean with ``return_all_steps=True``)."""
 
-    def __init__(self, snn: ConvertedSNN):
+    def __init__(self, snn: ConvertedSNN, return_all_steps: bool = False):
         super().__init__()
-        self.snn = snn
+        self.snn, self.return_all_steps = snn, return_all_steps
+        self.out: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() < 2 or not bool((x == x[:1]).all()):
             raise ValueError("StaticInput takes [T_in, B, ...] with the same sample at every "
                              "step (x.unsqueeze(0).expand(T_in, *x.shape))")
-        return self.snn._run(x[0], False, "temporal")
+        self.out = self.snn._run(x[0], self.return_all_steps, "temporal")
+        return self.out
 
 
 @dataclass
@@ -370,6 +373,7 @@ class ConvertedSNN(nn.Module):
         self._batch = 0
         self._input_shape: tuple[int, ...] = ()
         self._last_input: torch.Tensor | None = None
+        self._counted: SOPReport | None = None
         if example_input is not None:
             self._check_example(example_input)
 
@@ -461,6 +465,7 @@ class ConvertedSNN(nn.Module):
         if self.dtype is not None:
             x = x.to(self.dtype)
         self.counts, self.reverse, self.windows = {}, {}, {}
+        self._counted = None
         self._batch, self._input_shape = x.shape[0], tuple(x.shape[1:])
         self._last_input = x.detach()
         with torch.no_grad():
@@ -613,6 +618,15 @@ class ConvertedSNN(nn.Module):
         model = StaticInput(self)
         return sops(model, self.static_input(x), first_layer_macs=True)
 
+    def run_counted(self, x: torch.Tensor, return_all_steps: bool = False) -> torch.Tensor:
+        """``forward(x)`` (temporal simulation) with :func:`membra.energy.sops` counting on
+        that same run: one simulation gives the output and what :meth:`report` shows."""
+        self._check_input(x)        # its own message, before StaticInput's (NaN != NaN)
+        model = StaticInput(self, return_all_steps)
+        counted = sops(model, self.static_input(x), first_layer_macs=True)
+        self._counted = counted
+        return model.out
+
     def _ann_macs(self, x: torch.Tensor) -> dict[str, float]:
         """Dense MACs per sample of every weight call site of the folded ANN on ``x``."""
         names = {id(op.module): op.path for op in self.ops if op.kind == "weight"}
@@ -632,11 +646,12 @@ class ConvertedSNN(nn.Module):
         """Per call site (per sample, for the last input): L, window and spikes of each
         spiking layer; SOPs (spike input) or MACs (analog input) of each weight layer, counted
         by :func:`membra.energy.sops` on the same temporal simulation, next to the ANN's MACs.
-        The counts are the last forward's (the simulation re-runs on the same input)."""
+        After :meth:`run_counted` the SOPs are that run's; after a plain forward the
+        temporal simulation re-runs on the same input to count them."""
         if self._last_input is None:
             raise RuntimeError("run the SNN on an input first")
         x = self._last_input
-        counted = self.sops(x)            # re-runs the temporal simulation on x
+        counted = self._counted if self._counted is not None else self.sops(x)
         B = self._batch
         rep = ConversionReport(self.mode, self.time_steps)
         sop_rows = {r.name.removeprefix("snn.net."): r for r in counted.layers}
