@@ -482,21 +482,38 @@ class ConvertedSNN(nn.Module):
 
     def _counts(self, x):
         out, self.counts = qcfs_counts(self.net, x)
-        self._windows_from_levels()
+        self.schedule()
         return out
 
-    def _windows_from_levels(self):
-        ends: dict[int, int] = {}
+    def schedule(self) -> int:
+        """The emission window ``[start, end)`` of every spiking layer from the levels alone
+        (no forward pass), as the temporal simulation runs them; sets ``windows`` and returns
+        the time steps. PASCAL: the input holds step 0; a weight/reshape/max-pool op keeps its
+        input's window, an average pool over a window of ``W > 1`` steps delivers at its last
+        step, a sum or concatenation spans its inputs' windows, and a QCFS of level ``L`` opens
+        when its input window closes (plus the signed neuron's ``max(W, L) - 1`` correction
+        steps) and lasts ``L``: ``1 + sum L`` on the longest path for the two-phase neuron.
+        Naive: every layer runs ``[0, T)``."""
+        if self.mode == "naive":
+            self.windows = {op.path: (0, self.T) for op in self.ops if op.kind == "qcfs"}
+            self._T_total = self.T
+            return self.T
+        self.windows = {}
+        win: dict[int, tuple[int, int]] = {}
         for i, op in enumerate(self.ops):
+            ins = [win[j] for j in op.inputs]
             if op.kind == "input":
-                ends[i] = 1
+                win[i] = (0, 1)
             elif op.kind == "qcfs":
-                start = max(ends[j] for j in op.inputs)
-                ends[i] = start + op.module.L
-                self.windows[op.path] = (start, ends[i])
+                (s, e), L = ins[0], op.neuron.L
+                start = e + op.neuron.delay(e - s)
+                win[i] = self.windows[op.path] = (start, start + L)
+            elif isinstance(op.module, AVGPOOLS) and ins[0][1] - ins[0][0] > 1:
+                win[i] = (ins[0][1] - 1, ins[0][1])
             else:
-                ends[i] = max(ends[j] for j in op.inputs)
-        self._T_total = ends[len(self.ops) - 1]
+                win[i] = (min(w[0] for w in ins), max(w[1] for w in ins))
+        self._T_total = win[len(self.ops) - 1][1]
+        return self._T_total
 
     def _pascal(self, x):
         env: dict[int, _Win] = {}

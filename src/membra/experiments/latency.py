@@ -91,9 +91,8 @@ def _feeding_weight(ops, i: int) -> nn.Module:
 
 def pascal_steps(snn) -> int:
     """Sequential latency of a PASCAL SNN, ``1 + sum L`` on the longest path, from its
-    levels alone (no forward pass): the schedule :class:`~membra.convert.ConvertedSNN` runs."""
-    snn._windows_from_levels()
-    return snn._T_total
+    levels alone (no forward pass): :meth:`~membra.convert.ConvertedSNN.schedule`."""
+    return snn.schedule()
 
 
 def latency_counts(model: nn.Module) -> dict:
