@@ -149,3 +149,55 @@ def exact_ties(net: nn.Module, x: torch.Tensor) -> int:
 def _ties(z, lam, L):
     u = z * L / lam + 0.5
     return int(((u == u.floor()) & (u >= 1) & (u <= L)).sum())
+
+
+# ---- nets whose first layers act on the static input only (the naive stem) ----------------
+
+class StemNet(nn.Module):
+    """A seeded net whose layers before the first QCFS see only the (static) input: a Conv or
+    Linear first layer with random BN (folding rounds), optionally an average pool or a flatten
+    before it, a residual ``f(x) + g(x)`` of two input branches, or ``cat([f(x), g(x)])``;
+    then QCFS layers, one of them fed by the residual sum."""
+
+    def __init__(self, seed: int):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        pick = lambda n: int(torch.randint(n, (1,), generator=g))  # noqa: E731
+        self.conv = bool(pick(2))
+        self.merge = ("none", "add", "cat")[pick(3)]
+        self.pre = ("none", "pool")[pick(2)] if self.conv else "none"
+        c_in, c = 1 + pick(3), 3 + pick(4)                 # odd widths, non-powers of two
+        self.size = 5 + pick(4) if self.conv else 7 + pick(13)
+        s = self.size // 2 if self.pre == "pool" else self.size
+
+        def first(o):
+            if self.conv:
+                return nn.Sequential(nn.Conv2d(c_in, o, 3, 1, 1), nn.BatchNorm2d(o))
+            return nn.Sequential(nn.Linear(c_in * self.size, o), nn.BatchNorm1d(o))
+
+        self.f = first(c)
+        self.g = first(c) if self.merge != "none" else None
+        c1 = 2 * c if self.merge == "cat" else c
+        self.q1 = _q(g)
+        n1 = c1 * s * s if self.conv else c1
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(n1, 11), _q(g), nn.Linear(11, 4))
+        self.in_shape = (c_in, self.size, self.size) if self.conv else (c_in * self.size,)
+        randomize_bn(self, g)
+
+    def forward(self, x):
+        if self.pre == "pool":
+            x = nn.functional.avg_pool2d(x, 2)
+        y = self.f(x)
+        if self.merge == "add":
+            y = y + self.g(x)
+        elif self.merge == "cat":
+            y = torch.cat([y, self.g(x)], 1)
+        return self.body(self.q1(y))
+
+
+def stem_net(seed: int, batch: int = 5) -> tuple[nn.Module, torch.Tensor]:
+    """:class:`StemNet` (eval) and a random float32 input ``[batch, ...]``."""
+    torch.manual_seed(seed)
+    net = StemNet(seed).eval()
+    g = torch.Generator().manual_seed(10_000 + seed)
+    return net, 2 * torch.rand(batch, *net.in_shape, generator=g) - 0.3

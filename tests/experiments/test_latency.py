@@ -228,3 +228,34 @@ def test_latency_figure_has_one_panel_per_dataset():
     titles = [ax.get_title() for ax in fig.axes]
     assert titles == ["mnist-5k", "mnist1d-static"]
     assert len(fig.axes[0].lines) == 2 * 3          # two cases: curve, 1 + ΣL, T_eff each
+
+
+def _fake_run(d, status):
+    """A conversion run folder whose convert.json has a stage ``uniform`` with ``status``."""
+    import json
+
+    d.mkdir(parents=True)
+    (d / "convert.json").write_text(json.dumps({"net": "vgg_small", "convert": {}, "stages": [
+        {"name": "uniform", "L": {"a": 2}, "run_dir": ".", "test_acc": 0.5,
+         "status": status}]}))
+
+
+@pytest.mark.parametrize("layout,want", [
+    ({"": "completed"}, ""),                               # finished in place
+    ({"": None, "-1": "completed"}, "-1"),                 # fit moved an unfinished run aside
+    ({"": None, "-1": None, "-2": "completed"}, "-2"),
+    ({"": None, "-10": "completed", "-2": "completed"}, "-2"),     # numeric order
+    ({"": None, "-x": "completed", "-1b": "completed"}, None),     # not fit's siblings
+    ({"": None, "-1": "interrupted"}, None),               # not finished anywhere
+    ({}, None)])
+def test_benchmark_finds_the_folder_fit_trained_into(tmp_path, layout, want):
+    from membra.experiments.latency import _finished_run
+
+    base = tmp_path / "convert_latency_x_d7_L2"
+    for suffix, st in layout.items():
+        if st is None:
+            (tmp_path / f"{base.name}{suffix}" / "checkpoints").mkdir(parents=True)
+        else:
+            _fake_run(tmp_path / f"{base.name}{suffix}", st)
+    got = _finished_run(base, {"uniform": "L = 2"})
+    assert got == (None if want is None else tmp_path / f"{base.name}{want}")

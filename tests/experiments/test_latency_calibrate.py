@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from membra.convert import build_net, replace_relu, to_snn
-from membra.convert.calibrate_study import (
+from membra.experiments.calibrate_study import (
     DigitsReLUNet,
     _arrays,
     calibration_study,
@@ -63,3 +63,31 @@ def test_vgg_small_converts_exactly(shape, depth):
     snn = to_snn(net, "pascal", dtype=torch.float64)
     assert torch.equal(snn(x).argmax(-1), net(x).argmax(-1))
     assert snn.time_steps == 1 + 3 * depth
+
+
+@pytest.mark.parametrize("epochs,seed", [(1, 0), (2, 3)])
+def test_study_trains_through_membra_fit(epochs, seed, monkeypatch):
+    """One training loop: the study's ReLU net is trained by membra.train.fit (the config
+    names the dataset, the epochs, Adam at lr 3e-3, batch 64 and the seed), and the net it
+    converts is the net fit trained."""
+    import membra.train
+    from membra.convert import calibrate_study as old_name
+
+    real, seen = membra.train.fit, []
+
+    def spy(cfg, **kw):
+        seen.append((cfg, kw["model"]))
+        return real(cfg, **kw)
+
+    monkeypatch.setattr(membra.train, "fit", spy)
+    res = old_name.calibration_study(levels=(2,), scales=("max",), T_list=(1,), epochs=epochs,
+                                     seed=seed)
+    assert len(seen) == 1
+    cfg, model = seen[0]
+    assert (cfg.data.name, cfg.train.epochs, cfg.train.lr, cfg.data.batch_size,
+            cfg.run.seed) == ("digits", epochs, 3e-3, 64, seed)
+    assert cfg.train.weight_decay == 0.0 and cfg.train.schedule == "constant"
+    x, y = _arrays("digits", "test")
+    with torch.no_grad():
+        acc = float((model.net.eval()(x).argmax(-1) == y).double().mean())
+    assert res["relu_acc"] == acc

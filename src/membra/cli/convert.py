@@ -131,7 +131,7 @@ def calibrate(
     membra convert calibrate --epochs 5 --out calibrate.md
     membra convert calibrate --dataset mnist-5k --epochs 5 --out mnist5k.md
     """
-    from ..convert.calibrate_study import calibration_study, study_markdown
+    from ..experiments.calibrate_study import calibration_study, study_markdown
 
     res = calibration_study(epochs=epochs, seed=seed, percentile=percentile, dataset=dataset)
     command = f"membra convert calibrate --epochs {epochs} --seed {seed} " \

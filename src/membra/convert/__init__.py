@@ -15,33 +15,26 @@ Example::
     snn = to_snn(qnet, mode="pascal")                     # == qnet(x)
 """
 
+from .accounting import ConversionReport, StaticInput
 from .al import al_select, distortion, pascal_hist_statistic
 from .calibrate import quantize_relu, relu_sites
-from .graph import InvalidValueError, UnsupportedLayerError, capture, check_values, fold_bn
+from .fold import check_values, fold_bn
+from .graph import InvalidValueError, UnsupportedLayerError, capture
 from .nets import NETS, build_net
+from .neurons import NaiveIF, PascalNeuron, bias_shares, signed_counts, two_phase_counts
 from .qcfs import (
     QCFS,
     Residual,
     get_L,
     qcfs,
     qcfs_count,
+    qcfs_counts,
     qcfs_layers,
     qcfs_scale,
     replace_relu,
     set_L,
 )
-from .snn import (
-    ConversionReport,
-    ConvertedSNN,
-    NaiveIF,
-    PascalNeuron,
-    StaticInput,
-    bias_shares,
-    qcfs_counts,
-    signed_counts,
-    to_snn,
-    two_phase_counts,
-)
+from .snn import ConvertedSNN, to_snn
 
 __all__ = ["QCFS", "Residual", "replace_relu", "set_L", "get_L", "qcfs", "qcfs_count",
            "qcfs_scale", "qcfs_layers", "fold_bn", "check_values", "capture", "to_snn",

@@ -158,3 +158,23 @@ def set_L(model: nn.Module, L: int | dict) -> nn.Module:
     for path, m in layers.items():
         m.L = _level_for(path, L)
     return model
+
+
+def qcfs_counts(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """``(model(x), {QCFS call site: count of its input})``: one ANN forward pass recording
+    every QCFS call's count ``clamp(floor(z L / lam + 1/2), 0, L)`` (:func:`qcfs_count`). A
+    module called once is keyed by its path, the k-th call of a module called several times by
+    ``path@k`` (:func:`~membra.convert.graph.call_site_names`)."""
+    calls: dict[str, list[torch.Tensor]] = {}
+    hooks = [m.register_forward_hook(
+        lambda m, a, o, p=p: calls.setdefault(p, []).append(qcfs_count(a[0], m.lam, m.L)))
+        for p, m in model.named_modules() if isinstance(m, QCFS)]
+    try:
+        with torch.no_grad():
+            out = model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    counts = {(p if len(cs) == 1 else f"{p}@{k}"): c
+              for p, cs in calls.items() for k, c in enumerate(cs, 1)}
+    return out, counts

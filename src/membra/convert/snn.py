@@ -1,51 +1,49 @@
-r"""Converted spiking networks: naive IF conversion and PASCAL spike accumulation.
+"""Converted spiking networks: the simulation of naive IF conversion and PASCAL spike
+accumulation over the captured graph (:mod:`membra.convert.graph`, BN folded by
+:mod:`membra.convert.fold`). The neurons and their equations are in
+:mod:`membra.convert.neurons`; spikes, SOPs and the report in :mod:`membra.convert.accounting`.
 
 **PASCAL** (``mode="pascal"``): layer ``l`` emits during a window of ``L_l`` steps that opens
-when its inputs' windows have closed. The two-phase neuron (default) keeps its membrane in
-units of the quantum :math:`\theta = \lambda/L`:
-
-.. math::
-
-    v = \tfrac12 + \Big(\sum_{t \in \text{input window}} I(t)\Big)\, L/\lambda, \qquad
-    s_k = [v \ge 1],\; v \leftarrow v - s_k \quad (k = 1..L),
-
-so it emits :math:`\mathrm{clip}(\lfloor z/\theta + 1/2 \rfloor, 0, L)` front-loaded spikes,
-the QCFS count, and the network's logits (the current integrated over the last window) equal
-the QCFS ANN's. The emission phase runs as IF neurons of :mod:`membra.kernels` (zero input,
-threshold 1, soft reset). ``neuron="signed"`` fires during accumulation (threshold θ, start θ/2,
-soft reset; kept in units of θ too), then corrects with ``max(T_in, L) - 1`` steps of +1 /
-reverse -1 spikes and re-emits the net count front-loaded. A Conv/Linear spreads its bias over
-the input window in exact shares (:func:`bias_shares`); an averaging pool averages its
-integrated input window once, as the ANN does, so that nothing rounds differently from the
-folded ANN (docs/conversion.md, "What is exact"). ``simulate="counts"`` skips the time loop:
-counts times θ through the ANN's own ops, bitwise equal to the ANN. Time steps: ``1 + sum of
-L`` on the longest path (plus the correction steps of the signed neuron).
+when its inputs' windows have closed (:meth:`ConvertedSNN.schedule`). A Conv/Linear spreads
+its bias over the input window in exact shares (:func:`~membra.convert.neurons.bias_shares`);
+an averaging pool averages its integrated input window once, as the ANN does, so that nothing
+rounds differently from the folded ANN (docs/conversion.md, "What is exact").
+``simulate="counts"`` skips the time loop: counts times θ through the ANN's own ops, bitwise
+equal to the ANN. Time steps: ``1 + sum of L`` on the longest path (plus the correction steps
+of the signed neuron).
 
 **Naive** (``mode="naive"``): each QCFS becomes an IF neuron with threshold λ, ``v(0) = λ/2``,
 soft reset and output ``λ s(t)``; all layers run for the same ``T`` steps on the analog input
-repeated every step, biases added every step; the output is the running mean of the logits.
+repeated every step (the static stem before the first neuron is computed once per sample),
+biases added every step; the output is the running mean of the logits.
 
-**Layers.** Every QCFS *call site* becomes its own spiking layer (:class:`PascalNeuron` or
-:class:`NaiveIF`, listed in ``ConvertedSNN.ops`` next to the folded ANN's Conv/Linear modules),
+**Layers.** Every QCFS *call site* becomes its own spiking layer (``PascalNeuron`` or
+``NaiveIF``, listed in ``ConvertedSNN.ops`` next to the folded ANN's Conv/Linear modules),
 with its own λ, L, window and spike counts; a module called twice is two layers
-(:func:`~membra.convert.graph.call_site_names`). :meth:`ConvertedSNN.report` counts synaptic
-operations with :func:`membra.energy.sops` on the same simulation (:class:`StaticInput`).
+(:func:`~membra.convert.graph.call_site_names`).
 """
 
 from __future__ import annotations
 
-import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..energy import E_AC, E_MAC, SOPReport, sops
-from ..kernels import if_sequence
-from .graph import AVGPOOLS, UnsupportedLayerError, _Reshape, capture, fold_bn
-from .qcfs import QCFS, qcfs_count, qcfs_scale
+from .accounting import ConversionReport, SNNAccounting, StaticInput
+from .fold import fold_bn
+from .graph import AVGPOOLS, UnsupportedLayerError, _Reshape, capture
+from .neurons import (
+    NaiveIF,
+    PascalNeuron,
+    _integrate,
+    bias_shares,
+    signed_counts,
+    two_phase_counts,
+)
+from .qcfs import qcfs_counts
 
 __all__ = ["to_snn", "ConvertedSNN", "ConversionReport", "two_phase_counts", "signed_counts",
            "bias_shares", "qcfs_counts", "PascalNeuron", "NaiveIF", "StaticInput"]
@@ -62,185 +60,6 @@ def _weight_only(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``module(x)`` without its bias (a zero bias: ``+ 0`` is exact), called as the module
     so that forward hooks (:func:`membra.energy.sops`) see it."""
     return torch.func.functional_call(module, {"bias": torch.zeros_like(module.bias)}, (x,))
-
-
-def qcfs_counts(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, dict]:
-    """``(model(x), {QCFS call site: count of its input})``: one ANN forward pass recording
-    every QCFS call's count ``clamp(floor(z L / lam + 1/2), 0, L)`` (:func:`qcfs_count`). A
-    module called once is keyed by its path, the k-th call of a module called several times by
-    ``path@k`` (:func:`~membra.convert.graph.call_site_names`)."""
-    calls: dict[str, list[torch.Tensor]] = {}
-    hooks = [m.register_forward_hook(
-        lambda m, a, o, p=p: calls.setdefault(p, []).append(qcfs_count(a[0], m.lam, m.L)))
-        for p, m in model.named_modules() if isinstance(m, QCFS)]
-    try:
-        with torch.no_grad():
-            out = model(x)
-    finally:
-        for h in hooks:
-            h.remove()
-    counts = {(p if len(cs) == 1 else f"{p}@{k}"): c
-              for p, cs in calls.items() for k, c in enumerate(cs, 1)}
-    return out, counts
-
-
-def _integrate(values: torch.Tensor) -> torch.Tensor:
-    """``values[0] + values[1] + ...`` over the window (dim 0), step after step."""
-    z = values[0]
-    for t in range(1, values.shape[0]):
-        z = z + values[t]
-    return z
-
-
-def _carry_nan(spikes: torch.Tensor, bad: torch.Tensor) -> torch.Tensor:
-    """Spikes ``[T, ...]`` set to NaN where ``bad [...]`` (a NaN membrane or input current):
-    NaN makes no comparison true, so the neuron would emit nothing and look like a valid 0."""
-    return spikes.masked_fill(bad, float("nan")) if bool(bad.any()) else spikes
-
-
-def _emit(v0: torch.Tensor, L: int) -> torch.Tensor:
-    """``L`` steps of IF neurons (zero input, threshold 1, soft reset) from ``v0``:
-    ``s_k = [v >= 1]; v -= s_k``. Front-loaded binary spikes ``[L, ...]``."""
-    x = v0.new_zeros((L, *v0.shape))
-    spikes, _ = if_sequence(x, v0, v_th=1.0, v_reset=0.0, reset="soft")
-    return _carry_nan(spikes, torch.isnan(v0))
-
-
-def two_phase_counts(z: torch.Tensor, lam, L: int) -> torch.Tensor:
-    """Spikes ``[L, ...]`` of the two-phase neuron with integrated input ``z``: the membrane
-    in units of θ starts at ``z * (L / lam) + 1/2``, the QCFS expression (:func:`qcfs_scale`)."""
-    return _emit(z * qcfs_scale(lam, L) + 0.5, L)
-
-
-def signed_counts(currents: torch.Tensor, lam, L: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Signed-correction neuron on input currents ``[T_in, ...]``: ``(spikes [L, ...],
-    reverse spikes per neuron)``. Membrane in units of θ (currents times ``L / lam``): it
-    fires during accumulation (threshold 1, start 1/2, soft reset), corrects for
-    ``max(T_in, L) - 1`` steps (+1 at ``v >= 1``, -1 and ``v += 1`` at ``v < 0``), then
-    re-emits the net count front-loaded over ``L`` steps."""
-    x = currents * qcfs_scale(lam, L)
-    acc, v = if_sequence(x, torch.full_like(x[0], 0.5), v_th=1.0, v_reset=0.0, reset="soft")
-    count = acc.sum(0)
-    reverse = torch.zeros_like(count)
-    for _ in range(max(currents.shape[0], L) - 1):
-        pos = (v >= 1).to(v.dtype)
-        neg = (v < 0).to(v.dtype)
-        v = v - pos + neg
-        count = count + pos - neg
-        reverse = reverse + neg
-    k = torch.arange(1, L + 1, dtype=count.dtype, device=count.device)
-    spikes = (k.view(-1, *[1] * count.dim()) <= count).to(count.dtype)
-    return _carry_nan(spikes, torch.isnan(v)), reverse
-
-
-def bias_shares(b: torch.Tensor, T: int) -> torch.Tensor:
-    """``b`` cut into ``T`` per-step shares ``[T, ...]`` that add up to ``b`` exactly.
-
-    Write ``b = k u`` with ``u`` the lowest set bit of ``b`` and ``k`` an odd integer, and
-    ``|k| = q T + r``; step ``t`` gets ``sign(k) (q + [t < r]) u``. The shares are as even as
-    ``b``'s own binary grid allows (they differ by at most ``u``), every partial sum is a
-    multiple of ``u`` no larger than ``|b|``, so adding them never rounds, and wherever adding
-    ``b`` at once to a current is exact, adding the shares step by step is exact too. (``b /
-    T`` added ``T`` times is not ``b`` when ``T`` is not a power of two.) NaN/inf go whole
-    into the first share."""
-    if T == 1:
-        return b.unsqueeze(0).clone()
-    finite = torch.isfinite(b)
-    bf = torch.where(finite, b, torch.zeros_like(b))
-    mant, ex = torch.frexp(bf)                          # bf = mant * 2**ex, |mant| in [0.5, 1)
-    digits = 1 - round(math.log2(torch.finfo(b.dtype).eps))  # 24 (float32), 53 (float64)
-    k = (mant * 2.0 ** digits).to(torch.int64)          # exact integer
-    low = k & -k                                        # lowest set bit of the integer k
-    odd = torch.where(low == 0, torch.zeros_like(k), k // torch.where(low == 0, 1, low))
-    unit = torch.where(odd == 0, torch.zeros_like(bf), bf / odd.to(b.dtype))  # exact
-    q, r = odd.abs() // T, odd.abs() % T
-    t = torch.arange(T, device=b.device).view(-1, *[1] * b.dim())
-    shares = odd.sign().to(b.dtype) * (q + (t < r)).to(b.dtype) * unit
-    first = torch.where(finite, shares[0], b)
-    return torch.cat([first.unsqueeze(0), shares[1:]])
-
-
-class PascalNeuron(nn.Module):
-    """The PASCAL spiking layer of one QCFS call site (clip value ``lam``, level ``L``).
-
-    ``forward(currents [W, B, ...])`` integrates the input window and returns the emitted
-    spikes weighted by ``theta = lam / L``, ``[L, B, ...]`` (each spike carries θ to the next
-    layer); ``two_phase`` (:func:`two_phase_counts`) or ``signed`` (:func:`signed_counts`,
-    whose reverse spikes per neuron are left in ``reverse``). ``last_spikes`` holds the binary
-    spikes of the last call (``membra.energy.sops`` counts them as events)."""
-
-    emits_spikes = True
-
-    def __init__(self, lam: torch.Tensor, L: int, neuron: str = "two_phase"):
-        super().__init__()
-        self.register_buffer("lam", torch.as_tensor(lam).detach().clone())
-        self.L, self.neuron = L, neuron
-        self.last_spikes: torch.Tensor | None = None
-        self.reverse: torch.Tensor | None = None
-
-    @property
-    def theta(self) -> torch.Tensor:
-        return self.lam / self.L
-
-    def delay(self, window: int) -> int:
-        """Steps between the input window's end and the first emission step."""
-        return 0 if self.neuron == "two_phase" else max(window, self.L) - 1
-
-    def forward(self, currents: torch.Tensor) -> torch.Tensor:
-        if self.neuron == "two_phase":
-            spikes = two_phase_counts(_integrate(currents), self.lam, self.L)
-        else:
-            spikes, self.reverse = signed_counts(currents, self.lam, self.L)
-        self.last_spikes = spikes
-        return spikes * self.theta
-
-    def extra_repr(self) -> str:
-        return f"L={self.L}, neuron={self.neuron!r}"
-
-
-class NaiveIF(nn.Module):
-    """The naive spiking layer of one QCFS call site: IF neurons with threshold ``lam``,
-    ``v(0) = lam / 2``, soft reset. ``forward(currents [T, B, ...])`` returns ``lam * s``
-    ``[T, B, ...]``; ``last_spikes`` holds the binary spikes of the last call. A per-channel
-    ``lam`` (``quantize_relu(channelwise=True)``) runs in units of ``lam`` (threshold 1)."""
-
-    emits_spikes = True
-
-    def __init__(self, lam: torch.Tensor):
-        super().__init__()
-        self.register_buffer("lam", torch.as_tensor(lam).detach().clone())
-        self.last_spikes: torch.Tensor | None = None
-
-    def forward(self, currents: torch.Tensor) -> torch.Tensor:
-        a = currents.contiguous()
-        if self.lam.dim() == 0:
-            lam = float(self.lam)
-            s, _ = if_sequence(a, torch.full_like(a[0], lam / 2), v_th=lam, v_reset=0.0,
-                               reset="soft")
-        else:
-            u = (a / self.lam).contiguous()
-            s, _ = if_sequence(u, torch.full_like(u[0], 0.5), v_th=1.0, v_reset=0.0,
-                               reset="soft")
-        self.last_spikes = _carry_nan(s, torch.isnan(a).any(0))
-        return self.last_spikes * self.lam
-
-
-class StaticInput(nn.Module):
-    """A converted SNN as a time-first model, for :func:`membra.energy.sops`:
-    ``forward(x [T_in, B, ...])``, every step holding the same sample (the image is
-    presented, not encoded), runs the SNN's temporal simulation on ``x[0]``. Use
-    ``T_in = 1`` for PASCAL (the input window is one step) and ``T_in = T`` for naive mode
-    (:meth:`ConvertedSNN.static_input` builds it)."""
-
-    def __init__(self, snn: ConvertedSNN):
-        super().__init__()
-        self.snn = snn
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() < 2 or not bool((x == x[:1]).all()):
-            raise ValueError("StaticInput takes [T_in, B, ...] with the same sample at every "
-                             "step (x.unsqueeze(0).expand(T_in, *x.shape))")
-        return self.snn._run(x[0], False, "temporal")
 
 
 @dataclass
@@ -274,64 +93,7 @@ def _cat_dim(dim: int) -> int:
     return dim + 1 if dim >= 0 else dim
 
 
-@dataclass
-class ConversionReport:
-    """Per-layer spikes, synaptic operations and windows of one forward pass (per sample)."""
-
-    mode: str
-    time_steps: int
-    rows: list[dict] = field(default_factory=list)
-
-    @property
-    def spikes(self) -> float:
-        return sum(r.get("spikes", 0.0) for r in self.rows)
-
-    @property
-    def sops(self) -> float:
-        return sum(r.get("sops", 0.0) for r in self.rows)
-
-    @property
-    def macs(self) -> float:
-        return sum(r.get("macs", 0.0) for r in self.rows)
-
-    @property
-    def ann_macs(self) -> float:
-        return sum(r.get("ann_macs", 0.0) for r in self.rows)
-
-    @property
-    def energy_j(self) -> float:
-        """``E_MAC * MACs + E_AC * SOPs`` per sample (45 nm: 4.6 pJ, 0.9 pJ)."""
-        return E_MAC * self.macs + E_AC * self.sops
-
-    @property
-    def ann_energy_j(self) -> float:
-        return E_MAC * self.ann_macs
-
-    def as_dict(self) -> dict:
-        return {"mode": self.mode, "time_steps": self.time_steps, "rows": self.rows,
-                "spikes": self.spikes, "sops": self.sops, "macs": self.macs,
-                "ann_macs": self.ann_macs, "energy_j": self.energy_j,
-                "ann_energy_j": self.ann_energy_j}
-
-    def to_markdown(self) -> str:
-        head = ("| layer | kind | L | window | spikes | SOPs | MACs | ANN MACs |\n"
-                "|---|---|---:|---|---:|---:|---:|---:|")
-
-        def cell(r, k, fmt="{:,.0f}"):
-            return fmt.format(r[k]) if k in r else ""
-
-        rows = [f"| {r['layer']} | {r['kind']} | {cell(r, 'L', '{}')} | "
-                f"{cell(r, 'window', '{}')} | {cell(r, 'spikes')} | {cell(r, 'sops')} | "
-                f"{cell(r, 'macs')} | {cell(r, 'ann_macs')} |" for r in self.rows]
-        total = (f"| **total** ({self.mode}, {self.time_steps} time steps) | | | | "
-                 f"{self.spikes:,.0f} | {self.sops:,.0f} | {self.macs:,.0f} | "
-                 f"{self.ann_macs:,.0f} |")
-        energy = (f"\nEnergy per sample (45 nm: 4.6 pJ/MAC, 0.9 pJ/SOP): SNN "
-                  f"{self.energy_j * 1e9:.3f} nJ, QCFS ANN {self.ann_energy_j * 1e9:.3f} nJ.")
-        return "\n".join([head, *rows, total]) + "\n" + energy
-
-
-class ConvertedSNN(nn.Module):
+class ConvertedSNN(SNNAccounting, nn.Module):
     """A converted network; build it with :func:`to_snn`. ``forward(x)`` takes the ANN's input
     ``[B, ...]`` and returns logits ``[B, K]`` (naive: the mean over ``T`` steps, or every
     step's running mean ``[T, B, K]`` with ``return_all_steps=True``).
@@ -370,6 +132,7 @@ class ConvertedSNN(nn.Module):
         self._batch = 0
         self._input_shape: tuple[int, ...] = ()
         self._last_input: torch.Tensor | None = None
+        self._counted = None          # the SOPReport of run_counted's simulation
         if example_input is not None:
             self._check_example(example_input)
 
@@ -461,6 +224,7 @@ class ConvertedSNN(nn.Module):
         if self.dtype is not None:
             x = x.to(self.dtype)
         self.counts, self.reverse, self.windows = {}, {}, {}
+        self._counted = None
         self._batch, self._input_shape = x.shape[0], tuple(x.shape[1:])
         self._last_input = x.detach()
         with torch.no_grad():
@@ -477,21 +241,38 @@ class ConvertedSNN(nn.Module):
 
     def _counts(self, x):
         out, self.counts = qcfs_counts(self.net, x)
-        self._windows_from_levels()
+        self.schedule()
         return out
 
-    def _windows_from_levels(self):
-        ends: dict[int, int] = {}
+    def schedule(self) -> int:
+        """The emission window ``[start, end)`` of every spiking layer from the levels alone
+        (no forward pass), as the temporal simulation runs them; sets ``windows`` and returns
+        the time steps. PASCAL: the input holds step 0; a weight/reshape/max-pool op keeps its
+        input's window, an average pool over a window of ``W > 1`` steps delivers at its last
+        step, a sum or concatenation spans its inputs' windows, and a QCFS of level ``L`` opens
+        when its input window closes (plus the signed neuron's ``max(W, L) - 1`` correction
+        steps) and lasts ``L``: ``1 + sum L`` on the longest path for the two-phase neuron.
+        Naive: every layer runs ``[0, T)``."""
+        if self.mode == "naive":
+            self.windows = {op.path: (0, self.T) for op in self.ops if op.kind == "qcfs"}
+            self._T_total = self.T
+            return self.T
+        self.windows = {}
+        win: dict[int, tuple[int, int]] = {}
         for i, op in enumerate(self.ops):
+            ins = [win[j] for j in op.inputs]
             if op.kind == "input":
-                ends[i] = 1
+                win[i] = (0, 1)
             elif op.kind == "qcfs":
-                start = max(ends[j] for j in op.inputs)
-                ends[i] = start + op.module.L
-                self.windows[op.path] = (start, ends[i])
+                (s, e), L = ins[0], op.neuron.L
+                start = e + op.neuron.delay(e - s)
+                win[i] = self.windows[op.path] = (start, start + L)
+            elif isinstance(op.module, AVGPOOLS) and ins[0][1] - ins[0][0] > 1:
+                win[i] = (ins[0][1] - 1, ins[0][1])
             else:
-                ends[i] = max(ends[j] for j in op.inputs)
-        self._T_total = ends[len(self.ops) - 1]
+                win[i] = (min(w[0] for w in ins), max(w[1] for w in ins))
+        self._T_total = win[len(self.ops) - 1][1]
+        return self._T_total
 
     def _pascal(self, x):
         env: dict[int, _Win] = {}
@@ -544,101 +325,52 @@ class ConvertedSNN(nn.Module):
         return torch.cat([cur[:1] + module.bias.view(1, *shape), cur[1:]])
 
     def _naive(self, x, return_all_steps):
+        """The naive simulation over ``T`` steps. The static stem (every op before the first
+        QCFS, fed by the input alone) runs once on ``x [B, ...]``; its value is the same at
+        every step, so it is repeated over time (a view) where a time-first op needs it."""
         T = self.T
         env: dict[int, torch.Tensor] = {}
+        static: set[int] = set()
+
+        def steps(j):
+            return env[j].unsqueeze(0).expand(T, *env[j].shape) if j in static else env[j]
+
         for i, op in enumerate(self.ops):
             if op.kind == "input":
-                env[i] = x.unsqueeze(0).expand(T, *x.shape)
+                env[i] = x
+                static.add(i)
                 continue
             if op.kind == "output":
-                y = env[op.inputs[0]]
-                steps = torch.arange(1, T + 1, dtype=y.dtype, device=y.device)
-                running = y.cumsum(0) / steps.view(-1, *[1] * (y.dim() - 1))
+                y = steps(op.inputs[0])
+                ts = torch.arange(1, T + 1, dtype=y.dtype, device=y.device)
+                running = y.cumsum(0) / ts.view(-1, *[1] * (y.dim() - 1))
                 self._T_total = T
                 return running if return_all_steps else running[-1]
-            a = env[op.inputs[0]]
+            if op.kind != "qcfs" and all(j in static for j in op.inputs):
+                env[i] = self._static_op(op, [env[j] for j in op.inputs])
+                static.add(i)
+                continue
+            a = steps(op.inputs[0])
             if op.kind in ("weight", "linear", "maxpool"):
                 env[i] = _fold_time(op.module, a)
             elif op.kind == "add":
-                env[i] = a + env[op.inputs[1]]
+                env[i] = a + steps(op.inputs[1])
             elif op.kind == "cat":
-                env[i] = torch.cat([env[j] for j in op.inputs], _cat_dim(op.fn))
+                env[i] = torch.cat([steps(j) for j in op.inputs], _cat_dim(op.fn))
             elif op.kind == "qcfs":
                 env[i] = op.neuron(a)
                 self.counts[op.path] = op.neuron.last_spikes.sum(0)
                 self.windows[op.path] = (0, T)
         raise RuntimeError("captured graph has no output")  # pragma: no cover
 
-    # -- accounting ---------------------------------------------------------------------
-    @property
-    def time_steps(self) -> int:
-        """Steps of the last forward: ``1 + sum L`` on the longest path (pascal), ``T`` (naive)."""
-        if not hasattr(self, "_T_total"):
-            raise RuntimeError("run the SNN on an input first")
-        return self._T_total
-
-    def static_input(self, x: torch.Tensor) -> torch.Tensor:
-        """``x [B, ...]`` as the time-first input of :class:`StaticInput`: one step (PASCAL)
-        or ``T`` equal steps (naive)."""
-        return x.unsqueeze(0).expand(self.T if self.mode == "naive" else 1, *x.shape)
-
-    def sops(self, x: torch.Tensor | None = None) -> SOPReport:
-        """:func:`membra.energy.sops` of this SNN's temporal simulation on ``x`` (default:
-        the last input), per weight call site (rows named ``net.<call site>``)."""
-        x = self._last_input if x is None else x
-        if x is None:
-            raise RuntimeError("run the SNN on an input first")
-        model = StaticInput(self)
-        return sops(model, self.static_input(x), first_layer_macs=True)
-
-    def _ann_macs(self, x: torch.Tensor) -> dict[str, float]:
-        """Dense MACs per sample of every weight call site of the folded ANN on ``x``."""
-        names = {id(op.module): op.path for op in self.ops if op.kind == "weight"}
-        macs: dict[str, float] = {}
-        hooks = [m.register_forward_hook(lambda m, a, o: macs.__setitem__(
-            names[id(m)], o.numel() / o.shape[0] * m.weight[0].numel()))
-            for m in self.net.modules() if id(m) in names]
-        try:
-            with torch.no_grad():
-                self.net(x[:1])
-        finally:
-            for h in hooks:
-                h.remove()
-        return macs
-
-    def report(self) -> ConversionReport:
-        """Per call site (per sample, for the last input): L, window and spikes of each
-        spiking layer; SOPs (spike input) or MACs (analog input) of each weight layer, counted
-        by :func:`membra.energy.sops` on the same temporal simulation, next to the ANN's MACs.
-        The counts are the last forward's (the simulation re-runs on the same input)."""
-        if self._last_input is None:
-            raise RuntimeError("run the SNN on an input first")
-        x = self._last_input
-        counted = self.sops(x)            # re-runs the temporal simulation on x
-        B = self._batch
-        rep = ConversionReport(self.mode, self.time_steps)
-        sop_rows = {r.name.removeprefix("snn.net."): r for r in counted.layers}
-        ann = self._ann_macs(x)
-        for op in self.ops:
-            if op.kind == "qcfs":
-                row = {"layer": op.path, "kind": "neuron", "L": op.neuron.L if
-                       self.mode == "pascal" else self.T, "window": self.windows[op.path],
-                       "spikes": float(self.counts[op.path].sum()) / B}
-                if op.path in self.reverse:
-                    row["reverse_spikes"] = float(self.reverse[op.path].sum()) / B
-                rep.rows.append(row)
-            elif op.kind == "weight":
-                r = sop_rows[op.path]
-                row = {"layer": op.path, "kind": type(op.module).__name__,
-                       "ann_macs": ann[op.path]}
-                if "spikes" in r.input or "mixed" in r.input:
-                    row["sops"] = r.sops
-                    row["input_spikes"] = r.spikes
-                if "analog" in r.input or "mixed" in r.input:
-                    row["macs"] = r.macs
-                rep.rows.append(row)
-        return rep
-
+    @staticmethod
+    def _static_op(op, args: list[torch.Tensor]) -> torch.Tensor:
+        """A non-spiking op of the folded ANN on one step's values ``[B, ...]``."""
+        if op.kind == "add":
+            return args[0] + args[1]
+        if op.kind == "cat":
+            return torch.cat(args, op.fn)
+        return op.module(args[0])
 
 _MODES = ("pascal", "naive")
 _NEURONS = ("two_phase", "signed")

@@ -91,9 +91,8 @@ def _feeding_weight(ops, i: int) -> nn.Module:
 
 def pascal_steps(snn) -> int:
     """Sequential latency of a PASCAL SNN, ``1 + sum L`` on the longest path, from its
-    levels alone (no forward pass): the schedule :class:`~membra.convert.ConvertedSNN` runs."""
-    snn._windows_from_levels()
-    return snn._T_total
+    levels alone (no forward pass): :meth:`~membra.convert.ConvertedSNN.schedule`."""
+    return snn.schedule()
 
 
 def latency_counts(model: nn.Module) -> dict:
@@ -190,6 +189,17 @@ def _runs_of(cfg, sec, depth: int):
              {"uniform": "L = 4", "al": "AL"})]
 
 
+def _finished_run(run_dir: Path, stages) -> Path | None:
+    """The folder holding the finished conversion run of ``run_dir``: ``run_dir`` itself or,
+    when it held an unfinished run (so that ``membra.train.fit`` trained into a new folder
+    ``<name>-1``, ``<name>-2``, ...), the first such sibling with all ``stages``; None if
+    none has them."""
+    siblings = [d for d in run_dir.parent.glob(f"{run_dir.name}-*")
+                if d.name[len(run_dir.name) + 1:].isdigit()]
+    siblings.sort(key=lambda d: int(d.name[len(run_dir.name) + 1:]))
+    return next((d for d in (run_dir, *siblings) if _trained(d, stages)), None)
+
+
 def _trained(run_dir: Path, stages) -> bool:
     """Whether ``run_dir`` holds a finished conversion run with all ``stages``."""
     from .qcfs_pascal import stages as read_stages
@@ -217,10 +227,12 @@ def latency_benchmark(configs, depths=(7, 13), runs_root="runs/latency",
         for depth in depths:
             for name, s, stages in _runs_of(cfg, sec, depth):
                 run_dir = Path(runs_root) / f"{Path(path).stem}_{name}"
-                if train and not _trained(run_dir, stages):
+                done = _finished_run(run_dir, stages)
+                if train and done is None:
                     log(f"training {run_dir} ({sec.net}, depth {depth}, L = {s.L}"
                         f"{', then AL' if s.al else ''})")
-                    train_convert(cfg, s, run_dir=run_dir, log=log)
+                    done = Path(train_convert(cfg, s, run_dir=run_dir, log=log)["run_dir"])
+                run_dir = done or run_dir
                 for stage, label in stages.items():
                     key = cache / f"{Path(path).stem}_d{depth}_{label.replace(' = ', '')}.json"
                     if key.is_file():

@@ -144,7 +144,8 @@ def _calibration(cfg, sec):
 
 def train_convert(cfg, sec: ConvertSection, *, run_dir=None, device=None, log=print) -> dict:
     """Stage 1 (uniform L) and, when ``sec.al``, AL selection + stage 2; returns the
-    ``convert.json`` record."""
+    ``convert.json`` record plus ``run_dir``, the folder it went to (``fit`` picks
+    ``<run_dir>-1`` when ``run_dir`` already holds a run)."""
     info = build_datasets(cfg)[1].info
     net = _build(cfg, sec, sec.L, info.in_shape, info.num_classes)
     m1 = fit(cfg, run_dir=run_dir, device=device, model=StaticANN(net))
@@ -167,7 +168,7 @@ def train_convert(cfg, sec: ConvertSection, *, run_dir=None, device=None, log=pr
         record["stages"].append({"name": "al", "L": L_map, "run_dir": "al",
                                  "test_acc": m2["test_acc"], "status": m2["status"]})
         _write_record(run, record)
-    return record
+    return {**record, "run_dir": str(run)}
 
 
 def _write_record(run: Path, record: dict) -> None:
