@@ -24,8 +24,6 @@ REASON = re.compile(r"^Length \(about \d+ lines\): \S+(?: \S+){3,}", re.MULTILIN
 
 #: long modules without a reason yet, each with the open work that splits it
 ALLOWED = {
-    "convert/snn.py": "issue 16: split by the conversion work (convert/ is its area)",
-    "convert/graph.py": "issue 16: split by the conversion work (convert/ is its area)",
 }
 
 MODULES = sorted(p.relative_to(SRC).as_posix() for p in SRC.rglob("*.py"))

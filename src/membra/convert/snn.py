@@ -21,6 +21,10 @@ biases added every step; the output is the running mean of the logits.
 ``NaiveIF``, listed in ``ConvertedSNN.ops`` next to the folded ANN's Conv/Linear modules),
 with its own λ, L, window and spike counts; a module called twice is two layers
 (:func:`~membra.convert.graph.call_site_names`).
+
+Length (about 420 lines): one class, :class:`ConvertedSNN`, holds the input checks and both
+simulations (PASCAL's windows and the naive per-step loop) over the same captured graph; its
+neurons, BN folding and accounting already live in their own modules.
 """
 
 from __future__ import annotations
