@@ -35,8 +35,20 @@ __all__ = ["derivative_at", "MIN_ELEMENTS", "compile_enabled"]
 #: layers (``T * M`` values) from this size on get the compiled derivative; below it the eager
 #: derivative costs less than the first compilation (seconds) could ever save
 MIN_ELEMENTS = 1 << 22
-#: per custom surrogate: its compiled derivative, or ``None`` once compiling failed
+#: per surrogate function ``f`` (held weakly where ``f`` allows it: a layer or a call makes a
+#: new :class:`Surrogate` around the same ``f``): its compiled derivative, ``None`` once
+#: compiling failed
 _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_COMPILED_STRONG: dict = {}
+
+
+def _cache(f) -> dict:
+    """The cache that can hold ``f`` (weakly when ``f`` can be weakly referenced)."""
+    try:
+        weakref.ref(f)
+    except TypeError:
+        return _COMPILED_STRONG
+    return _COMPILED
 
 
 def compile_enabled() -> bool:
@@ -49,7 +61,8 @@ def _eligible(s: Surrogate, h: torch.Tensor, layer_elements: int) -> bool:
     ``torch.compile`` or ``torch.export`` trace the caller: they see the eager derivative)."""
     return (not s.builtin and layer_elements >= MIN_ELEMENTS and h.device.type == "cpu"
             and type(h) is torch.Tensor and compile_enabled()
-            and not torch.compiler.is_compiling() and _COMPILED.get(s, True) is not None)
+            and not torch.compiler.is_compiling()
+            and _cache(s.function).get(s.function, True) is not None)
 
 
 def _make(s: Surrogate):
@@ -77,9 +90,10 @@ def derivative_at(s: Surrogate, h: torch.Tensor, v_th: float, layer_elements: in
     allocated. Otherwise, and when compiling fails, the eager :meth:`Surrogate.derivative`."""
     n = h.numel() if layer_elements is None else layer_elements
     if _eligible(s, h, n):
-        fn = _COMPILED.get(s)
+        cache = _cache(s.function)
+        fn = cache.get(s.function)
         if fn is None:
-            fn = _COMPILED[s] = _make(s)
+            fn = cache[s.function] = _make(s)
         if out is None:
             out = torch.empty_like(h, memory_format=torch.contiguous_format)
         try:
@@ -87,7 +101,7 @@ def derivative_at(s: Surrogate, h: torch.Tensor, v_th: float, layer_elements: in
                 fn(h, h.new_tensor(v_th), out)
             return out
         except Exception as e:  # noqa: BLE001 - whatever failed, evaluate eagerly from now on
-            _COMPILED[s] = None
+            cache[s.function] = None
             if not (isinstance(e, ValueError) and str(e) == _NOT_ELEMENTWISE):
                 why = str(e).strip().splitlines()[-1] if str(e).strip() else ""
                 warnings.warn(f"membra: the derivative of surrogate {s.name!r} could not be "

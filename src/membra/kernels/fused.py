@@ -35,9 +35,10 @@ __all__ = ["OPS", "neuron_fwd", "neuron_bwd", "neuron_infer", "fused_sequence",
 
 OPS = ("membra::neuron_fwd", "membra::neuron_bwd", "membra::neuron_infer", "membra::neuron_h",
        "membra::neuron_bwd_cols")
-#: bytes of ``[T, block]`` state per block of a custom surrogate's blockwise backward (CPU):
-#: the recomputed ``h`` and the derivative's temporaries then stay in cache
-BLOCK_BYTES = 2 << 20
+#: bytes of ``[T, block]`` state per thread per block of a custom surrogate's blockwise
+#: backward (CPU): blocks small enough to stay in cache, few enough that the threads meet
+#: rarely (each op of a block is one parallel region; measured best at [16, 64, 16384])
+BLOCK_BYTES = 8 << 20
 #: per device type, ``(shape, dtype) -> uninitialised tensor`` for large outputs (the cpu
 #: backend installs its pool here)
 NEW_OUTPUT: dict = {}
@@ -156,7 +157,7 @@ def _blockwise_backward(ctx, gs, gv, x, v0, tau, need_tau):
     gx = new(x.shape, x.dtype) if new is not None else torch.empty_like(x)
     gv0 = torch.empty_like(v0)
     gtau_m = torch.empty_like(v0) if need_tau else None
-    width = max(1, min(M, BLOCK_BYTES // (T * v0.element_size())))
+    width = max(1, min(M, BLOCK_BYTES * torch.get_num_threads() // (T * v0.element_size())))
     # one pair of block buffers for every block: h, and the derivative (over h when the tau
     # gradient needs the forward re-run anyway)
     hbuf = torch.empty(T * width, dtype=v0.dtype, device=x.device)
