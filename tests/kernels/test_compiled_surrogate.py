@@ -23,12 +23,12 @@ def compiled(monkeypatch):
     from membra.functional import surrogate_compiled as sc
 
     monkeypatch.setattr(sc, "MIN_ELEMENTS", 0)
-    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
     return sc
 
 
 def _blocks(monkeypatch, T, neurons, itemsize):
-    monkeypatch.setattr(fused, "BLOCK_BYTES", neurons * T * itemsize)
+    """Blocks of ``neurons`` neurons (``BLOCK_BYTES`` is per thread)."""
+    monkeypatch.setattr(fused, "BLOCK_BYTES", neurons * T * itemsize // torch.get_num_threads())
 
 
 def test_the_derivative_is_not_rerun_op_by_op_in_every_block(compiled, monkeypatch):
@@ -105,17 +105,25 @@ def test_compiled_derivative_gives_the_reference(compiled, monkeypatch, surrogat
 
 
 @pytest.mark.slow
-def test_gradcheck_float64_through_the_compiled_derivative(compiled, monkeypatch):
+@pytest.mark.parametrize("tau_grad", [False, True], ids=["h-read", "tau-grad"])
+def test_float64_gradients_of_x_v0_tau_equal_the_reference(compiled, monkeypatch, tau_grad):
+    # without a tau gradient the backward reads the block's h, with one it re-runs the forward
     _blocks(monkeypatch, 4, 2, 8)
     g = torch.Generator().manual_seed(5)
-    x = (torch.rand(4, 2, 5, generator=g, dtype=torch.float64) * 1.2).requires_grad_()
-    v0 = (torch.rand(1, 5, generator=g, dtype=torch.float64) * 0.3).requires_grad_()
-
-    def f(x, v0):
-        return lif_sequence(x, v0, tau=2.5, backend="cpu", detach_reset=False,
-                            surrogate=lambda u: torch.atan(2.0 * u))[1]
-
-    assert torch.autograd.gradcheck(f, (x, v0), eps=1e-7, atol=1e-6)
+    x = (torch.rand(4, 2, 5, generator=g, dtype=torch.float64) * 1.2)
+    v0 = (torch.rand(1, 5, generator=g, dtype=torch.float64) * 0.3)
+    tau = torch.tensor(2.5, dtype=torch.float64) if tau_grad else 2.5
+    grads = []
+    for backend in ("cpu", "reference"):
+        leaves = [t.clone().requires_grad_() for t in (x, v0)]
+        if tau_grad:
+            leaves.append(tau.clone().requires_grad_())
+        s, v = lif_sequence(leaves[0], leaves[1], tau=leaves[2] if tau_grad else tau,
+                            backend=backend, detach_reset=False,
+                            surrogate=lambda u: torch.atan(2.0 * u))
+        grads.append(torch.autograd.grad((s * torch.arange(5.0)).sum() + v.sum(), leaves))
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-12)
 
 
 @pytest.mark.slow

@@ -66,11 +66,12 @@ def _eligible(s: Surrogate, h: torch.Tensor, layer_elements: int) -> bool:
 
 
 def _make(s: Surrogate):
-    """``d(h, v_th, out)`` of ``s``, compiled (dynamic shapes: one trace for every block width):
-    the derivative into ``out`` (which may be ``h`` itself)."""
+    """``d(out, h, v_th)`` of ``s``, compiled (dynamic shapes: one trace for every block width):
+    the derivative into ``out``, which must not overlap ``h`` (a compiled graph is not
+    re-checked for aliasing when it is loaded from inductor's cache)."""
     f = s.function
 
-    def d(h: torch.Tensor, v_th: torch.Tensor, out: torch.Tensor) -> None:
+    def d(out: torch.Tensor, h: torch.Tensor, v_th: torch.Tensor) -> None:
         y, vjp = torch.func.vjp(f, h - v_th)
         if not isinstance(y, torch.Tensor) or y.shape != h.shape:
             raise ValueError(_NOT_ELEMENTWISE)
@@ -86,7 +87,7 @@ def derivative_at(s: Surrogate, h: torch.Tensor, v_th: float, layer_elements: in
                   *, out: torch.Tensor | None = None) -> torch.Tensor:
     """:math:`\\sigma'(h - v_{th})` in ``h``'s dtype, contiguous. For a custom surrogate on a
     large layer (``layer_elements`` values, default ``h.numel()``) compiled, and then written
-    into ``out`` when given (contiguous, like ``h``; may be ``h`` itself): nothing new is
+    into ``out`` when given (contiguous, like ``h``, not overlapping it): nothing new is
     allocated. Otherwise, and when compiling fails, the eager :meth:`Surrogate.derivative`."""
     n = h.numel() if layer_elements is None else layer_elements
     if _eligible(s, h, n):
@@ -98,7 +99,7 @@ def derivative_at(s: Surrogate, h: torch.Tensor, v_th: float, layer_elements: in
             out = torch.empty_like(h, memory_format=torch.contiguous_format)
         try:
             with torch.no_grad():
-                fn(h, h.new_tensor(v_th), out)
+                fn(out, h, h.new_tensor(v_th))
             return out
         except Exception as e:  # noqa: BLE001 - whatever failed, evaluate eagerly from now on
             cache[s.function] = None

@@ -262,7 +262,8 @@ def _neuron_bwd_cpu(grad_spikes, grad_v_final, x, h, v0, tau, dsg, grad_h, grad_
     not read)."""
     x, v0 = _as_kernel_input(x, v0)
     grad_spikes = grad_spikes.to(x.dtype).contiguous()
-    grad_v_final = grad_v_final.to(v0.dtype).contiguous()
+    if grad_v_final is not None:
+        grad_v_final = grad_v_final.to(v0.dtype).contiguous()
     dsg, grad_h, grad_v = (None if t is None else t.to(v0.dtype).contiguous()
                            for t in (dsg, grad_h, grad_v))
     lib = _load()
@@ -273,7 +274,7 @@ def _neuron_bwd_cpu(grad_spikes, grad_v_final, x, h, v0, tau, dsg, grad_h, grad_
     gtau_m = torch.empty_like(v0) if need_tau else None
     if M:
         _check(lib.membra_neuron_backward(
-            x.data_ptr(), v0.data_ptr(), grad_spikes.data_ptr(), grad_v_final.data_ptr(),
+            x.data_ptr(), v0.data_ptr(), grad_spikes.data_ptr(), _ptr(grad_v_final),
             gx.data_ptr(), gv0.data_ptr(), _ptr(gtau_m), _ptr(dsg), _ptr(grad_h), _ptr(grad_v),
             T, M, _DTYPE_CODES[x.dtype], kind == NeuronKind.LIF.code, soft,
             kernel_surrogate_code(surrogate, dsg, grad_h), alpha, detach_reset, float(tau),

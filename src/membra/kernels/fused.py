@@ -158,10 +158,10 @@ def _blockwise_backward(ctx, gs, gv, x, v0, tau, need_tau):
     gv0 = torch.empty_like(v0)
     gtau_m = torch.empty_like(v0) if need_tau else None
     width = max(1, min(M, BLOCK_BYTES * torch.get_num_threads() // (T * v0.element_size())))
-    # one pair of block buffers for every block: h, and the derivative (over h when the tau
-    # gradient needs the forward re-run anyway)
+    # one pair of block buffers for every block: h and the derivative (never the same memory:
+    # a compiled derivative is traced for distinct input and output)
     hbuf = torch.empty(T * width, dtype=v0.dtype, device=x.device)
-    dbuf = hbuf if need_tau else torch.empty_like(hbuf)
+    dbuf = torch.empty_like(hbuf)
     for m0 in range(0, M, width):
         m1 = min(M, m0 + width)
         h = hbuf[:T * (m1 - m0)].view(T, m1 - m0)
@@ -181,12 +181,13 @@ def trace_buffer(x: torch.Tensor, v0: torch.Tensor, wanted: bool) -> torch.Tenso
 
 
 @torch.library.custom_op(OPS[1], mutates_args=())
-def neuron_bwd(grad_spikes: torch.Tensor, grad_v_final: torch.Tensor, x: torch.Tensor,
+def neuron_bwd(grad_spikes: torch.Tensor, grad_v_final: torch.Tensor | None, x: torch.Tensor,
                h: torch.Tensor, v0: torch.Tensor, tau: torch.Tensor, dsg: torch.Tensor | None,
                grad_h: torch.Tensor | None, grad_v: torch.Tensor | None, kind: int, soft: bool,
                v_th: float, v_reset: float, surrogate: int, alpha: float, detach_reset: bool,
                need_tau: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Fused BPTT backward: ``(grad_x [T, M], grad_v0 [M], grad_tau [])``. ``dsg`` is the
+    """Fused BPTT backward: ``(grad_x [T, M], grad_v0 [M], grad_tau [])``; ``grad_v_final``
+    ``None`` is zero (the cpu kernels; the cuda ones are given zeros). ``dsg`` is the
     surrogate derivative at every step (or ``None``: the built-in ``surrogate`` inline);
     ``grad_h`` / ``grad_v`` the gradients of a trace (both or neither, with ``dsg``)."""
     _no_kernel(x, OPS[1])
@@ -221,11 +222,13 @@ def _backward(ctx, grad_spikes, grad_v_final, grad_h, grad_v):
     gs = (torch.zeros(shape, dtype=dtype, device=device) if grad_spikes is None
           else grad_spikes.to(dtype).contiguous())
     traced = ctx.trace_v and (grad_h is not None or grad_v is not None)
+    if grad_v_final is not None:
+        gv = grad_v_final.to(v0.dtype).contiguous()
+    else:  # the cpu kernels take no gradient of v_T as zero: no [M] zero-fill
+        gv = None if device.type == "cpu" else torch.zeros_like(v0)
     if device.type == "cpu" and not traced and not ctx.surrogate.builtin:
-        gv = None if grad_v_final is None else grad_v_final.to(v0.dtype).contiguous()
         gx, gv0, gtau = _blockwise_backward(ctx, gs, gv, x, v0, tau, need_tau)
         return (gx, gv0, gtau if need_tau else None) + (None,) * 9
-    gv = torch.zeros_like(v0) if grad_v_final is None else grad_v_final.to(v0.dtype).contiguous()
     dsg = None
     if traced or not ctx.surrogate.builtin:
         dsg = derivative_at(ctx.surrogate, h, v_th)
