@@ -28,6 +28,7 @@ def test_any_block_width_gives_the_reference(monkeypatch, block_neurons, neuron,
     T = 5
     state = 8 if dtype == torch.float64 else 4
     monkeypatch.setattr(fused, "BLOCK_BYTES", block_neurons * T * state)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)  # BLOCK_BYTES is per thread
     g = torch.Generator().manual_seed(block_neurons)
     x = (torch.randn(T, 3, 41, generator=g) * 1.3 + 0.3).to(dtype)
     x[0, 0, :5] = 2.0  # exact threshold hits

@@ -169,13 +169,29 @@ def test_new_ops_pass_opcheck():
         torch.library.opcheck(torch.ops.membra.neuron_infer.default,
                               (x, v0, tau, 0, True, 1.0, 0.0, dt), test_utils=utils)
     torch.library.opcheck(torch.ops.membra.neuron_h.default,
-                          (x, v0, tau, 0, False, 1.0, 0.0, 3, 10), test_utils=utils)
-    h = torch.ops.membra.neuron_h(x, v0, tau, 0, False, 1.0, 0.0, 0, 12)
+                          (x, v0, tau, 0, False, 1.0, 0.0, 3, 10, torch.empty(5, 7)),
+                          test_utils=utils)
+    h = torch.empty(5, 12)
+    torch.ops.membra.neuron_h(x, v0, tau, 0, False, 1.0, 0.0, 0, 12, h)
     gx, gv0 = torch.zeros_like(x), torch.zeros_like(v0)
-    args = (torch.randn(5, 12), torch.randn(12), x, v0, tau, h[:, 2:9].clone(), gx, gv0, None,
-            0, False, 1.0, 0.0, True, 2, 9)
+    gs, gv = torch.randn(5, 12), torch.randn(12)
+    args = (gs, gv, x, v0, tau, h[:, 2:9].clone(), gx, gv0, None, 0, False, 1.0, 0.0, True, 2, 9)
     torch.library.opcheck(torch.ops.membra.neuron_bwd_cols.default, args, test_utils=utils)
     torch.ops.membra.neuron_bwd_cols(*args)  # writes neurons [2, 9) only
     assert not gx[:, :2].any() and not gx[:, 9:].any() and gx[:, 2:9].any()
+    # h given (read, not recomputed) and grad_v_final None (zero) give the same
+    gx2, gv02 = torch.zeros_like(x), torch.zeros_like(v0)
+    torch.ops.membra.neuron_bwd_cols(gs, gv, x, v0, tau, h[:, 2:9].clone(), gx2, gv02, None, 0,
+                                     False, 1.0, 0.0, True, 2, 9, h[:, 2:9].clone())
+    assert torch.equal(gx2, gx) and torch.equal(gv02, gv0)
+    gx3, gv03 = torch.zeros_like(x), torch.zeros_like(v0)
+    torch.ops.membra.neuron_bwd_cols(gs, torch.zeros(12), x, v0, tau, h[:, 2:9].clone(), gx3,
+                                     gv03, None, 0, False, 1.0, 0.0, True, 2, 9)
+    gx4, gv04 = torch.zeros_like(x), torch.zeros_like(v0)
+    torch.ops.membra.neuron_bwd_cols(gs, None, x, v0, tau, h[:, 2:9].clone(), gx4, gv04, None,
+                                     0, False, 1.0, 0.0, True, 2, 9)
+    assert torch.equal(gx4, gx3) and torch.equal(gv04, gv03)
     with pytest.raises(ValueError, match=r"neurons \[3, 20\) are not in \[0, 12\]"):
-        torch.ops.membra.neuron_h(x, v0, tau, 0, False, 1.0, 0.0, 3, 20)
+        torch.ops.membra.neuron_h(x, v0, tau, 0, False, 1.0, 0.0, 3, 20, torch.empty(5, 17))
+    with pytest.raises(ValueError, match=r"out must be contiguous torch.float32 \[5, 7\]"):
+        torch.ops.membra.neuron_h(x, v0, tau, 0, False, 1.0, 0.0, 3, 10, torch.empty(5, 8))

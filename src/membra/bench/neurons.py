@@ -125,14 +125,23 @@ def limits(x, *, device, repeats) -> dict:
 
 
 def run_neuron_bench(*, device="cpu", steps=(4, 16, 64), shape=(64, 16384), repeats=5,
-                     compile_reference=True, compile_max_t=16, budget_s=30.0, log=print) -> dict:
-    """Every method at every T. Bounded: ``torch.compile`` of the reference loop only up to
-    ``compile_max_t`` steps (its warm-up grows with T: over 12 minutes at T=64 on the 2-core
-    machine), and a method whose first call is slow is timed fewer times (``budget_s`` per
-    method and phase, see :func:`median_ms`); both are written into the results."""
-    methods = membra_methods(device, compile_reference)
-    peers, missing = load_peers(device)
+                     compile_reference=True, compile_max_t=16, budget_s=30.0, only=None,
+                     log=print) -> dict:
+    """Every method (or those named in ``only``) at every T. Bounded: ``torch.compile`` of the
+    reference loop only up to ``compile_max_t`` steps (its warm-up grows with T: over 12
+    minutes at T=64 on the 2-core machine), and a method whose first call is slow is timed
+    fewer times (``budget_s`` per method and phase, see :func:`median_ms`); both are written
+    into the results."""
+    methods = membra_methods(device, compile_reference and (not only
+                                                            or "compile-reference" in only))
+    peers, missing = load_peers(device) if not only or set(only) - set(methods) else ({}, [])
     methods.update(peers)
+    if only:
+        unknown = sorted(set(only) - set(methods))
+        if unknown:
+            raise ValueError(f"--only: no method {unknown} on {device}; choose from "
+                             f"{sorted(methods)}")
+        methods = {k: v for k, v in methods.items() if k in only}
     out = {"device": device, "shape": list(shape), "dtype": "float32", "by_T": {},
            "labels": {k: v[0] for k, v in methods.items()}, "peers_missing": missing,
            "bounds": {"compile_max_t": compile_max_t, "budget_s": budget_s}}

@@ -76,6 +76,10 @@ def main(argv=None) -> None:
                     "updating the results already in --out")
     ap.add_argument("--rewrite", action="store_true", help="only rewrite the tables from the "
                     "kernels.json already in --out")
+    ap.add_argument("--only", nargs="+", metavar="METHOD", help="time only these methods of "
+                    "the neuron tables (e.g. membra-cpu membra-cpu-custom-surrogate); implies "
+                    "--no-plain --no-conv unless --plain is given")
+    ap.add_argument("--plain", action="store_true", help="with --only: also the plain script")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
     if args.rewrite:
@@ -114,7 +118,9 @@ def main(argv=None) -> None:
         results["neuron"][device] = run_neuron_bench(
             device=device, steps=args.steps, shape=(64, args.neurons), repeats=args.repeats,
             compile_reference=not args.no_compile, compile_max_t=args.compile_max_steps,
-            budget_s=args.budget)
+            budget_s=args.budget, only=args.only)
+    if args.only:
+        args.no_plain, args.no_conv = not args.plain, True
     if not args.no_plain and "cpu" in available_backends("cpu"):
         results["plain"] = plain_bench(target_steps(args.steps), args.neurons, args.repeats)
     if not args.no_conv:

@@ -115,8 +115,9 @@ class Surrogate:
                 got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
                 raise ValueError(f"surrogate {self.name!r} must map u elementwise to a tensor "
                                  f"of u's shape {tuple(leaf.shape)}, got {got}")
-            # y.sum()'s gradient is an expanded 1 (no [T, M] tensor of ones is written)
-            (d,) = torch.autograd.grad(y.sum(), leaf, allow_unused=True)
+            # the vector-Jacobian product with an expanded 1: no reduction, no [T, M] ones
+            ones = torch.ones((), dtype=y.dtype, device=y.device).expand_as(y)
+            (d,) = torch.autograd.grad(y, leaf, ones, allow_unused=True)
         return torch.zeros_like(u) if d is None else d.to(u.dtype)
 
 

@@ -83,8 +83,8 @@ def _declare(lib) -> None:
     lib.membra_neuron_recompute_h.argtypes = [p, p, p, i64, i64, i64, i64, i32, i32, i32, f64,
                                               f64, f64]
     lib.membra_neuron_recompute_h.restype = i32
-    lib.membra_neuron_backward_cols.argtypes = [p, p, p, p, p, p, p, p, i64, i64, i64, i64, i32,
-                                                i32, i32, i32, f64, f64, f64]
+    lib.membra_neuron_backward_cols.argtypes = [p, p, p, p, p, p, p, p, p, i64, i64, i64, i64,
+                                                i32, i32, i32, i32, f64, f64, f64]
     lib.membra_neuron_backward_cols.restype = i32
 
 
@@ -214,39 +214,45 @@ def _check_cols(x, m0, m1):
 
 
 @neuron_h.register_kernel("cpu")
-def _neuron_h_cpu(x, v0, tau, kind, soft, v_th, v_reset, m0, m1):
-    """``membra::neuron_h`` on CPU: ``h [T, m1 - m0]`` of neurons ``[m0, m1)``."""
+def _neuron_h_cpu(x, v0, tau, kind, soft, v_th, v_reset, m0, m1, out):
+    """``membra::neuron_h`` on CPU: ``h`` of neurons ``[m0, m1)`` into ``out [T, m1 - m0]``."""
     x, v0 = _as_kernel_input(x, v0)
     _check_cols(x, m0, m1)
-    h = torch.empty((x.shape[0], m1 - m0), dtype=v0.dtype)
+    want = (x.shape[0], m1 - m0)
+    if tuple(out.shape) != want or out.dtype != v0.dtype or not out.is_contiguous():
+        raise ValueError(f"membra::neuron_h: out must be contiguous {v0.dtype} {list(want)}, "
+                         f"got {out.dtype} {list(out.shape)}")
     if m1 > m0:
         _check(_load().membra_neuron_recompute_h(
-            x.data_ptr(), v0.data_ptr(), h.data_ptr(), x.shape[0], x.shape[1], m0, m1,
+            x.data_ptr(), v0.data_ptr(), out.data_ptr(), x.shape[0], x.shape[1], m0, m1,
             _DTYPE_CODES[x.dtype], kind == NeuronKind.LIF.code, soft, float(tau), v_th,
             v_reset), "recompute")
-    return h
 
 
 @neuron_bwd_cols.register_kernel("cpu")
 def _neuron_bwd_cols_cpu(grad_spikes, grad_v_final, x, v0, tau, dsg, gx, gv0, gtau, kind, soft,
-                         v_th, v_reset, detach_reset, m0, m1):
+                         v_th, v_reset, detach_reset, m0, m1, h=None):
     """``membra::neuron_bwd_cols`` on CPU (every tensor as the op's own backward passes it:
     contiguous, ``x``'s dtype or the state dtype)."""
     _check_cols(x, m0, m1)
-    for name, t, want in (("x", x, None), ("grad_spikes", grad_spikes, x.dtype),
-                          ("gx", gx, x.dtype), ("dsg", dsg, v0.dtype)):
+    block = (x.shape[0], m1 - m0)
+    for name, t, want, shape in (("x", x, None, None), ("grad_spikes", grad_spikes, x.dtype, None),
+                                 ("gx", gx, x.dtype, None), ("dsg", dsg, v0.dtype, block),
+                                 ("h", h, v0.dtype, block)):
+        if t is None:
+            continue
         if not t.is_contiguous() or (want is not None and t.dtype != want):
             raise ValueError(f"membra::neuron_bwd_cols: {name} must be contiguous "
                              f"{want or 'float'}, got {t.dtype}")
-    if tuple(dsg.shape) != (x.shape[0], m1 - m0):
-        raise ValueError(f"membra::neuron_bwd_cols: dsg must be [{x.shape[0]}, {m1 - m0}], "
-                         f"got {tuple(dsg.shape)}")
+        if shape is not None and tuple(t.shape) != shape:
+            raise ValueError(f"membra::neuron_bwd_cols: {name} must be {list(shape)}, "
+                             f"got {list(t.shape)}")
     if m1 > m0:
         _check(_load().membra_neuron_backward_cols(
-            x.data_ptr(), v0.data_ptr(), grad_spikes.data_ptr(), grad_v_final.data_ptr(),
-            gx.data_ptr(), gv0.data_ptr(), _ptr(gtau), dsg.data_ptr(), x.shape[0], x.shape[1],
-            m0, m1, _DTYPE_CODES[x.dtype], kind == NeuronKind.LIF.code, soft, detach_reset,
-            float(tau), v_th, v_reset), "blockwise backward")
+            x.data_ptr(), v0.data_ptr(), grad_spikes.data_ptr(), _ptr(grad_v_final),
+            gx.data_ptr(), gv0.data_ptr(), _ptr(gtau), dsg.data_ptr(), _ptr(h), x.shape[0],
+            x.shape[1], m0, m1, _DTYPE_CODES[x.dtype], kind == NeuronKind.LIF.code, soft,
+            detach_reset, float(tau), v_th, v_reset), "blockwise backward")
 
 
 @neuron_bwd.register_kernel("cpu")
@@ -256,7 +262,8 @@ def _neuron_bwd_cpu(grad_spikes, grad_v_final, x, h, v0, tau, dsg, grad_h, grad_
     not read)."""
     x, v0 = _as_kernel_input(x, v0)
     grad_spikes = grad_spikes.to(x.dtype).contiguous()
-    grad_v_final = grad_v_final.to(v0.dtype).contiguous()
+    if grad_v_final is not None:
+        grad_v_final = grad_v_final.to(v0.dtype).contiguous()
     dsg, grad_h, grad_v = (None if t is None else t.to(v0.dtype).contiguous()
                            for t in (dsg, grad_h, grad_v))
     lib = _load()
@@ -267,7 +274,7 @@ def _neuron_bwd_cpu(grad_spikes, grad_v_final, x, h, v0, tau, dsg, grad_h, grad_
     gtau_m = torch.empty_like(v0) if need_tau else None
     if M:
         _check(lib.membra_neuron_backward(
-            x.data_ptr(), v0.data_ptr(), grad_spikes.data_ptr(), grad_v_final.data_ptr(),
+            x.data_ptr(), v0.data_ptr(), grad_spikes.data_ptr(), _ptr(grad_v_final),
             gx.data_ptr(), gv0.data_ptr(), _ptr(gtau_m), _ptr(dsg), _ptr(grad_h), _ptr(grad_v),
             T, M, _DTYPE_CODES[x.dtype], kind == NeuronKind.LIF.code, soft,
             kernel_surrogate_code(surrogate, dsg, grad_h), alpha, detach_reset, float(tau),

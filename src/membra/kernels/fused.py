@@ -25,6 +25,7 @@ import torch
 
 from ..functional.kinds import NeuronKind
 from ..functional.surrogate import SURROGATES, Surrogate
+from ..functional.surrogate_compiled import derivative_at
 from ._prep import flatten_inputs
 
 __all__ = ["OPS", "neuron_fwd", "neuron_bwd", "neuron_infer", "fused_sequence",
@@ -34,9 +35,10 @@ __all__ = ["OPS", "neuron_fwd", "neuron_bwd", "neuron_infer", "fused_sequence",
 
 OPS = ("membra::neuron_fwd", "membra::neuron_bwd", "membra::neuron_infer", "membra::neuron_h",
        "membra::neuron_bwd_cols")
-#: bytes of ``[T, block]`` state per block of a custom surrogate's blockwise backward (CPU):
-#: the recomputed ``h`` and the derivative's temporaries then stay in cache
-BLOCK_BYTES = 4 << 20
+#: bytes of ``[T, block]`` state per thread per block of a custom surrogate's blockwise
+#: backward (CPU): blocks small enough to stay in cache, few enough that the threads meet
+#: rarely (each op of a block is one parallel region; measured best at [16, 64, 16384])
+BLOCK_BYTES = 8 << 20
 #: per device type, ``(shape, dtype) -> uninitialised tensor`` for large outputs (the cpu
 #: backend installs its pool here)
 NEW_OUTPUT: dict = {}
@@ -110,55 +112,64 @@ def _(x, v0, tau, kind, soft, v_th, v_reset, spike_dtype):
     return torch.empty_like(x, dtype=spike_dtype), torch.empty_like(v0)
 
 
-@torch.library.custom_op(OPS[3], mutates_args=())
+@torch.library.custom_op(OPS[3], mutates_args=("out",))
 def neuron_h(x: torch.Tensor, v0: torch.Tensor, tau: torch.Tensor, kind: int, soft: bool,
-             v_th: float, v_reset: float, m0: int, m1: int) -> torch.Tensor:
-    """The charged potential ``h [T, m1 - m0]`` (state dtype) of neurons ``[m0, m1)`` of
-    ``x [T, M]``: the forward re-run for one block."""
+             v_th: float, v_reset: float, m0: int, m1: int, out: torch.Tensor) -> None:
+    """Write the charged potential ``h`` of neurons ``[m0, m1)`` of ``x [T, M]`` into ``out``
+    (contiguous ``[T, m1 - m0]``, state dtype): the forward re-run for one block."""
     _no_kernel(x, OPS[3])
 
 
 @neuron_h.register_fake
-def _(x, v0, tau, kind, soft, v_th, v_reset, m0, m1):
-    return x.new_empty((x.shape[0], m1 - m0), dtype=v0.dtype)
+def _(x, v0, tau, kind, soft, v_th, v_reset, m0, m1, out):
+    return None
 
 
 @torch.library.custom_op(OPS[4], mutates_args=("gx", "gv0", "gtau"))
-def neuron_bwd_cols(grad_spikes: torch.Tensor, grad_v_final: torch.Tensor, x: torch.Tensor,
-                    v0: torch.Tensor, tau: torch.Tensor, dsg: torch.Tensor, gx: torch.Tensor,
-                    gv0: torch.Tensor, gtau: torch.Tensor | None, kind: int, soft: bool,
-                    v_th: float, v_reset: float, detach_reset: bool, m0: int, m1: int
-                    ) -> None:
+def neuron_bwd_cols(grad_spikes: torch.Tensor, grad_v_final: torch.Tensor | None,
+                    x: torch.Tensor, v0: torch.Tensor, tau: torch.Tensor, dsg: torch.Tensor,
+                    gx: torch.Tensor, gv0: torch.Tensor, gtau: torch.Tensor | None, kind: int,
+                    soft: bool, v_th: float, v_reset: float, detach_reset: bool, m0: int,
+                    m1: int, h: torch.Tensor | None = None) -> None:
     """The backward of neurons ``[m0, m1)`` with their surrogate derivative ``dsg
     [T, m1 - m0]``, written into those neurons of ``gx [T, M]``, ``gv0 [M]`` and ``gtau [M]``
-    (the per-neuron terms of the tau gradient; ``None`` when not wanted)."""
+    (the per-neuron terms of the tau gradient; ``None`` when not wanted). ``grad_v_final``
+    ``None`` is zero; ``h`` (their ``[T, m1 - m0]`` charged potential, or ``None``) is read
+    instead of re-running the forward when no tau gradient is wanted."""
     _no_kernel(x, OPS[4])
 
 
 @neuron_bwd_cols.register_fake
 def _(grad_spikes, grad_v_final, x, v0, tau, dsg, gx, gv0, gtau, kind, soft, v_th, v_reset,
-      detach_reset, m0, m1):
+      detach_reset, m0, m1, h=None):
     return None
 
 
 def _blockwise_backward(ctx, gs, gv, x, v0, tau, need_tau):
     """A custom surrogate's backward without any ``[T, M]`` temporary: per block of neurons
-    (``BLOCK_BYTES`` of ``[T, block]``) re-run the forward for ``h``, evaluate
-    ``surrogate.derivative(h - v_th)`` with torch while the block is in cache, and walk back
-    in time with it (:func:`neuron_bwd_cols`)."""
+    (``BLOCK_BYTES`` of ``[T, block]``, one buffer for every block) re-run the forward for
+    ``h``, overwrite it with ``surrogate.derivative(h - v_th)`` while the block is in cache
+    (:func:`membra.functional.surrogate_compiled.derivative_at`), and walk back in time with it
+    (:func:`neuron_bwd_cols`)."""
     kind, soft, v_th, v_reset, _, _, detach = ctx.args
     T, M = x.shape
     new = NEW_OUTPUT.get(x.device.type)
     gx = new(x.shape, x.dtype) if new is not None else torch.empty_like(x)
     gv0 = torch.empty_like(v0)
     gtau_m = torch.empty_like(v0) if need_tau else None
-    width = max(1, BLOCK_BYTES // (T * v0.element_size()))
+    width = max(1, min(M, BLOCK_BYTES * torch.get_num_threads() // (T * v0.element_size())))
+    # one pair of block buffers for every block: h and the derivative (never the same memory:
+    # a compiled derivative is traced for distinct input and output)
+    hbuf = torch.empty(T * width, dtype=v0.dtype, device=x.device)
+    dbuf = torch.empty_like(hbuf)
     for m0 in range(0, M, width):
         m1 = min(M, m0 + width)
-        h = neuron_h(x, v0, tau, kind, soft, v_th, v_reset, m0, m1)
-        dsg = ctx.surrogate.derivative(h - v_th).to(h.dtype).contiguous()
+        h = hbuf[:T * (m1 - m0)].view(T, m1 - m0)
+        neuron_h(x, v0, tau, kind, soft, v_th, v_reset, m0, m1, h)
+        dsg = derivative_at(ctx.surrogate, h, v_th, T * M,
+                            out=dbuf[:T * (m1 - m0)].view(T, m1 - m0))
         neuron_bwd_cols(gs, gv, x, v0, tau, dsg, gx, gv0, gtau_m, kind, soft, v_th, v_reset,
-                        detach, m0, m1)
+                        detach, m0, m1, None if need_tau else h)
     gtau = (gtau_m.sum(dtype=torch.float64).to(tau.dtype).reshape(()) if need_tau and M
             else torch.zeros_like(tau))
     return gx, gv0, gtau
@@ -170,12 +181,13 @@ def trace_buffer(x: torch.Tensor, v0: torch.Tensor, wanted: bool) -> torch.Tenso
 
 
 @torch.library.custom_op(OPS[1], mutates_args=())
-def neuron_bwd(grad_spikes: torch.Tensor, grad_v_final: torch.Tensor, x: torch.Tensor,
+def neuron_bwd(grad_spikes: torch.Tensor, grad_v_final: torch.Tensor | None, x: torch.Tensor,
                h: torch.Tensor, v0: torch.Tensor, tau: torch.Tensor, dsg: torch.Tensor | None,
                grad_h: torch.Tensor | None, grad_v: torch.Tensor | None, kind: int, soft: bool,
                v_th: float, v_reset: float, surrogate: int, alpha: float, detach_reset: bool,
                need_tau: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Fused BPTT backward: ``(grad_x [T, M], grad_v0 [M], grad_tau [])``. ``dsg`` is the
+    """Fused BPTT backward: ``(grad_x [T, M], grad_v0 [M], grad_tau [])``; ``grad_v_final``
+    ``None`` is zero (the cpu kernels; the cuda ones are given zeros). ``dsg`` is the
     surrogate derivative at every step (or ``None``: the built-in ``surrogate`` inline);
     ``grad_h`` / ``grad_v`` the gradients of a trace (both or neither, with ``dsg``)."""
     _no_kernel(x, OPS[1])
@@ -209,14 +221,17 @@ def _backward(ctx, grad_spikes, grad_v_final, grad_h, grad_v):
     need_tau = bool(ctx.needs_input_grad[2]) and kind == NeuronKind.LIF.code
     gs = (torch.zeros(shape, dtype=dtype, device=device) if grad_spikes is None
           else grad_spikes.to(dtype).contiguous())
-    gv = torch.zeros_like(v0) if grad_v_final is None else grad_v_final.to(v0.dtype).contiguous()
     traced = ctx.trace_v and (grad_h is not None or grad_v is not None)
+    if grad_v_final is not None:
+        gv = grad_v_final.to(v0.dtype).contiguous()
+    else:  # the cpu kernels take no gradient of v_T as zero: no [M] zero-fill
+        gv = None if device.type == "cpu" else torch.zeros_like(v0)
     if device.type == "cpu" and not traced and not ctx.surrogate.builtin:
         gx, gv0, gtau = _blockwise_backward(ctx, gs, gv, x, v0, tau, need_tau)
         return (gx, gv0, gtau if need_tau else None) + (None,) * 9
     dsg = None
     if traced or not ctx.surrogate.builtin:
-        dsg = ctx.surrogate.derivative(h - v_th).to(h.dtype).contiguous()
+        dsg = derivative_at(ctx.surrogate, h, v_th)
     if traced:
         grad_h = torch.zeros_like(h) if grad_h is None else grad_h.to(h.dtype).contiguous()
         grad_v = torch.zeros_like(h) if grad_v is None else grad_v.to(h.dtype).contiguous()

@@ -154,10 +154,35 @@ class SpikingNeuron(nn.Module):
                              f"{tuple(x0.shape)} (one time step), got {got}")
         return state
 
+    def buffer_float(self, name: str, check=None) -> float:
+        """The Python float of the 0-d buffer ``name`` (``v_th``, ``v_reset``, a fixed ``tau``),
+        read once per change of the buffer: a new tensor (``.to()``, assignment), an in-place
+        write (``load_state_dict`` copies in place, ``fill_``) or new storage. So a forward
+        costs no host sync on an accelerator, and never uses a stale value. ``check(value)``
+        validates a fresh read. While ``torch.compile`` traces, the buffer is read as before."""
+        buf = self._buffers[name]
+        if torch.compiler.is_compiling():
+            return float(buf)
+        cache = self.__dict__.setdefault("_float_cache", {})
+        key = (buf._version, buf.data_ptr())
+        hit = cache.get(name)
+        if hit is not None and hit[0] is buf and hit[1] == key:
+            return hit[2]
+        value = float(buf)
+        if check is not None:
+            check(value)
+        cache[name] = (buf, key, value)
+        return value
+
+    def _tau_arg(self):
+        """``tau`` as the kernels take it (``None`` without a time constant)."""
+        return None
+
     def _kernel_args(self) -> dict:
-        return dict(neuron=self.kind, tau=self._tau(), v_th=float(self.v_th),
-                    v_reset=float(self.v_reset), reset=self.reset, surrogate=self.surrogate_fn,
-                    detach_reset=self.detach_reset, backend=self.backend)
+        return dict(neuron=self.kind, tau=self._tau_arg(), v_th=self.buffer_float("v_th"),
+                    v_reset=self.buffer_float("v_reset"), reset=self.reset,
+                    surrogate=self.surrogate_fn, detach_reset=self.detach_reset,
+                    backend=self.backend)
 
     def run(self, x: torch.Tensor, state: torch.Tensor | None = None):
         """Spikes and final potential ``(spikes [T, B, *S], v_T [B, *S])`` from ``state``
@@ -259,6 +284,14 @@ class LIF(SpikingNeuron):
 
     def _tau(self):
         return self.tau
+
+    def _tau_arg(self):
+        """A fixed ``tau`` as its cached, checked float (:meth:`buffer_float`); a learnable
+        one (or a buffer set to require grad) as the tensor."""
+        buf = self._buffers.get("tau")
+        if buf is None or buf.requires_grad or torch.compiler.is_compiling():
+            return self.tau
+        return self.buffer_float("tau", check=check_tau)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         """Take tau in either form, checked: a learnable LIF converts an entry ``tau`` (a

@@ -252,20 +252,20 @@ void recompute_block(const S* __restrict x, const A* __restrict v0, A* __restric
   }
 }
 
-// 2. walk back in time from gv = dL/dv_T, reading gs and writing gx.
+// 2. walk back in time from gv = dL/dv_T (0 when gvT is null), reading gs and writing gx.
 template <typename S, typename A, bool LIF, bool SOFT, int SG, bool NT>
 void walk_back_block(const S* __restrict gs, const A* __restrict gvT, S* __restrict gx,
                      A* __restrict gv0, A* __restrict gtau, const A* __restrict hbuf,
                      const A* __restrict qbuf, const A* __restrict dsg,
                      const A* __restrict ghx, const A* __restrict gvx, int64_t T, int64_t M,
                      int64_t W, int64_t m0, int64_t n, int64_t ldd, const Params<A> p) {
-  // dsg points at this block's first neuron, rows ldd apart
+  // dsg points at this block's first neuron, rows ldd apart; hbuf / qbuf rows W apart
   constexpr bool PRE = SG >= PRECOMPUTED;
   constexpr bool TR = SG == PRECOMPUTED_TRACE;
   alignas(64) A gv[kMaxBlock];
   alignas(64) A gt[kMaxBlock];
   for (int64_t j = 0; j < n; ++j) {
-    gv[j] = gvT[m0 + j];
+    gv[j] = gvT != nullptr ? gvT[m0 + j] : A(0);
     gt[j] = A(0);
   }
   const A inv_tau = A(1) / p.tau;
@@ -314,11 +314,24 @@ void walk_back_block(const S* __restrict gs, const A* __restrict gvT, S* __restr
 }
 
 // Neurons [mb, me) of x [T, M]; dsg (when PRE) holds their derivative as [T, me - mb] rows
-// ldd apart (ldd = M, mb = 0 for the whole layer).
+// ldd apart (ldd = M, mb = 0 for the whole layer). hin, when given (and no tau gradient is
+// wanted), is their h as [T, me - mb]: read instead of re-running the forward.
 template <typename S, typename A, bool LIF, bool SOFT, int SG, bool NT>
 void backward_impl(const S* x, const A* v0, const S* gs, const A* gvT, S* gx, A* gv0, A* gtau,
-                   const A* dsg, const A* ghx, const A* gvx, int64_t T, int64_t M,
-                   int64_t mb, int64_t me, int64_t ldd, Params<A> p) {
+                   const A* dsg, const A* ghx, const A* gvx, const A* hin, int64_t T,
+                   int64_t M, int64_t mb, int64_t me, int64_t ldd, Params<A> p) {
+  if (hin != nullptr && !NT) {
+    const int64_t W = kMaxBlock, ld = me - mb;
+    at::parallel_for(0, (ld + W - 1) / W, grain_blocks(T, W), [=](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b) {
+        const int64_t m0 = mb + b * W, n = std::min(W, me - m0);
+        walk_back_block<S, A, LIF, SOFT, SG, false>(gs, gvT, gx, gv0, gtau, hin + (m0 - mb),
+                                                    nullptr, dsg + (m0 - mb), ghx, gvx, T, M,
+                                                    ld, m0, n, ldd, p);
+      }
+    });
+    return;
+  }
   // block width: the [T, W] buffers of the recomputed forward stay in L2
   int64_t W = 16;
   while (W < kMaxBlock && 2 * W * T * int64_t(sizeof(A)) <= (int64_t(1) << 17)) W *= 2;
@@ -574,10 +587,11 @@ extern "C" int membra_neuron_forward_u8(const void* x, const void* v0, void* s, 
 // [T, me - mb]; gx, gv0 and gtau are written in those neurons only.
 static int backward_cols(const void* x, const void* v0, const void* gs, const void* gvT, void* gx,
                   void* gv0, void* gtau, const void* dsg, const void* ghx, const void* gvx,
-                  int64_t T, int64_t M, int64_t mb, int64_t me, int dtype, int lif, int soft,
-                  int surrogate, double alpha, int detach, double tau, double v_th,
-                  double v_reset) {
+                  const void* hin, int64_t T, int64_t M, int64_t mb, int64_t me, int dtype,
+                  int lif, int soft, int surrogate, double alpha, int detach, double tau,
+                  double v_th, double v_reset) {
   if (surrogate < 0 || surrogate > PRECOMPUTED_TRACE) return 2;
+  if (hin != nullptr && surrogate != PRECOMPUTED) return 3;
   if (surrogate >= PRECOMPUTED && dsg == nullptr) return 3;
   if (surrogate == PRECOMPUTED_TRACE && (ghx == nullptr || gvx == nullptr)) return 3;
   if (mb < 0 || me > M || mb > me) return 4;
@@ -596,7 +610,7 @@ static int backward_cols(const void* x, const void* v0, const void* gs, const vo
           static_cast<const S*>(gs), static_cast<const A*>(gvT),
           static_cast<S*>(gx), static_cast<A*>(gv0), static_cast<A*>(gtau),
           static_cast<const A*>(dsg), static_cast<const A*>(ghx), static_cast<const A*>(gvx),
-          T, M, mb, me, dsg == nullptr || surrogate == PRECOMPUTED_TRACE ? M : me - mb, p);
+          static_cast<const A*>(hin), T, M, mb, me, dsg == nullptr || surrogate == PRECOMPUTED_TRACE ? M : me - mb, p);
     };
     auto by_surrogate = [&](auto lif_c, auto soft_c) {
       switch (surrogate) {
@@ -624,19 +638,22 @@ extern "C" int membra_neuron_backward(const void* x, const void* v0, const void*
                                       int64_t T, int64_t M, int dtype, int lif, int soft,
                                       int surrogate, double alpha, int detach, double tau,
                                       double v_th, double v_reset) {
-  return backward_cols(x, v0, gs, gvT, gx, gv0, gtau, dsg, ghx, gvx, T, M, 0, M, dtype, lif,
-                       soft, surrogate, alpha, detach, tau, v_th, v_reset);
+  return backward_cols(x, v0, gs, gvT, gx, gv0, gtau, dsg, ghx, gvx, nullptr, T, M, 0, M, dtype,
+                       lif, soft, surrogate, alpha, detach, tau, v_th, v_reset);
 }
 
 // Backward of neurons [mb, me) with their surrogate derivative given as dsg [T, me - mb]
 // (PRECOMPUTED): a custom surrogate evaluated block by block while the block is in cache.
+// hin (or null): their h [T, me - mb], read instead of recomputed (ignored when gtau is wanted).
 extern "C" int membra_neuron_backward_cols(const void* x, const void* v0, const void* gs,
                                            const void* gvT, void* gx, void* gv0, void* gtau,
-                                           const void* dsg, int64_t T, int64_t M, int64_t mb,
-                                           int64_t me, int dtype, int lif, int soft, int detach,
-                                           double tau, double v_th, double v_reset) {
-  return backward_cols(x, v0, gs, gvT, gx, gv0, gtau, dsg, nullptr, nullptr, T, M, mb, me,
-                       dtype, lif, soft, PRECOMPUTED, 1.0, detach, tau, v_th, v_reset);
+                                           const void* dsg, const void* hin, int64_t T,
+                                           int64_t M, int64_t mb, int64_t me, int dtype, int lif,
+                                           int soft, int detach, double tau, double v_th,
+                                           double v_reset) {
+  return backward_cols(x, v0, gs, gvT, gx, gv0, gtau, dsg, nullptr, nullptr,
+                       gtau != nullptr ? nullptr : hin, T, M, mb, me, dtype, lif, soft,
+                       PRECOMPUTED, 1.0, detach, tau, v_th, v_reset);
 }
 
 // The charged potential h_t of neurons [mb, me) of x [T, M] into h [T, me - mb].
