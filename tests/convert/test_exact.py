@@ -4,7 +4,7 @@ import pytest
 import torch
 from convert_cases import qcfs_counts, random_cnn, random_mlp
 
-import membra.convert.snn as snn_module
+import membra.convert.neurons as neurons_module
 from membra.convert import QCFS, fold_bn, to_snn
 
 SEEDS = range(20)
@@ -106,8 +106,8 @@ def test_temporal_mode_runs_if_neurons_of_membra_kernels(monkeypatch, mode, kw):
         calls.append(tuple(x.shape))
         return real(x, *args, **kwargs)
 
-    real = snn_module.if_sequence
-    monkeypatch.setattr(snn_module, "if_sequence", spy)
+    real = neurons_module.if_sequence
+    monkeypatch.setattr(neurons_module, "if_sequence", spy)
     model, x = random_cnn(2)
     snn = to_snn(model, mode, **kw)
     snn(x)

@@ -71,7 +71,7 @@ def test_study_trains_through_membra_fit(epochs, seed, monkeypatch):
     names the dataset, the epochs, Adam at lr 3e-3, batch 64 and the seed), and the net it
     converts is the net fit trained."""
     import membra.train
-    from membra.convert import calibrate_study as old_name
+    from membra.experiments import calibrate_study as old_name
 
     real, seen = membra.train.fit, []
 

@@ -4,13 +4,12 @@ firing rates and SOPs, curves and histograms of the learned initial potentials
 (``membra report imp``).
 
 A run is an ordinary ``membra train`` run folder (``summary.json``, ``config.toml``,
-``metrics.jsonl``, ``checkpoints/``), as :func:`membra.experiments.study.run_arm` writes it.
-Runs are grouped by dataset, encoding, T and neuron model (:func:`group_of`) and arm
-(``run.tags.arm``, else recognised from the initial potential and loss, see
-:data:`membra.experiments.study.ARMS`);
+``metrics.jsonl``, ``checkpoints/``), as :func:`membra.experiments.study.run_arm` writes it. Runs
+are grouped by dataset, encoding, T and neuron model (:func:`group_of`) and arm (``run.tags.arm``,
+else recognised from the initial potential and loss, see :data:`membra.experiments.study.ARMS`);
 each cell of the table is ``mean ± half-width`` of the 95% Student-t interval over seeds
-(:mod:`membra.experiments.stats`). Each claim of :data:`CLAIMS` is a paired difference over
-the seeds both arms ran, with a verdict (:func:`membra.experiments.stats.verdict`).
+(:mod:`membra.experiments.stats`). Each claim of :data:`CLAIMS` is a paired difference over the
+seeds both arms ran, with a verdict (:func:`membra.experiments.stats.verdict`).
 
 The spec's step-1 criterion (every IMP arm's step 1 at least 4 points above every zero-start
 arm's) is stated for a static input, an image repeated at every step: a zero-start LIF with

@@ -26,6 +26,11 @@ surrogate and traces fused) when the ``triton`` backend is selected (the default
 
 Non-finite values follow LIF (``docs/kernels.md``): a NaN/inf potential spikes NaN, and the
 neuron's later spikes and final state are NaN.
+
+Length (about 460 lines): the ctypes binding of ``csrc/models_cpu.cpp``, its two custom ops
+with their autograd formula and the CubaLIF, ALIF, RLIF and Delay entry points share the loaded
+library and one argument check (``_prepare``); the Triton side is
+:mod:`membra.kernels.triton_models`.
 """
 
 from __future__ import annotations

@@ -532,6 +532,19 @@ extern "C" int64_t membra_pool_limit(int64_t bytes) {
   return static_cast<int64_t>(membra_pool::st.idle_bytes);
 }
 
+// Calls run(lif_c, soft_c) with the neuron kind and reset as compile-time std::true_type /
+// std::false_type values, so each of the four (LIF|IF) x (soft|hard) loops is its own
+// instantiation.
+template <class Run>
+static void dispatch_kind(bool lif, bool soft, Run&& run) {
+  using T_ = std::true_type;
+  using F_ = std::false_type;
+  if (lif) {
+    soft ? run(T_{}, T_{}) : run(T_{}, F_{});
+  } else {
+    soft ? run(F_{}, T_{}) : run(F_{}, F_{});
+  }
+}
 extern "C" int membra_neuron_forward(const void* x, const void* v0, void* s, void* vT, void* ho,
                                      void* vo, int64_t T, int64_t M, int dtype, int lif,
                                      int soft, double tau, double v_th, double v_reset) {
@@ -549,13 +562,7 @@ extern "C" int membra_neuron_forward(const void* x, const void* v0, void* s, voi
       impl(static_cast<const S*>(x), static_cast<const A*>(v0), static_cast<S*>(s),
            static_cast<A*>(vT), static_cast<A*>(ho), static_cast<A*>(vo), T, M, p);
     };
-    using T_ = std::true_type;
-    using F_ = std::false_type;
-    if (lif) {
-      soft ? run(T_{}, T_{}) : run(T_{}, F_{});
-    } else {
-      soft ? run(F_{}, T_{}) : run(F_{}, F_{});
-    }
+    dispatch_kind(lif, soft, run);
   }) ? 0 : 1;
 }
 
@@ -573,13 +580,7 @@ extern "C" int membra_neuron_forward_u8(const void* x, const void* v0, void* s, 
                           static_cast<uint8_t*>(s), static_cast<A*>(vT), nullptr, nullptr, T,
                           M, p);
     };
-    using T_ = std::true_type;
-    using F_ = std::false_type;
-    if (lif) {
-      soft ? run(T_{}, T_{}) : run(T_{}, F_{});
-    } else {
-      soft ? run(F_{}, T_{}) : run(F_{}, F_{});
-    }
+    dispatch_kind(lif, soft, run);
   }) ? 0 : 1;
 }
 
@@ -622,13 +623,7 @@ static int backward_cols(const void* x, const void* v0, const void* gs, const vo
         default: run(lif_c, soft_c, std::integral_constant<int, PRECOMPUTED_TRACE>{}); break;
       }
     };
-    using T_ = std::true_type;
-    using F_ = std::false_type;
-    if (lif) {
-      soft ? by_surrogate(T_{}, T_{}) : by_surrogate(T_{}, F_{});
-    } else {
-      soft ? by_surrogate(F_{}, T_{}) : by_surrogate(F_{}, F_{});
-    }
+    dispatch_kind(lif, soft, by_surrogate);
   }) ? 0 : 1;
 }
 
@@ -670,12 +665,6 @@ extern "C" int membra_neuron_recompute_h(const void* x, const void* v0, void* h,
           static_cast<const S*>(x), static_cast<const A*>(v0), static_cast<A*>(h), T, M, mb,
           me, p);
     };
-    using T_ = std::true_type;
-    using F_ = std::false_type;
-    if (lif) {
-      soft ? run(T_{}, T_{}) : run(T_{}, F_{});
-    } else {
-      soft ? run(F_{}, T_{}) : run(F_{}, F_{});
-    }
+    dispatch_kind(lif, soft, run);
   }) ? 0 : 1;
 }
