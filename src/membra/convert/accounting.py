@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..energy import E_AC, E_MAC, SOPReport, sops
+from ..energy import E_MAC, SOPReport, energy_j, sops
 
 __all__ = ["ConversionReport", "StaticInput", "SNNAccounting"]
 
@@ -63,7 +63,7 @@ class ConversionReport:
     @property
     def energy_j(self) -> float:
         """``E_MAC * MACs + E_AC * SOPs`` per sample (45 nm: 4.6 pJ, 0.9 pJ)."""
-        return E_MAC * self.macs + E_AC * self.sops
+        return energy_j(self.macs, self.sops)
 
     @property
     def ann_energy_j(self) -> float:

@@ -43,6 +43,6 @@ the energies per operation).
 """
 
 from .count import WEIGHT_LAYERS, ones_op, sops
-from .results import E_AC, E_MAC, LayerOps, SOPReport
+from .results import E_AC, E_MAC, LayerOps, SOPReport, energy_j
 
-__all__ = ["E_MAC", "E_AC", "WEIGHT_LAYERS", "LayerOps", "SOPReport", "sops", "ones_op"]
+__all__ = ["E_MAC", "E_AC", "energy_j", "WEIGHT_LAYERS", "LayerOps", "SOPReport", "sops", "ones_op"]

@@ -11,6 +11,11 @@ E_AC = 0.9e-12
 """Energy of one 32-bit float accumulate (a synaptic operation) at 45 nm, joules."""
 
 
+def energy_j(macs: float, sops: float) -> float:
+    """Energy estimate ``E_MAC * MACs + E_AC * SOPs`` in joules (45 nm: 4.6 pJ, 0.9 pJ)."""
+    return E_MAC * macs + E_AC * sops
+
+
 @dataclass
 class LayerOps:
     """Counts of one weight layer, per sample."""
@@ -26,7 +31,7 @@ class LayerOps:
 
     @property
     def energy_j(self) -> float:
-        return E_MAC * self.macs + E_AC * self.sops
+        return energy_j(self.macs, self.sops)
 
 
 @dataclass
@@ -52,7 +57,7 @@ class SOPReport:
     @property
     def energy_j(self) -> float:
         """SNN energy estimate ``E_MAC * MACs + E_AC * SOPs`` (joules per sample)."""
-        return E_MAC * self.total_macs + E_AC * self.total_sops
+        return energy_j(self.total_macs, self.total_sops)
 
     @property
     def ann_energy_j(self) -> float:
