@@ -364,7 +364,7 @@ def test_two_runs_of_one_arm_and_seed_are_refused(tmp_path):
         aggregate(load_runs([tmp_path]))
 
 
-@pytest.mark.parametrize("neuron", ["alif", "cuba_lif", "if"])
+@pytest.mark.parametrize("neuron", ["alif", "cuba_lif", "if", "rlif"])
 def test_another_neuron_model_is_another_section(tmp_path, neuron):
     # the IMP arms on ALIF (model.neuron) are another experiment than on LIF: same arm and
     # seed must not clash, and the LIF section keeps its name

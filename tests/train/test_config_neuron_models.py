@@ -41,4 +41,4 @@ def test_bad_neuron_options_name_the_key(overrides, match):
 
 
 def test_switch_lists_every_model():
-    assert set(NEURON_CLASSES) == {"lif", "if", "cuba_lif", "alif"}
+    assert set(NEURON_CLASSES) == {"lif", "if", "cuba_lif", "alif", "rlif"}

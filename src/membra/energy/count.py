@@ -34,6 +34,13 @@ def _ones_op(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return ones_op(module, x).sum()
 
 
+def recurrent_events(spikes: torch.Tensor) -> float:
+    """Spikes a recurrent neuron layer (RLIF, ``h_t`` charged by ``W s_{t-1}``) feeds back
+    through its ``[n, n]`` weight in one forward of ``spikes [T, B, *S]``: those of steps
+    ``1 .. T-1``; each costs ``n`` accumulates (SOPs), the last step's reach nothing."""
+    return float(spikes[:-1].sum())
+
+
 def _dense_macs(module: nn.Module, out: torch.Tensor) -> float:
     """Multiply-accumulates of one dense call: outputs x fan-in."""
     fan_in = module.weight[0].numel()
@@ -116,9 +123,26 @@ def sops(model: nn.Module, x: torch.Tensor, *, first_layer_macs: bool = False,
                 row.sops += float(_ones_op(module, events.to(module.weight.dtype))) / B
         return run
 
+    def recurrent_hook(name):
+        def run(module, args, out):
+            row = rows.get(name)
+            if row is None:
+                row = rows[name] = LayerOps(name=name, kind=f"{type(module).__name__} "
+                                            "(recurrent)", input="spikes")
+                order.append(name)
+            row.calls += 1
+            fed = recurrent_events(out)
+            row.spikes += fed / B
+            row.sops += fed * module.weight.shape[0] / B
+            row.ann_macs += float(module.weight.numel())
+        return run
+
     tracker = _Events()
     handles = [m.register_forward_hook(hook(n or type(m).__name__))
                for n, m in model.named_modules() if isinstance(m, WEIGHT_LAYERS)]
+    handles += [m.register_forward_hook(recurrent_hook(f"{n}.weight" if n else "weight"))
+                for n, m in model.named_modules()
+                if isinstance(m, SpikingNeuron) and m.kind.recurrent]
     if not handles:
         raise ValueError("sops: model has no Linear/Conv layers to count")
     handles += [m.register_forward_hook(tracker.spikes_hook) for m in model.modules()

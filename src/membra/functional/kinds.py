@@ -47,9 +47,16 @@ class NeuronKind(enum.Enum):
         return self is not NeuronKind.IF
 
     @property
+    def recurrent(self) -> bool:
+        """Whether a layer of this kind holds an ``[N, N]`` recurrent weight
+        (``N = prod(shape)``): RLIF. The zoo builds such a layer only where the neurons are
+        1-D (:func:`membra.models.common.make_neuron`)."""
+        return self is NeuronKind.RLIF
+
+    @property
     def in_zoo(self) -> bool:
-        """Whether the model zoo's ``model.neuron`` switch offers it (RLIF's recurrent
-        ``[N, N]`` weight is not a drop-in replacement for a feed-forward neuron)."""
+        """Whether the model zoo's ``model.neuron`` switch offers it (every kind; a
+        :attr:`recurrent` kind only in nets whose neuron layers are 1-D)."""
         return self in ZOO_KINDS
 
     @classmethod
@@ -69,7 +76,7 @@ _KIND_CODES = {NeuronKind.LIF: 0, NeuronKind.IF: 1, NeuronKind.CUBA_LIF: 2, Neur
                NeuronKind.RLIF: None}
 
 #: the kinds of the model zoo's switch ``model.neuron``, in the order configs list them
-ZOO_KINDS = (NeuronKind.LIF, NeuronKind.IF, NeuronKind.CUBA_LIF, NeuronKind.ALIF)
+ZOO_KINDS = (NeuronKind.LIF, NeuronKind.IF, NeuronKind.CUBA_LIF, NeuronKind.ALIF, NeuronKind.RLIF)
 
 
 def _finite_number(value) -> bool:

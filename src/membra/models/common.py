@@ -10,22 +10,47 @@ untouched) and read the output shape. A layer that cannot take the shape is repo
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
-from ..functional.kinds import ZOO_KINDS
+from ..functional.kinds import ZOO_KINDS, NeuronKind
 from ..functional.readout import check_readout, readout
 from ..nn import TimeDistributed, neuron_class
 
-__all__ = ["NEURON_CLASSES", "make_neuron", "out_shape", "Stack", "SpikingNet"]
+__all__ = ["NEURON_CLASSES", "NeuronShapeError", "check_neuron_shape", "make_neuron",
+           "out_shape", "Stack", "SpikingNet"]
 
 #: The zoo's neuron switch (``model.neuron`` in configs): name -> layer class, read from the
 #: one table of kinds (:data:`membra.functional.ZOO_KINDS`, :func:`membra.nn.neuron_class`).
 NEURON_CLASSES: dict[str, type[nn.Module]] = {k.value: neuron_class(k) for k in ZOO_KINDS}
 
 
+class NeuronShapeError(ValueError):
+    """A neuron kind that the zoo cannot build at a layer's shape (:func:`make_neuron`);
+    :func:`membra.models.create_model` adds the net's name to the message."""
+
+
+def check_neuron_shape(neuron: str, shape: tuple[int, ...]) -> None:
+    """A :attr:`~membra.functional.NeuronKind.recurrent` kind (RLIF) needs a 1-D ``shape``:
+    its recurrent weight is ``n x n`` with ``n = prod(shape)``, all-to-all over a feature map
+    (``NeuronShapeError`` otherwise, raised before anything is allocated)."""
+    if not NeuronKind.parse(neuron).recurrent or len(shape) == 1:
+        return
+    n = math.prod(shape)
+    raise NeuronShapeError(
+        f"neuron={neuron!r} needs 1-D neuron layers, and this net has a neuron layer of "
+        f"per-sample shape {tuple(shape)}: an RLIF layer has an n x n recurrent weight "
+        f"(n = prod(shape) = {n}: a {n} x {n} weight, {4 * n * n / 2**20:,.0f} MiB in float32) "
+        "connecting every position of the feature map to every other. Use a net whose neuron "
+        "layers are 1-D (the 'mlp'), or RLIF in your own model")
+
+
 def make_neuron(neuron: str, shape: tuple[int, ...], neuron_kwargs: dict) -> nn.Module:
-    """``NEURON_CLASSES[neuron](shape=shape, **neuron_kwargs)``, e.g. ``LIF(...)``."""
+    """``NEURON_CLASSES[neuron](shape=shape, **neuron_kwargs)``, e.g. ``LIF(...)``; a
+    recurrent kind only on a 1-D ``shape`` (:func:`check_neuron_shape`)."""
+    check_neuron_shape(neuron, shape)
     cls = NEURON_CLASSES[neuron]
     try:
         return cls(shape=tuple(shape), **neuron_kwargs)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from ..functional.kinds import NeuronKind
-from .common import NEURON_CLASSES
+from .common import NEURON_CLASSES, NeuronShapeError
 
 __all__ = ["ModelEntry", "register_model", "list_models", "model_entries", "create_model",
            "NEURONS"]
@@ -95,8 +95,10 @@ def create_model(name: str, *, in_shape, num_classes: int, neuron: str = "lif",
         in_shape: shape of one sample at one step, e.g. ``(64,)`` or ``(2, 48, 48)``.
         num_classes: ``K``, the size of the per-step logits.
         neuron: a key of :data:`membra.models.common.NEURON_CLASSES` (the kinds of
-            :data:`membra.functional.ZOO_KINDS`: ``lif``, ``if``, ``cuba_lif``, ``alif``;
-            ``docs/neurons.md``) or that :class:`membra.functional.NeuronKind`.
+            :data:`membra.functional.ZOO_KINDS`: ``lif``, ``if``, ``cuba_lif``, ``alif``,
+            ``rlif``; ``docs/neurons.md``) or that :class:`membra.functional.NeuronKind`.
+            ``rlif`` (an ``n x n`` recurrent weight per layer) only in nets whose neuron
+            layers are 1-D, such as ``mlp``; elsewhere a ``ValueError`` naming the net.
         neuron_kwargs: keyword arguments for every neuron (``init_potential``, ``tau``,
             ``reset``, ``surrogate`` ...); the builder passes ``shape=`` itself.
         **kw: options of the model (see ``membra models`` and ``docs/models.md``).
@@ -126,5 +128,8 @@ def create_model(name: str, *, in_shape, num_classes: int, neuron: str = "lif",
     unknown = sorted(set(kw) - set(known))
     if unknown:
         raise ValueError(f"model {name!r} has no option(s) {unknown}; its options are {known}")
-    return builder(in_shape=shape, num_classes=num_classes, neuron=neuron,
-                   neuron_kwargs=neuron_kwargs, **kw)
+    try:
+        return builder(in_shape=shape, num_classes=num_classes, neuron=neuron,
+                       neuron_kwargs=neuron_kwargs, **kw)
+    except NeuronShapeError as e:
+        raise ValueError(f"model {name!r}: {e}") from None

@@ -222,11 +222,20 @@ SECTIONS: dict[str, type] = {"run": RunSection, "data": DataSection, "model": Mo
 
 
 def _neuron_params(neuron: str) -> dict[str, inspect.Parameter]:
+    """The named arguments of the neuron class, following ``**kwargs`` to the base class
+    (``RLIF(shape, **kwargs)`` takes LIF's)."""
     from ..models.common import NEURON_CLASSES
 
-    cls = NEURON_CLASSES[neuron]
-    return {n: p for n, p in inspect.signature(cls.__init__).parameters.items()
-            if n not in ("self", "shape")}
+    params: dict[str, inspect.Parameter] = {}
+    for cls in NEURON_CLASSES[neuron].__mro__:
+        if "__init__" not in vars(cls):
+            continue
+        own = inspect.signature(cls.__init__).parameters
+        params.update({n: p for n, p in own.items() if n not in ("self", "shape")
+                       and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL) and n not in params})
+        if not any(p.kind is p.VAR_KEYWORD for p in own.values()):
+            break
+    return params
 
 
 def _check_neuron_kwargs(neuron: str, kwargs: dict) -> None:
