@@ -85,7 +85,8 @@ def sops(model: nn.Module, x: torch.Tensor, *, first_layer_macs: bool = False,
             dense pass (its result is reused), else T passes.
 
     Returns:
-        :class:`SOPReport` (per-layer :class:`LayerOps` in call order, totals, energies);
+        :class:`SOPReport` (per-layer :class:`LayerOps` in call order, the recurrent weight of
+        an RLIF layer a row of its own (:func:`recurrent_events`), totals, energies);
         ``report.to_markdown()`` prints the table.
     """
     if not isinstance(model, nn.Module):
