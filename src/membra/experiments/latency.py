@@ -28,7 +28,8 @@ from ..convert.report import evaluate_snn, steps_to_reach
 
 __all__ = ["effective_T_layer", "effective_T", "fan_in", "pascal_steps", "latency_counts",
            "T_to_reach", "naive_thresholds", "fmt_T", "resnet34_claim", "run_case",
-           "latency_benchmark", "latency_markdown", "write_latency_report", "T_MAX"]
+           "check_depths", "read_case", "latency_benchmark", "latency_markdown",
+           "write_latency_report", "T_MAX"]
 
 #: longest naive simulation of the benchmark
 T_MAX = 256
@@ -189,59 +190,153 @@ def _runs_of(cfg, sec, depth: int):
              {"uniform": "L = 4", "al": "AL"})]
 
 
-def _finished_run(run_dir: Path, stages) -> Path | None:
-    """The folder holding the finished conversion run of ``run_dir``: ``run_dir`` itself or,
-    when it held an unfinished run (so that ``membra.train.fit`` trained into a new folder
-    ``<name>-1``, ``<name>-2``, ...), the first such sibling with all ``stages``; None if
-    none has them."""
+def _run_folders(run_dir: Path) -> list[Path]:
+    """``run_dir`` and the folders ``membra.train.fit`` puts beside it when it already holds a
+    run (``<name>-1``, ``<name>-2``, ...), in that order; only those that exist."""
     siblings = [d for d in run_dir.parent.glob(f"{run_dir.name}-*")
                 if d.name[len(run_dir.name) + 1:].isdigit()]
     siblings.sort(key=lambda d: int(d.name[len(run_dir.name) + 1:]))
-    return next((d for d in (run_dir, *siblings) if _trained(d, stages)), None)
+    return [d for d in (run_dir, *siblings) if d.is_dir()]
+
+
+def _finished_run(run_dir: Path, stages) -> Path | None:
+    """The first of :func:`_run_folders` holding a finished conversion run with all
+    ``stages``; None if none has them."""
+    return next((d for d in _run_folders(run_dir) if _trained(d, stages)), None)
+
+
+def _interrupted_run(run_dir: Path) -> Path | None:
+    """The last of :func:`_run_folders` whose stage 1 stopped early and left a checkpoint
+    (``checkpoints/latest``) to resume from: no ``convert.json`` (the process was killed) or
+    a ``uniform`` stage with status ``interrupted``; None if none did."""
+    return next((d for d in reversed(_run_folders(run_dir))
+                 if (d / "checkpoints" / "latest").exists()
+                 and _statuses(d).get("uniform", "interrupted") == "interrupted"), None)
 
 
 def _trained(run_dir: Path, stages) -> bool:
     """Whether ``run_dir`` holds a finished conversion run with all ``stages``."""
+    done = {name for name, st in _statuses(run_dir).items() if st == "completed"}
+    return set(stages) <= done
+
+
+def _statuses(run_dir: Path) -> dict:
+    """``{stage: status}`` of the conversion run in ``run_dir`` (its ``convert.json``,
+    checked); empty when there is none."""
     from .qcfs_pascal import stages as read_stages
 
     if not (run_dir / "convert.json").is_file():
-        return False
-    _, record = read_stages(run_dir)
-    done = {s["name"] for s in record["stages"] if s.get("status") == "completed"}
-    return set(stages) <= done
+        return {}
+    return {s["name"]: s.get("status") for s in read_stages(run_dir)[1]["stages"]}
+
+
+def check_depths(depths) -> tuple[int, ...]:
+    """``depths`` as a tuple of distinct ints >= 2 (QCFS layers of a net); anything else is a
+    ``ValueError`` naming the value."""
+    depths = tuple(depths)
+    bad = [d for d in depths if isinstance(d, bool) or not isinstance(d, int) or d < 2]
+    if not depths or bad:
+        raise ValueError(f"depths must be ints >= 2 (QCFS layers of the net), got "
+                         f"{list(depths)!r}")
+    if len(set(depths)) != len(depths):
+        raise ValueError(f"depths {list(depths)!r} name a depth twice")
+    return depths
+
+
+def _check_builds(cfg, sec, path, depth: int) -> None:
+    """Build the net of ``sec`` at ``depth`` on the data of ``cfg`` (a few milliseconds), so a
+    config that cannot train fails before any other case spends hours training."""
+    from ..train.engine import build_datasets
+    from .qcfs_pascal import _build
+
+    info = build_datasets(cfg)[1].info
+    s = _runs_of(cfg, sec, depth)[0][1]
+    try:
+        _build(cfg, s, s.L, info.in_shape, info.num_classes)
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"{path}: the latency benchmark cannot build net {sec.net!r} at "
+                         f"depth {depth}: {err}") from None
+
+
+#: the keys a cached case must hold (what the report reads)
+_CASE_KEYS = {"dataset": str, "depth": int, "setting": str, "T_max": int, "ann_acc": float,
+              "counts": dict, "pascal": dict, "naive": dict}
+_CASE_PARTS = {"counts": ("levels", "total", "max_L", "effective"),
+               "pascal": ("acc", "time_steps", "spikes", "sops"),
+               "naive": ("acc_per_T", "agree_per_T", "thresholds", "at")}
+
+
+def read_case(key: Path, depth: int, setting: str) -> dict:
+    """A cached case of the benchmark, checked: readable JSON with every key the report reads,
+    for this ``depth`` and level ``setting``, and ``T_max`` naive steps in its curves; anything
+    else is a ``ValueError`` naming the file."""
+    def bad(what: str):
+        return ValueError(f"cached latency case {str(key)!r} {what}; it is written by `membra "
+                          "convert latency`: delete it to evaluate the case again")
+
+    try:
+        res = json.loads(key.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        raise bad(f"is not readable JSON ({type(err).__name__})") from None
+    if not isinstance(res, dict):
+        raise bad(f"holds a {type(res).__name__}, not a case")
+    for k, want in _CASE_KEYS.items():
+        v = res.get(k)
+        ok = (isinstance(v, (int, float)) if want is float else isinstance(v, want))
+        if isinstance(v, bool) or not ok:
+            raise bad(f"has {k}={v!r}; expected a {want.__name__}")
+        if k in _CASE_PARTS and not set(_CASE_PARTS[k]) <= set(v):
+            raise bad(f"lacks {k}.{sorted(set(_CASE_PARTS[k]) - set(v))[0]}")
+    if (res["depth"], res["setting"]) != (depth, setting):
+        raise bad(f"is the case depth {res['depth']}, {res['setting']!r}, not depth {depth}, "
+                  f"{setting!r}")
+    curves = res["naive"]["acc_per_T"], res["naive"]["agree_per_T"]
+    if not all(isinstance(c, list) and len(c) == res["T_max"] for c in curves):
+        raise bad(f"has naive curves that do not run to its T_max = {res['T_max']}")
+    return res
 
 
 def latency_benchmark(configs, depths=(7, 13), runs_root="runs/latency",
                       cache="reports/convert/latency", T_max: int = T_MAX,
                       overrides=(), log=print, train: bool = True) -> list[dict]:
     """Train (or reuse) and evaluate every (config, depth, level setting); returns one result
-    dict per case (also cached as JSON under ``cache``; a cached case is not re-run). With
-    ``train=False`` only cached cases are returned: nothing is trained or simulated."""
+    dict per case (also cached as JSON under ``cache``; a cached case is not re-run unless it
+    ran naive conversion to a smaller ``T_max`` than asked). An interrupted stage-1 run is
+    resumed. Every config and depth is checked before anything trains. With ``train=False``
+    only cached cases are returned: nothing is trained or simulated."""
     from .qcfs_pascal import load_convert_config, train_convert
 
+    depths = check_depths(depths)
+    plan = [(path, *load_convert_config(path, list(overrides))) for path in configs]
+    if train:
+        for path, cfg, sec in plan:
+            for depth in depths:
+                _check_builds(cfg, sec, path, depth)
     results = []
     cache = Path(cache)
     cache.mkdir(parents=True, exist_ok=True)
-    for path in configs:
-        cfg, sec = load_convert_config(path, list(overrides))
+    for path, cfg, sec in plan:
         for depth in depths:
             for name, s, stages in _runs_of(cfg, sec, depth):
                 run_dir = Path(runs_root) / f"{Path(path).stem}_{name}"
                 done = _finished_run(run_dir, stages)
                 if train and done is None:
-                    log(f"training {run_dir} ({sec.net}, depth {depth}, L = {s.L}"
-                        f"{', then AL' if s.al else ''})")
-                    done = Path(train_convert(cfg, s, run_dir=run_dir, log=log)["run_dir"])
+                    resume = _interrupted_run(run_dir)
+                    log(f"{'resuming' if resume else 'training'} {resume or run_dir} ({sec.net}, "
+                        f"depth {depth}, L = {s.L}{', then AL' if s.al else ''})")
+                    done = Path(train_convert(cfg, s, run_dir=run_dir, resume=resume,
+                                              log=log)["run_dir"])
                 run_dir = done or run_dir
                 for stage, label in stages.items():
                     key = cache / f"{Path(path).stem}_d{depth}_{label.replace(' = ', '')}.json"
-                    if key.is_file():
-                        res = json.loads(key.read_text())
-                    elif not train:
+                    res = read_case(key, depth, label) if key.is_file() else None
+                    if res is None and not train:
                         log(f"skipped {key.stem}: not evaluated yet")
                         continue
-                    else:
-                        log(f"evaluating {run_dir} stage {stage} (naive up to T = {T_max})")
+                    if res is None or (train and res["T_max"] < T_max):
+                        log(f"evaluating {run_dir} stage {stage} (naive up to T = {T_max}"
+                            + (f"; the cached case ran to T = {res['T_max']}" if res else "")
+                            + ")")
                         res = run_case(run_dir, stage, T_max)
                         res.update(config=str(path), dataset=cfg.data.name, depth=depth,
                                    setting=label, run=str(run_dir), stage=stage)
