@@ -10,6 +10,7 @@ import random
 from pathlib import Path
 
 import pytest
+import torch
 
 import membra.experiments.latency as lat
 import membra.experiments.qcfs_pascal as qp
@@ -218,3 +219,35 @@ def test_a_tampered_cached_case_is_named(what, train, tmp_path, calls):
     with pytest.raises(ValueError, match="cached latency case .*" + key.name):
         lat.latency_benchmark([CONFIG], depths=(7,), runs_root=runs, cache=cache, T_max=8,
                               log=lambda s: None, train=train)
+
+
+# ---- the real resume: stage 1 killed after an epoch, then continued ---------------------
+@pytest.mark.parametrize("stop_after", [1, 2])
+def test_train_convert_resumes_a_killed_stage_one_bit_identically(stop_after, tmp_path):
+    """A stage 1 stopped after ``stop_after`` of 3 epochs (no convert.json, as when the
+    process is killed) and resumed by ``train_convert(resume=...)`` ends in the same folder
+    with the same weights and history as an uninterrupted run."""
+    from membra.train import fit
+    from membra.train.checkpoint import load_checkpoint, resolve_checkpoint
+
+    cfg, sec = qp.load_convert_config(
+        ROOT / "configs" / "convert_digits.toml",
+        ["train.epochs=3", "run.progress=false", "run.tensorboard=false", "convert.al=false",
+         "convert.L=2"])
+    straight = qp.train_convert(cfg, sec, run_dir=tmp_path / "straight", log=lambda s: None)
+    info = qp.build_datasets(cfg)[1].info
+    net = qp._build(cfg, sec, sec.L, info.in_shape, info.num_classes)
+    first = fit(cfg, run_dir=tmp_path / "split", model=qp.StaticANN(net),
+                callbacks=[lambda ev, i: ev == "epoch_end" and i["epoch"] == stop_after])
+    assert first["status"] == "interrupted"
+    assert not (tmp_path / "split" / "convert.json").exists()
+    resumed = qp.train_convert(cfg, sec, run_dir=tmp_path / "other", resume=tmp_path / "split",
+                               log=lambda s: None)
+    assert resumed["run_dir"] == str(tmp_path / "split") and not (tmp_path / "other").exists()
+    assert resumed["stages"][0]["status"] == "completed"
+    assert resumed["stages"][0]["test_acc"] == straight["stages"][0]["test_acc"]
+    a, _ = load_checkpoint(resolve_checkpoint(tmp_path / "straight"))
+    b, _ = load_checkpoint(resolve_checkpoint(tmp_path / "split"))
+    assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+    assert lat._interrupted_run(tmp_path / "split") is None
+    assert lat._finished_run(tmp_path / "split", {"uniform": "L = 2"}) == tmp_path / "split"
