@@ -251,3 +251,43 @@ def test_train_convert_resumes_a_killed_stage_one_bit_identically(stop_after, tm
     assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
     assert lat._interrupted_run(tmp_path / "split") is None
     assert lat._finished_run(tmp_path / "split", {"uniform": "L = 2"}) == tmp_path / "split"
+
+
+# ---- an edited run folder: levels that the weights were not trained with -----------------
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """A finished two-epoch digits conversion run at L = 2 (stage 1 only)."""
+    cfg, sec = qp.load_convert_config(
+        ROOT / "configs" / "convert_digits.toml",
+        ["train.epochs=2", "run.progress=false", "run.tensorboard=false", "convert.al=false",
+         "convert.L=2"])
+    root = tmp_path_factory.mktemp("trained") / "run"
+    return Path(qp.train_convert(cfg, sec, run_dir=root, log=lambda s: None)["run_dir"])
+
+
+def _reference_acc(run) -> int:
+    """Test-split hits of the run's ANN at its convert.json levels: a plain loop."""
+    net, cfg, _ = qp.load_stage(run, "uniform")
+    with torch.no_grad():
+        return sum(int((net(x).argmax(-1) == y).sum()) for x, y in qp.eval_batches(cfg, 97))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_levels_edited_in_convert_json_are_caught(seed, trained_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    rec = json.loads((run / "convert.json").read_text())
+    st = rec["stages"][0]
+    recorded = round(st["test_acc"] * 597)
+    assert _reference_acc(run) == recorded            # unedited: the record holds
+    rng = random.Random(seed)
+    st["L"] = {k: rng.choice([1, 2, 3, 5, 8]) for k in st["L"]} if seed else 3
+    (run / "convert.json").write_text(json.dumps(rec))
+    hits = _reference_acc(run)
+    if abs(hits - recorded) > 1:
+        with pytest.raises(ValueError, match="convert.json levels .*not the ones"):
+            lat.run_case(run, "uniform", T_max=2)
+    else:                                             # an edit that changes nothing visible
+        assert lat.run_case(run, "uniform", T_max=2)["ann_acc"] == hits / 597

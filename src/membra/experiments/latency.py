@@ -178,7 +178,24 @@ def run_case(run, stage: str, T_max: int = T_MAX, batch_size: int = 50) -> dict:
     from .qcfs_pascal import eval_batches, load_stage
 
     net, cfg, st = load_stage(run, stage)
-    return _evaluate(net, eval_batches(cfg, batch_size), T_max)
+    batches = eval_batches(cfg, batch_size)
+    res = _evaluate(net, batches, T_max)
+    _check_trained_accuracy(res["ann_acc"], st, sum(len(y) for _, y in batches), run)
+    return res
+
+
+def _check_trained_accuracy(ann_acc: float, st: dict, n: int, run) -> None:
+    """The ANN rebuilt from the run must score what the stage recorded when it was trained
+    (``test_acc`` in ``convert.json``), up to one of the ``n`` test samples (a rounding tie
+    at another batch size): the levels are not in the checkpoint, so an edited ``L`` shows
+    only here. Otherwise a ``ValueError`` naming the run and both accuracies."""
+    rec = st.get("test_acc")
+    if isinstance(rec, (int, float)) and abs(ann_acc - rec) * n > 1 + 1e-6:
+        raise ValueError(
+            f"stage {st['name']!r} of {str(run)!r} scores {100 * ann_acc:.2f}% on the test "
+            f"split, but recorded {100 * rec:.2f}% when it was trained: its convert.json "
+            f"levels {st['L']} are not the ones it was trained with (edited?); retrain it "
+            "rather than edit the record")
 
 
 def _runs_of(cfg, sec, depth: int):
