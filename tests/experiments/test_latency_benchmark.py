@@ -5,6 +5,7 @@ fakes that record what they were asked (the real ones are covered by the convers
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 import torch
 
 import membra.experiments.latency as lat
+import membra.experiments.latency_runs as lruns
 import membra.experiments.qcfs_pascal as qp
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,20 +58,26 @@ def _case(depth, setting, T_max):
                       "at": {}}}
 
 
-def _finished(folder: Path, al: bool) -> None:
-    """A conversion run folder whose stages all completed."""
+def _finished(folder: Path, cfg, sec) -> None:
+    """A conversion run folder of ``cfg`` / ``sec`` whose stages all completed (no weights:
+    evaluation is faked)."""
+    from membra.train import dump_config
+
     folder.mkdir(parents=True)
     st = [{"name": "uniform", "L": 2, "run_dir": ".", "test_acc": 0.9, "status": "completed"}]
-    if al:
+    if sec.al:
         st.append({"name": "al", "L": {"a": 2}, "run_dir": "al", "test_acc": 0.9,
                    "status": "completed"})
-    (folder / "convert.json").write_text(json.dumps({"net": "vgg_small", "convert": {},
-                                                     "stages": st}))
+    (folder / "config.toml").write_text(dump_config(cfg))
+    (folder / "convert.json").write_text(json.dumps({
+        "net": sec.net, "convert": dataclasses.asdict(sec), "stages": st}))
 
 
-def _all_finished(runs: Path, depth: int = 7) -> None:
-    _finished(runs / f"{STEM}_d{depth}_L2", al=False)
-    _finished(runs / f"{STEM}_d{depth}_L4", al=True)
+def _all_finished(runs: Path, depth: int = 7, config=CONFIG) -> None:
+    """Both runs of ``config`` at ``depth``, finished."""
+    cfg, sec = qp.load_convert_config(config)
+    for name, s, _ in lruns.runs_of(cfg, sec, depth):
+        _finished(runs / f"{Path(config).stem}_{name}", cfg, s)
 
 
 # ---- refused before anything trains --------------------------------------------------------
@@ -249,8 +257,8 @@ def test_train_convert_resumes_a_killed_stage_one_bit_identically(stop_after, tm
     a, _ = load_checkpoint(resolve_checkpoint(tmp_path / "straight"))
     b, _ = load_checkpoint(resolve_checkpoint(tmp_path / "split"))
     assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
-    assert lat._interrupted_run(tmp_path / "split") is None
-    assert lat._finished_run(tmp_path / "split", {"uniform": "L = 2"}) == tmp_path / "split"
+    assert lruns.interrupted_run(tmp_path / "split") is None
+    assert lruns.finished_run(tmp_path / "split", {"uniform": "L = 2"}) == tmp_path / "split"
 
 
 # ---- an edited run folder: levels that the weights were not trained with -----------------
@@ -291,3 +299,53 @@ def test_levels_edited_in_convert_json_are_caught(seed, trained_run, tmp_path):
             lat.run_case(run, "uniform", T_max=2)
     else:                                             # an edit that changes nothing visible
         assert lat.run_case(run, "uniform", T_max=2)["ann_acc"] == hits / 597
+
+
+# ---- a run or a cached case from another config -------------------------------------------
+EDITS = {  # config text edit -> the key named, or None for an edit that changes no result
+    "lr": (("lr = 3e-3", "lr = 1e-3"), "train.lr"),
+    "epochs": (("epochs = 20 ", "epochs = 25 "), "train.epochs"),
+    "width": (("{ width = 8 }", "{ width = 6 }"), "convert.options"),
+    "al_tau": (("al_tau = 0.1", "al_tau = 0.2"), "convert.al_tau"),
+    "seed": (("seed = 0", "seed = 1"), "run.seed"),
+    "batch": (("batch_size = 64", "batch_size = 32"), "data.batch_size"),
+    "threads": (("threads = 1", "threads = 2"), None),
+    "plots": (("plots = false", "plots = true"), None),
+}
+
+
+@pytest.mark.parametrize("what", sorted(EDITS))
+def test_a_run_trained_under_another_config_is_not_reused(what, tmp_path, calls):
+    (old, new), key = EDITS[what]
+    runs = tmp_path / "runs"
+    _all_finished(runs)
+    text = CONFIG.read_text()
+    assert old in text
+    edited = tmp_path / "cfg" / CONFIG.name
+    edited.parent.mkdir()
+    edited.write_text(text.replace(old, new))
+    go = lambda: lat.latency_benchmark([edited], depths=(7,), runs_root=runs,  # noqa: E731
+                                       cache=tmp_path / "cache", T_max=4, log=lambda s: None)
+    if key is None:
+        assert len(go()) == 3 and len(calls["eval"]) == 3
+    else:
+        with pytest.raises(ValueError, match=f"trained with another config.*{key}"):
+            go()
+        assert calls["eval"] == []
+    assert calls["train"] == []
+
+
+@pytest.mark.parametrize("ann_acc,again", [(0.9, False), (0.9014, False), (0.8986, False),
+                                           (0.9016, True), (0.8, True), (1.0, True)])
+def test_a_cached_case_from_another_run_is_evaluated_again(ann_acc, again, tmp_path, calls):
+    """The runs recorded 90.0 % when trained; a cached case whose ANN scored otherwise (by
+    more than 0.15 points) came from another run."""
+    cache, runs = tmp_path / "cache", tmp_path / "runs"
+    cache.mkdir()
+    _all_finished(runs)
+    for label, setting in (("L2", "L = 2"), ("L4", "L = 4"), ("AL", "AL")):
+        case = {**_case(7, setting, 4), "ann_acc": ann_acc if label == "L4" else 0.9}
+        (cache / f"{STEM}_d7_{label}.json").write_text(json.dumps(case))
+    lat.latency_benchmark([CONFIG], depths=(7,), runs_root=runs, cache=cache, T_max=4,
+                          log=lambda s: None)
+    assert calls["eval"] == ([(f"{STEM}_d7_L4", "uniform", 4)] if again else [])

@@ -16,7 +16,6 @@ two-stage recipe of :mod:`membra.experiments.qcfs_pascal` (uniform ``L = 2``; un
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -25,10 +24,21 @@ from torch import nn
 
 from ..convert import to_snn
 from ..convert.report import evaluate_snn, steps_to_reach
+from .latency_runs import (
+    check_builds,
+    check_depths,
+    check_same_config,
+    check_trained_accuracy,
+    finished_run,
+    interrupted_run,
+    read_case,
+    runs_of,
+    stale_reason,
+)
 
 __all__ = ["effective_T_layer", "effective_T", "fan_in", "pascal_steps", "latency_counts",
            "T_to_reach", "naive_thresholds", "fmt_T", "resnet34_claim", "run_case",
-           "check_depths", "read_case", "latency_benchmark", "latency_markdown",
+           "latency_benchmark", "latency_markdown",
            "write_latency_report", "T_MAX"]
 
 #: longest naive simulation of the benchmark
@@ -180,136 +190,7 @@ def run_case(run, stage: str, T_max: int = T_MAX, batch_size: int = 50) -> dict:
     net, cfg, st = load_stage(run, stage)
     batches = eval_batches(cfg, batch_size)
     res = _evaluate(net, batches, T_max)
-    _check_trained_accuracy(res["ann_acc"], st, sum(len(y) for _, y in batches), run)
-    return res
-
-
-def _check_trained_accuracy(ann_acc: float, st: dict, n: int, run) -> None:
-    """The ANN rebuilt from the run must score what the stage recorded when it was trained
-    (``test_acc`` in ``convert.json``), up to one of the ``n`` test samples (a rounding tie
-    at another batch size): the levels are not in the checkpoint, so an edited ``L`` shows
-    only here. Otherwise a ``ValueError`` naming the run and both accuracies."""
-    rec = st.get("test_acc")
-    if isinstance(rec, (int, float)) and abs(ann_acc - rec) * n > 1 + 1e-6:
-        raise ValueError(
-            f"stage {st['name']!r} of {str(run)!r} scores {100 * ann_acc:.2f}% on the test "
-            f"split, but recorded {100 * rec:.2f}% when it was trained: its convert.json "
-            f"levels {st['L']} are not the ones it was trained with (edited?); retrain it "
-            "rather than edit the record")
-
-
-def _runs_of(cfg, sec, depth: int):
-    """The two training runs of one (config, depth): ``(name, section, stages)``."""
-    opts = {**sec.options, "depth": depth}
-    return [(f"d{depth}_L2", dataclasses.replace(sec, options=opts, L=2, al=False),
-             {"uniform": "L = 2"}),
-            (f"d{depth}_L4", dataclasses.replace(sec, options=opts, L=4, al=True),
-             {"uniform": "L = 4", "al": "AL"})]
-
-
-def _run_folders(run_dir: Path) -> list[Path]:
-    """``run_dir`` and the folders ``membra.train.fit`` puts beside it when it already holds a
-    run (``<name>-1``, ``<name>-2``, ...), in that order; only those that exist."""
-    siblings = [d for d in run_dir.parent.glob(f"{run_dir.name}-*")
-                if d.name[len(run_dir.name) + 1:].isdigit()]
-    siblings.sort(key=lambda d: int(d.name[len(run_dir.name) + 1:]))
-    return [d for d in (run_dir, *siblings) if d.is_dir()]
-
-
-def _finished_run(run_dir: Path, stages) -> Path | None:
-    """The first of :func:`_run_folders` holding a finished conversion run with all
-    ``stages``; None if none has them."""
-    return next((d for d in _run_folders(run_dir) if _trained(d, stages)), None)
-
-
-def _interrupted_run(run_dir: Path) -> Path | None:
-    """The last of :func:`_run_folders` whose stage 1 stopped early and left a checkpoint
-    (``checkpoints/latest``) to resume from: no ``convert.json`` (the process was killed) or
-    a ``uniform`` stage with status ``interrupted``; None if none did."""
-    return next((d for d in reversed(_run_folders(run_dir))
-                 if (d / "checkpoints" / "latest").exists()
-                 and _statuses(d).get("uniform", "interrupted") == "interrupted"), None)
-
-
-def _trained(run_dir: Path, stages) -> bool:
-    """Whether ``run_dir`` holds a finished conversion run with all ``stages``."""
-    done = {name for name, st in _statuses(run_dir).items() if st == "completed"}
-    return set(stages) <= done
-
-
-def _statuses(run_dir: Path) -> dict:
-    """``{stage: status}`` of the conversion run in ``run_dir`` (its ``convert.json``,
-    checked); empty when there is none."""
-    from .qcfs_pascal import stages as read_stages
-
-    if not (run_dir / "convert.json").is_file():
-        return {}
-    return {s["name"]: s.get("status") for s in read_stages(run_dir)[1]["stages"]}
-
-
-def check_depths(depths) -> tuple[int, ...]:
-    """``depths`` as a tuple of distinct ints >= 2 (QCFS layers of a net); anything else is a
-    ``ValueError`` naming the value."""
-    depths = tuple(depths)
-    bad = [d for d in depths if isinstance(d, bool) or not isinstance(d, int) or d < 2]
-    if not depths or bad:
-        raise ValueError(f"depths must be ints >= 2 (QCFS layers of the net), got "
-                         f"{list(depths)!r}")
-    if len(set(depths)) != len(depths):
-        raise ValueError(f"depths {list(depths)!r} name a depth twice")
-    return depths
-
-
-def _check_builds(cfg, sec, path, depth: int) -> None:
-    """Build the net of ``sec`` at ``depth`` on the data of ``cfg`` (a few milliseconds), so a
-    config that cannot train fails before any other case spends hours training."""
-    from ..train.engine import build_datasets
-    from .qcfs_pascal import _build
-
-    info = build_datasets(cfg)[1].info
-    s = _runs_of(cfg, sec, depth)[0][1]
-    try:
-        _build(cfg, s, s.L, info.in_shape, info.num_classes)
-    except (ValueError, TypeError) as err:
-        raise ValueError(f"{path}: the latency benchmark cannot build net {sec.net!r} at "
-                         f"depth {depth}: {err}") from None
-
-
-#: the keys a cached case must hold (what the report reads)
-_CASE_KEYS = {"dataset": str, "depth": int, "setting": str, "T_max": int, "ann_acc": float,
-              "counts": dict, "pascal": dict, "naive": dict}
-_CASE_PARTS = {"counts": ("levels", "total", "max_L", "effective"),
-               "pascal": ("acc", "time_steps", "spikes", "sops"),
-               "naive": ("acc_per_T", "agree_per_T", "thresholds", "at")}
-
-
-def read_case(key: Path, depth: int, setting: str) -> dict:
-    """A cached case of the benchmark, checked: readable JSON with every key the report reads,
-    for this ``depth`` and level ``setting``, and ``T_max`` naive steps in its curves; anything
-    else is a ``ValueError`` naming the file."""
-    def bad(what: str):
-        return ValueError(f"cached latency case {str(key)!r} {what}; it is written by `membra "
-                          "convert latency`: delete it to evaluate the case again")
-
-    try:
-        res = json.loads(key.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
-        raise bad(f"is not readable JSON ({type(err).__name__})") from None
-    if not isinstance(res, dict):
-        raise bad(f"holds a {type(res).__name__}, not a case")
-    for k, want in _CASE_KEYS.items():
-        v = res.get(k)
-        ok = (isinstance(v, (int, float)) if want is float else isinstance(v, want))
-        if isinstance(v, bool) or not ok:
-            raise bad(f"has {k}={v!r}; expected a {want.__name__}")
-        if k in _CASE_PARTS and not set(_CASE_PARTS[k]) <= set(v):
-            raise bad(f"lacks {k}.{sorted(set(_CASE_PARTS[k]) - set(v))[0]}")
-    if (res["depth"], res["setting"]) != (depth, setting):
-        raise bad(f"is the case depth {res['depth']}, {res['setting']!r}, not depth {depth}, "
-                  f"{setting!r}")
-    curves = res["naive"]["acc_per_T"], res["naive"]["agree_per_T"]
-    if not all(isinstance(c, list) and len(c) == res["T_max"] for c in curves):
-        raise bad(f"has naive curves that do not run to its T_max = {res['T_max']}")
+    check_trained_accuracy(res["ann_acc"], st, sum(len(y) for _, y in batches), run)
     return res
 
 
@@ -328,21 +209,23 @@ def latency_benchmark(configs, depths=(7, 13), runs_root="runs/latency",
     if train:
         for path, cfg, sec in plan:
             for depth in depths:
-                _check_builds(cfg, sec, path, depth)
+                check_builds(cfg, sec, path, depth)
     results = []
     cache = Path(cache)
     cache.mkdir(parents=True, exist_ok=True)
     for path, cfg, sec in plan:
         for depth in depths:
-            for name, s, stages in _runs_of(cfg, sec, depth):
+            for name, s, stages in runs_of(cfg, sec, depth):
                 run_dir = Path(runs_root) / f"{Path(path).stem}_{name}"
-                done = _finished_run(run_dir, stages)
+                done = finished_run(run_dir, stages)
                 if train and done is None:
-                    resume = _interrupted_run(run_dir)
+                    resume = interrupted_run(run_dir)
                     log(f"{'resuming' if resume else 'training'} {resume or run_dir} ({sec.net}, "
                         f"depth {depth}, L = {s.L}{', then AL' if s.al else ''})")
                     done = Path(train_convert(cfg, s, run_dir=run_dir, resume=resume,
                                               log=log)["run_dir"])
+                if train:
+                    check_same_config(done, path, cfg, s)
                 run_dir = done or run_dir
                 for stage, label in stages.items():
                     key = cache / f"{Path(path).stem}_d{depth}_{label.replace(' = ', '')}.json"
@@ -350,10 +233,10 @@ def latency_benchmark(configs, depths=(7, 13), runs_root="runs/latency",
                     if res is None and not train:
                         log(f"skipped {key.stem}: not evaluated yet")
                         continue
-                    if res is None or (train and res["T_max"] < T_max):
+                    why = None if res is None else stale_reason(res, run_dir, stage, T_max)
+                    if res is None or (train and why):
                         log(f"evaluating {run_dir} stage {stage} (naive up to T = {T_max}"
-                            + (f"; the cached case ran to T = {res['T_max']}" if res else "")
-                            + ")")
+                            + (f"; the cached case {why}" if res else "") + ")")
                         res = run_case(run_dir, stage, T_max)
                         res.update(config=str(path), dataset=cfg.data.name, depth=depth,
                                    setting=label, run=str(run_dir), stage=stage)
