@@ -349,3 +349,21 @@ def test_a_cached_case_from_another_run_is_evaluated_again(ann_acc, again, tmp_p
     lat.latency_benchmark([CONFIG], depths=(7,), runs_root=runs, cache=cache, T_max=4,
                           log=lambda s: None)
     assert calls["eval"] == ([(f"{STEM}_d7_L4", "uniform", 4)] if again else [])
+
+
+# ---- what the user sees -------------------------------------------------------------------
+@pytest.mark.parametrize("depths,says", [("7,1", "ints >= 2"), ("7,7", "twice"),
+                                         ("0", "ints >= 2"), ("13,-3", "ints >= 2"),
+                                         ("x", "comma-separated ints"),
+                                         ("7,,13", "comma-separated ints")])
+def test_cli_refuses_bad_depths_in_one_line_and_writes_nothing(depths, says, tmp_path, calls):
+    from typer.testing import CliRunner
+
+    from membra.cli import app
+    r = CliRunner().invoke(app, ["convert", "latency", str(CONFIG), "--depths", depths,
+                                 "--runs", str(tmp_path / "runs"), "--out",
+                                 str(tmp_path / "out")])
+    assert r.exit_code == 2, r.output
+    (line,) = [ln for ln in r.output.splitlines() if ln.strip()]
+    assert line.startswith("error: ") and says in line
+    assert calls["train"] == [] and list(tmp_path.iterdir()) == []
