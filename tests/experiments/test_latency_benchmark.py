@@ -367,3 +367,16 @@ def test_cli_refuses_bad_depths_in_one_line_and_writes_nothing(depths, says, tmp
     (line,) = [ln for ln in r.output.splitlines() if ln.strip()]
     assert line.startswith("error: ") and says in line
     assert calls["train"] == [] and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("T_max", [4, 9])
+def test_cached_only_needs_no_run_folders(T_max, tmp_path, calls):
+    """``--cached-only`` on a checkout that has the committed cases but no ``runs/``."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    for label, setting in (("L2", "L = 2"), ("L4", "L = 4"), ("AL", "AL")):
+        (cache / f"{STEM}_d7_{label}.json").write_text(json.dumps(_case(7, setting, T_max)))
+    out = lat.latency_benchmark([CONFIG], depths=(7,), runs_root=tmp_path / "runs",
+                                cache=cache, T_max=4, log=lambda s: None, train=False)
+    assert [r["setting"] for r in out] == ["L = 2", "L = 4", "AL"]
+    assert calls == {"train": [], "eval": []} and not (tmp_path / "runs").exists()

@@ -198,10 +198,11 @@ def latency_benchmark(configs, depths=(7, 13), runs_root="runs/latency",
                       cache="reports/convert/latency", T_max: int = T_MAX,
                       overrides=(), log=print, train: bool = True) -> list[dict]:
     """Train (or reuse) and evaluate every (config, depth, level setting); returns one result
-    dict per case (also cached as JSON under ``cache``; a cached case is not re-run unless it
-    ran naive conversion to a smaller ``T_max`` than asked). An interrupted stage-1 run is
-    resumed. Every config and depth is checked before anything trains. With ``train=False``
-    only cached cases are returned: nothing is trained or simulated."""
+    dict per case (also cached as JSON under ``cache``; a cached case is reused unless
+    :func:`~.latency_runs.stale_reason` finds it stale). An interrupted stage-1 run is
+    resumed; a finished run trained under another config is a ``ValueError``. Every config
+    and depth is checked before anything trains. With ``train=False`` only cached cases are
+    returned, as they are: nothing is trained, simulated or read from ``runs_root``."""
     from .qcfs_pascal import load_convert_config, train_convert
 
     depths = check_depths(depths)
@@ -233,8 +234,8 @@ def latency_benchmark(configs, depths=(7, 13), runs_root="runs/latency",
                     if res is None and not train:
                         log(f"skipped {key.stem}: not evaluated yet")
                         continue
-                    why = None if res is None else stale_reason(res, run_dir, stage, T_max)
-                    if res is None or (train and why):
+                    why = stale_reason(res, run_dir, stage, T_max) if train and res else None
+                    if res is None or why:
                         log(f"evaluating {run_dir} stage {stage} (naive up to T = {T_max}"
                             + (f"; the cached case {why}" if res else "") + ")")
                         res = run_case(run_dir, stage, T_max)
