@@ -81,7 +81,8 @@ def statuses(run_dir: Path) -> dict:
 def check_same_config(run: Path, path, cfg, sec) -> None:
     """A finished run is reused only for the config it was trained with: its ``convert.json``
     ``convert`` section and its ``config.toml`` must be what ``path`` gives now, up to the
-    keys that do not change what a run computes (where it writes, how it shows progress);
+    keys that do not change what is trained (``RESUME_FREE`` but ``train.epochs`` and
+    ``train.max_steps``: the run's name, folder, threads, display, checkpoint cadence, ...);
     otherwise a ``ValueError`` naming the run, the config and the keys that differ."""
     from ..train import load_config
     from ..train.build import RESUME_FREE
