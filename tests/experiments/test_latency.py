@@ -249,7 +249,7 @@ def _fake_run(d, status):
     ({"": None, "-1": "interrupted"}, None),               # not finished anywhere
     ({}, None)])
 def test_benchmark_finds_the_folder_fit_trained_into(tmp_path, layout, want):
-    from membra.experiments.latency import _finished_run
+    from membra.experiments.latency_runs import finished_run
 
     base = tmp_path / "convert_latency_x_d7_L2"
     for suffix, st in layout.items():
@@ -257,5 +257,5 @@ def test_benchmark_finds_the_folder_fit_trained_into(tmp_path, layout, want):
             (tmp_path / f"{base.name}{suffix}" / "checkpoints").mkdir(parents=True)
         else:
             _fake_run(tmp_path / f"{base.name}{suffix}", st)
-    got = _finished_run(base, {"uniform": "L = 2"})
+    got = finished_run(base, {"uniform": "L = 2"})
     assert got == (None if want is None else tmp_path / f"{base.name}{want}")

@@ -16,7 +16,6 @@ two-stage recipe of :mod:`membra.experiments.qcfs_pascal` (uniform ``L = 2``; un
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -25,10 +24,22 @@ from torch import nn
 
 from ..convert import to_snn
 from ..convert.report import evaluate_snn, steps_to_reach
+from .latency_runs import (
+    check_builds,
+    check_depths,
+    check_same_config,
+    check_trained_accuracy,
+    finished_run,
+    interrupted_run,
+    read_case,
+    runs_of,
+    stale_reason,
+)
 
 __all__ = ["effective_T_layer", "effective_T", "fan_in", "pascal_steps", "latency_counts",
            "T_to_reach", "naive_thresholds", "fmt_T", "resnet34_claim", "run_case",
-           "latency_benchmark", "latency_markdown", "write_latency_report", "T_MAX"]
+           "latency_benchmark", "latency_markdown",
+           "write_latency_report", "T_MAX"]
 
 #: longest naive simulation of the benchmark
 T_MAX = 256
@@ -177,71 +188,56 @@ def run_case(run, stage: str, T_max: int = T_MAX, batch_size: int = 50) -> dict:
     from .qcfs_pascal import eval_batches, load_stage
 
     net, cfg, st = load_stage(run, stage)
-    return _evaluate(net, eval_batches(cfg, batch_size), T_max)
-
-
-def _runs_of(cfg, sec, depth: int):
-    """The two training runs of one (config, depth): ``(name, section, stages)``."""
-    opts = {**sec.options, "depth": depth}
-    return [(f"d{depth}_L2", dataclasses.replace(sec, options=opts, L=2, al=False),
-             {"uniform": "L = 2"}),
-            (f"d{depth}_L4", dataclasses.replace(sec, options=opts, L=4, al=True),
-             {"uniform": "L = 4", "al": "AL"})]
-
-
-def _finished_run(run_dir: Path, stages) -> Path | None:
-    """The folder holding the finished conversion run of ``run_dir``: ``run_dir`` itself or,
-    when it held an unfinished run (so that ``membra.train.fit`` trained into a new folder
-    ``<name>-1``, ``<name>-2``, ...), the first such sibling with all ``stages``; None if
-    none has them."""
-    siblings = [d for d in run_dir.parent.glob(f"{run_dir.name}-*")
-                if d.name[len(run_dir.name) + 1:].isdigit()]
-    siblings.sort(key=lambda d: int(d.name[len(run_dir.name) + 1:]))
-    return next((d for d in (run_dir, *siblings) if _trained(d, stages)), None)
-
-
-def _trained(run_dir: Path, stages) -> bool:
-    """Whether ``run_dir`` holds a finished conversion run with all ``stages``."""
-    from .qcfs_pascal import stages as read_stages
-
-    if not (run_dir / "convert.json").is_file():
-        return False
-    _, record = read_stages(run_dir)
-    done = {s["name"] for s in record["stages"] if s.get("status") == "completed"}
-    return set(stages) <= done
+    batches = eval_batches(cfg, batch_size)
+    res = _evaluate(net, batches, T_max)
+    check_trained_accuracy(res["ann_acc"], st, sum(len(y) for _, y in batches), run)
+    return res
 
 
 def latency_benchmark(configs, depths=(7, 13), runs_root="runs/latency",
                       cache="reports/convert/latency", T_max: int = T_MAX,
                       overrides=(), log=print, train: bool = True) -> list[dict]:
     """Train (or reuse) and evaluate every (config, depth, level setting); returns one result
-    dict per case (also cached as JSON under ``cache``; a cached case is not re-run). With
-    ``train=False`` only cached cases are returned: nothing is trained or simulated."""
+    dict per case (also cached as JSON under ``cache``; a cached case is reused unless
+    :func:`~.latency_runs.stale_reason` finds it stale). An interrupted stage-1 run is
+    resumed; a finished run trained under another config is a ``ValueError``. Every config
+    and depth is checked before anything trains. With ``train=False`` only cached cases are
+    returned, as they are: nothing is trained, simulated or read from ``runs_root``."""
     from .qcfs_pascal import load_convert_config, train_convert
 
+    depths = check_depths(depths)
+    plan = [(path, *load_convert_config(path, list(overrides))) for path in configs]
+    if train:
+        for path, cfg, sec in plan:
+            for depth in depths:
+                check_builds(cfg, sec, path, depth)
     results = []
     cache = Path(cache)
     cache.mkdir(parents=True, exist_ok=True)
-    for path in configs:
-        cfg, sec = load_convert_config(path, list(overrides))
+    for path, cfg, sec in plan:
         for depth in depths:
-            for name, s, stages in _runs_of(cfg, sec, depth):
+            for name, s, stages in runs_of(cfg, sec, depth):
                 run_dir = Path(runs_root) / f"{Path(path).stem}_{name}"
-                done = _finished_run(run_dir, stages)
+                done = finished_run(run_dir, stages)
                 if train and done is None:
-                    log(f"training {run_dir} ({sec.net}, depth {depth}, L = {s.L}"
-                        f"{', then AL' if s.al else ''})")
-                    done = Path(train_convert(cfg, s, run_dir=run_dir, log=log)["run_dir"])
+                    resume = interrupted_run(run_dir)
+                    log(f"{'resuming' if resume else 'training'} {resume or run_dir} ({sec.net}, "
+                        f"depth {depth}, L = {s.L}{', then AL' if s.al else ''})")
+                    done = Path(train_convert(cfg, s, run_dir=run_dir, resume=resume,
+                                              log=log)["run_dir"])
+                if train:
+                    check_same_config(done, path, cfg, s)
                 run_dir = done or run_dir
                 for stage, label in stages.items():
                     key = cache / f"{Path(path).stem}_d{depth}_{label.replace(' = ', '')}.json"
-                    if key.is_file():
-                        res = json.loads(key.read_text())
-                    elif not train:
+                    res = read_case(key, depth, label) if key.is_file() else None
+                    if res is None and not train:
                         log(f"skipped {key.stem}: not evaluated yet")
                         continue
-                    else:
-                        log(f"evaluating {run_dir} stage {stage} (naive up to T = {T_max})")
+                    why = stale_reason(res, run_dir, stage, T_max) if train and res else None
+                    if res is None or why:
+                        log(f"evaluating {run_dir} stage {stage} (naive up to T = {T_max}"
+                            + (f"; the cached case {why}" if res else "") + ")")
                         res = run_case(run_dir, stage, T_max)
                         res.update(config=str(path), dataset=cfg.data.name, depth=depth,
                                    setting=label, run=str(run_dir), stage=stage)

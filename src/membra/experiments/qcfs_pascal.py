@@ -142,13 +142,16 @@ def _calibration(cfg, sec):
     return loader
 
 
-def train_convert(cfg, sec: ConvertSection, *, run_dir=None, device=None, log=print) -> dict:
+def train_convert(cfg, sec: ConvertSection, *, run_dir=None, resume=None, device=None,
+                  log=print) -> dict:
     """Stage 1 (uniform L) and, when ``sec.al``, AL selection + stage 2; returns the
     ``convert.json`` record plus ``run_dir``, the folder it went to (``fit`` picks
-    ``<run_dir>-1`` when ``run_dir`` already holds a run)."""
+    ``<run_dir>-1`` when ``run_dir`` already holds a run). ``resume``: an interrupted stage-1
+    run folder to continue (in that folder) instead of starting a new one."""
     info = build_datasets(cfg)[1].info
     net = _build(cfg, sec, sec.L, info.in_shape, info.num_classes)
-    m1 = fit(cfg, run_dir=run_dir, device=device, model=StaticANN(net))
+    m1 = fit(cfg, run_dir=None if resume is not None else run_dir, resume=resume,
+             device=device, model=StaticANN(net))
     run = Path(m1["run_dir"])
     record = {"net": sec.net, "options": sec.options, "lam_init": sec.lam_init,
               "convert": dataclasses.asdict(sec),
