@@ -36,9 +36,11 @@ __all__ = ["OPS", "neuron_fwd", "neuron_bwd", "neuron_infer", "fused_sequence",
 OPS = ("membra::neuron_fwd", "membra::neuron_bwd", "membra::neuron_infer", "membra::neuron_h",
        "membra::neuron_bwd_cols")
 #: bytes of ``[T, block]`` state per thread per block of a custom surrogate's blockwise
-#: backward (CPU): blocks small enough to stay in cache, few enough that the threads meet
-#: rarely (each op of a block is one parallel region; measured best at [16, 64, 16384])
-BLOCK_BYTES = 8 << 20
+#: backward (CPU): the most its derivative buffer takes. Large, because every block costs a
+#: call of the (compiled) derivative and two parallel regions, and on the shared 2-core machine
+#: fewer, larger blocks measured faster in wall and in CPU time than cache-sized ones (1 MiB:
+#: 2.1x the built-in's CPU time, 8 MiB: 1.5x, 64 MiB: 1.4x at [16, 64, 16384], one thread)
+BLOCK_BYTES = 64 << 20
 #: per device type, ``(shape, dtype) -> uninitialised tensor`` for large outputs (the cpu
 #: backend installs its pool here)
 NEW_OUTPUT: dict = {}
@@ -171,12 +173,12 @@ def _op_block_kernel(x, v0, tau, kind, soft, v_th, v_reset, detach, gs, gv, gx, 
 
 
 def _blockwise_backward(ctx, gs, gv, x, h, v0, tau, need_tau):
-    r"""A custom surrogate's backward from the forward's saved charged potential ``h [T, M]``
-    without another ``[T, M]`` temporary: per block of neurons (``BLOCK_BYTES`` of
-    ``[T, block]``) evaluate :math:`\sigma'(h - v_{th})` into one reused buffer while the block
-    is in cache (:func:`membra.functional.surrogate_compiled.derivative_at`) and walk the block
-    back in time with it and ``h`` (with a tau gradient the walk re-runs the forward from ``x``
-    for its charge terms)."""
+    r"""A custom surrogate's backward from the forward's saved charged potential ``h [T, M]``:
+    per block of neurons (at most ``BLOCK_BYTES`` of ``[T, block]`` per thread: one block for
+    most layers) evaluate :math:`\sigma'(h - v_{th})` into one reused buffer, vectorised over
+    all steps (:func:`membra.functional.surrogate_compiled.derivative_at`), and walk the block
+    back in time with it and ``h`` in one kernel call (with a tau gradient the walk re-runs the
+    forward from ``x`` for its charge terms)."""
     kind, soft, v_th, v_reset, _, _, detach = ctx.args
     shape, dtype, device = ctx.x_meta
     T, M = shape
@@ -184,7 +186,8 @@ def _blockwise_backward(ctx, gs, gv, x, h, v0, tau, need_tau):
     gx = new(shape, dtype) if new is not None else torch.empty(shape, dtype=dtype, device=device)
     gv0 = torch.empty_like(v0)
     gtau_m = torch.empty_like(v0) if need_tau else None
-    width = max(1, min(M, BLOCK_BYTES * torch.get_num_threads() // max(1, T * v0.element_size())))
+    width = max(1, min(M, BLOCK_BYTES * torch.get_num_threads()
+                       // max(1, T * v0.element_size())))
     # one buffer for every block's derivative (never h's memory: a compiled derivative is
     # traced for distinct input and output)
     dbuf = (new((T * width,), v0.dtype) if new is not None
