@@ -165,9 +165,9 @@ def _op_block_kernel(x, v0, tau, kind, soft, v_th, v_reset, detach, gs, gv, gx, 
         raise RuntimeError("membra::neuron_bwd_cols: the cpu kernels changed between forward "
                            "and backward; run the backward under the kernels of the forward")
 
-    def back(m0, m1, dsg, h):
+    def back(m0, m1, dsg, h):  # (h unused: the kernel re-runs the forward of the block)
         neuron_bwd_cols(gs, gv, x, v0, tau, dsg, gx, gv0, gtau, kind, soft, v_th, v_reset,
-                        detach, m0, m1, None if h is None else h.contiguous())
+                        detach, m0, m1)
 
     return back
 
