@@ -10,7 +10,8 @@ single op. The equations are those of
     (\text{IF}),\quad s_t = \Theta(h_t - v_{th}),\quad
     v_t = h_t - v_{th} s_t \ (\text{soft}) \ |\ h_t (1 - s_t) + v_{reset} s_t \ (\text{hard})
 
-The forward reads ``x`` and writes ``s``; the only tensor saved for backward is ``x`` itself.
+The forward reads ``x`` and writes ``s``; the only tensor saved for backward is ``x`` itself
+(with a custom surrogate, ``h`` in its place: see :func:`.fused._blockwise_backward`).
 The backward recomputes ``h`` block by block into a cache-resident buffer and walks back in
 time, reading ``gs`` and writing ``gx``: 5 passes over ``[T, M]`` in all, no ``[T, M]``
 activation kept alive. Input float32/bfloat16 with float32 state, float64 with float64 state

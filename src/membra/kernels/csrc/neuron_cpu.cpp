@@ -21,7 +21,8 @@
 //
 // Memory traffic: the forward reads x and writes s; the backward re-runs the forward for a
 // block of W neurons into a [T, W] buffer that stays in cache, then walks back in time reading
-// gs and writing gx. Nothing of size [T, M] is saved besides x itself.
+// gs and writing gx. Nothing of size [T, M] is saved besides x itself (with a custom surrogate
+// the forward writes h, saved in place of x, and the walk reads it: PRECOMPUTED with hin).
 //
 // The charge, spike and reset are computed with the same operations in the same order as the
 // reference (`v + (x - (v - v_reset)) / tau`, true division, no FMA contraction: built with
