@@ -1,6 +1,7 @@
 """A custom surrogate on the cpu kernels: its derivative is evaluated block by block inside the
-backward (no [T, M] tensor saved or built), and the result equals the reference whatever the
-block width, including widths that do not divide the layer and blocks of one neuron."""
+backward (one [T, M] tensor saved, h in place of x; none built), and the result equals the
+reference whatever the block width, including widths that do not divide the layer and blocks of
+one neuron."""
 
 from __future__ import annotations
 
@@ -50,7 +51,7 @@ def test_any_block_width_gives_the_reference(monkeypatch, block_neurons, neuron,
                                    msg=lambda m, n=name: f"{n}: {m}")
 
 
-def test_nothing_of_size_T_M_is_saved_but_x():
+def test_one_tensor_of_size_T_M_is_saved():
     x = torch.randn(6, 4, 33, requires_grad=True)
     shapes = []
 
@@ -60,7 +61,7 @@ def test_nothing_of_size_T_M_is_saved_but_x():
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         s, v = lif_sequence(x, surrogate=smooth, backend="cpu")
-    assert shapes.count((6, 132)) == 1, shapes  # x itself, flattened; no h, no derivative
+    assert shapes.count((6, 132)) == 1, shapes  # h in place of x; no derivative
     (s.sum() + v.sum()).backward()
     assert torch.isfinite(x.grad).all()
 

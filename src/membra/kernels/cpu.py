@@ -10,7 +10,8 @@ single op. The equations are those of
     (\text{IF}),\quad s_t = \Theta(h_t - v_{th}),\quad
     v_t = h_t - v_{th} s_t \ (\text{soft}) \ |\ h_t (1 - s_t) + v_{reset} s_t \ (\text{hard})
 
-The forward reads ``x`` and writes ``s``; the only tensor saved for backward is ``x`` itself.
+The forward reads ``x`` and writes ``s``; the only tensor saved for backward is ``x`` itself
+(with a custom surrogate, ``h`` in its place: see :func:`.fused._blockwise_backward`).
 The backward recomputes ``h`` block by block into a cache-resident buffer and walks back in
 time, reading ``gs`` and writing ``gx``: 5 passes over ``[T, M]`` in all, no ``[T, M]``
 activation kept alive. Input float32/bfloat16 with float32 state, float64 with float64 state
@@ -34,6 +35,7 @@ from ..functional.kinds import NeuronKind
 from ._prep import state_dtype
 from .dispatch import register_backend
 from .fused import (
+    BLOCK_KERNELS,
     NEW_OUTPUT,
     fused_sequence,
     kernel_surrogate_code,
@@ -84,7 +86,7 @@ def _declare(lib) -> None:
                                               f64, f64]
     lib.membra_neuron_recompute_h.restype = i32
     lib.membra_neuron_backward_cols.argtypes = [p, p, p, p, p, p, p, p, p, i64, i64, i64, i64,
-                                                i32, i32, i32, i32, f64, f64, f64]
+                                                i64, i32, i32, i32, i32, f64, f64, f64]
     lib.membra_neuron_backward_cols.restype = i32
 
 
@@ -229,16 +231,12 @@ def _neuron_h_cpu(x, v0, tau, kind, soft, v_th, v_reset, m0, m1, out):
             v_reset), "recompute")
 
 
-@neuron_bwd_cols.register_kernel("cpu")
-def _neuron_bwd_cols_cpu(grad_spikes, grad_v_final, x, v0, tau, dsg, gx, gv0, gtau, kind, soft,
-                         v_th, v_reset, detach_reset, m0, m1, h=None):
-    """``membra::neuron_bwd_cols`` on CPU (every tensor as the op's own backward passes it:
-    contiguous, ``x``'s dtype or the state dtype)."""
+def _check_cols_args(x, m0, m1, named) -> None:
+    """``ValueError`` unless neurons ``[m0, m1)`` are in ``x`` and every ``(name, tensor,
+    dtype, shape)`` of ``named`` (``None`` tensors skipped) is contiguous with that dtype and
+    shape (``None``: any)."""
     _check_cols(x, m0, m1)
-    block = (x.shape[0], m1 - m0)
-    for name, t, want, shape in (("x", x, None, None), ("grad_spikes", grad_spikes, x.dtype, None),
-                                 ("gx", gx, x.dtype, None), ("dsg", dsg, v0.dtype, block),
-                                 ("h", h, v0.dtype, block)):
+    for name, t, want, shape in named:
         if t is None:
             continue
         if not t.is_contiguous() or (want is not None and t.dtype != want):
@@ -247,12 +245,61 @@ def _neuron_bwd_cols_cpu(grad_spikes, grad_v_final, x, v0, tau, dsg, gx, gv0, gt
         if shape is not None and tuple(t.shape) != shape:
             raise ValueError(f"membra::neuron_bwd_cols: {name} must be {list(shape)}, "
                              f"got {list(t.shape)}")
+
+
+def _walk_back_cols(lib, grad_spikes, grad_v_final, x, v0, tau, dsg, gx, gv0, gtau, kind, soft,
+                    v_th, v_reset, detach_reset, m0, m1, h) -> None:
+    """The backward of neurons ``[m0, m1)`` with their derivative ``dsg`` and charged
+    potential ``h`` (``[T, m1 - m0]`` with unit column stride, or ``None``; arguments already
+    checked)."""
     if m1 > m0:
-        _check(_load().membra_neuron_backward_cols(
+        _check(lib.membra_neuron_backward_cols(
             x.data_ptr(), v0.data_ptr(), grad_spikes.data_ptr(), _ptr(grad_v_final),
-            gx.data_ptr(), gv0.data_ptr(), _ptr(gtau), dsg.data_ptr(), _ptr(h), x.shape[0],
+            gx.data_ptr(), gv0.data_ptr(), _ptr(gtau), dsg.data_ptr(), _ptr(h),
+            0 if h is None else h.stride(0) if h.shape[0] > 1 else h.shape[1], x.shape[0],
             x.shape[1], m0, m1, _DTYPE_CODES[x.dtype], kind == NeuronKind.LIF.code, soft,
             detach_reset, float(tau), v_th, v_reset), "blockwise backward")
+
+
+@neuron_bwd_cols.register_kernel("cpu")
+def _neuron_bwd_cols_cpu(grad_spikes, grad_v_final, x, v0, tau, dsg, gx, gv0, gtau, kind, soft,
+                         v_th, v_reset, detach_reset, m0, m1, h=None):
+    """``membra::neuron_bwd_cols`` on CPU (every tensor as the op's own backward passes it:
+    contiguous, ``x``'s dtype or the state dtype)."""
+    block = (x.shape[0], m1 - m0)
+    _check_cols_args(x, m0, m1, (
+        ("x", x, None, None), ("grad_spikes", grad_spikes, x.dtype, None),
+        ("gx", gx, x.dtype, None), ("dsg", dsg, v0.dtype, block), ("h", h, v0.dtype, block)))
+    _walk_back_cols(_load(), grad_spikes, grad_v_final, x, v0, tau, dsg, gx, gv0, gtau, kind,
+                    soft, v_th, v_reset, detach_reset, m0, m1, h)
+
+
+def _block_kernel(x, v0, tau, kind, soft, v_th, v_reset, detach, gs, gv, gx, gv0, gtau):
+    """The walk back of one block of a custom surrogate's blockwise backward
+    (:data:`.fused.BLOCK_KERNELS`) as a direct call of the C++ kernel: the layer's tensors are
+    checked once here, each block then costs one foreign call instead of an op dispatch.
+    ``x`` may be ``None`` (it is read only for a tau gradient, and then it is given)."""
+    lib = _load()
+    xk = gs if x is None else x  # (not read when h is given: only its dtype and shape count)
+    _check_cols_args(xk, 0, xk.shape[1], (
+        ("x", x, gs.dtype, tuple(gs.shape)), ("grad_spikes", gs, None, None),
+        ("gx", gx, gs.dtype, tuple(gs.shape)), ("grad_v_final", gv, v0.dtype, tuple(v0.shape)),
+        ("v0", v0, None, (gs.shape[1],)), ("gv0", gv0, v0.dtype, tuple(v0.shape)),
+        ("gtau", gtau, v0.dtype, tuple(v0.shape))))
+    if xk.dtype not in _DTYPE_CODES or v0.dtype != state_dtype(xk.dtype):
+        raise ValueError(f"membra blockwise backward: x {xk.dtype} with state {v0.dtype}")
+
+    def back(m0, m1, dsg, h):
+        block = (xk.shape[0], m1 - m0)
+        _check_cols_args(xk, m0, m1, (("dsg", dsg, v0.dtype, block),))
+        if h is not None and (h.dtype != v0.dtype or tuple(h.shape) != block
+                              or (m1 > m0 and h.stride(1) != 1)):
+            raise ValueError(f"membra blockwise backward: h must be {v0.dtype} {list(block)} "
+                             f"with unit column stride, got {h.dtype} {list(h.shape)}")
+        _walk_back_cols(lib, gs, gv, xk, v0, tau, dsg, gx, gv0, gtau, kind, soft, v_th, v_reset,
+                        detach, m0, m1, h)
+
+    return back
 
 
 @neuron_bwd.register_kernel("cpu")
@@ -287,4 +334,10 @@ def _neuron_bwd_cpu(grad_spikes, grad_v_final, x, h, v0, tau, dsg, grad_h, grad_
 
 
 NEW_OUTPUT["cpu"] = lambda shape, dtype: _new_output(shape, dtype, _load())
+#: the C++ kernel of ``membra::neuron_bwd_cols`` as registered above: the direct block kernel
+#: is active while it serves the op (not while Triton's interpreter does,
+#: :func:`.triton_backend.interpret_on_cpu`)
+_COLS_KERNEL = neuron_bwd_cols._backend_fns.get("cpu")
+BLOCK_KERNELS["cpu"] = (lambda: neuron_bwd_cols._backend_fns.get("cpu") is _COLS_KERNEL,
+                        _block_kernel)
 register_backend("cpu", fused_sequence, available=cpu_available, devices=("cpu",))

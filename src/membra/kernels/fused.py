@@ -36,12 +36,20 @@ __all__ = ["OPS", "neuron_fwd", "neuron_bwd", "neuron_infer", "fused_sequence",
 OPS = ("membra::neuron_fwd", "membra::neuron_bwd", "membra::neuron_infer", "membra::neuron_h",
        "membra::neuron_bwd_cols")
 #: bytes of ``[T, block]`` state per thread per block of a custom surrogate's blockwise
-#: backward (CPU): blocks small enough to stay in cache, few enough that the threads meet
-#: rarely (each op of a block is one parallel region; measured best at [16, 64, 16384])
-BLOCK_BYTES = 8 << 20
+#: backward (CPU): the most its derivative buffer takes. Large, because every block costs a
+#: call of the (compiled) derivative and two parallel regions, and on the shared 2-core machine
+#: fewer, larger blocks measured faster in wall and in CPU time than cache-sized ones (1 MiB:
+#: 2.1x the built-in's CPU time, 8 MiB: 1.5x, 64 MiB: 1.4x at [16, 64, 16384], one thread)
+BLOCK_BYTES = 64 << 20
 #: per device type, ``(shape, dtype) -> uninitialised tensor`` for large outputs (the cpu
 #: backend installs its pool here)
 NEW_OUTPUT: dict = {}
+#: per device type, ``(active, bind)``: the walk back of one block of :func:`_blockwise_backward`
+#: without an op dispatch per block (the cpu backend installs its C++ kernel). ``active()``:
+#: whether that kernel serves :func:`neuron_bwd_cols` now; ``bind(x, v0, tau, kind, soft, v_th,
+#: v_reset, detach, gs, gv, gx, gv0, gtau)`` checks the layer's tensors once and returns
+#: ``back(m0, m1, dsg, h)``; ``x`` may be ``None`` when ``h`` is given and tau needs no gradient
+BLOCK_KERNELS: dict = {}
 #: what ``spike_dtype=`` accepts besides ``None`` (spikes in x's dtype)
 SPIKE_DTYPES = (torch.bool, torch.uint8)
 #: kernel surrogate codes of a derivative given as a tensor (without / with trace gradients)
@@ -145,31 +153,53 @@ def _(grad_spikes, grad_v_final, x, v0, tau, dsg, gx, gv0, gtau, kind, soft, v_t
     return None
 
 
-def _blockwise_backward(ctx, gs, gv, x, v0, tau, need_tau):
-    """A custom surrogate's backward without any ``[T, M]`` temporary: per block of neurons
-    (``BLOCK_BYTES`` of ``[T, block]``, one buffer for every block) re-run the forward for
-    ``h``, overwrite it with ``surrogate.derivative(h - v_th)`` while the block is in cache
-    (:func:`membra.functional.surrogate_compiled.derivative_at`), and walk back in time with it
-    (:func:`neuron_bwd_cols`)."""
+def _direct_block_kernel(device_type: str):
+    """``bind`` of :data:`BLOCK_KERNELS` for this device when active, else ``None``."""
+    entry = BLOCK_KERNELS.get(device_type)
+    return entry[1] if entry is not None and entry[0]() else None
+
+
+def _op_block_kernel(x, v0, tau, kind, soft, v_th, v_reset, detach, gs, gv, gx, gv0, gtau):
+    """The walk back of one block through the op :func:`neuron_bwd_cols` (any kernel)."""
+    if x is None:
+        raise RuntimeError("membra::neuron_bwd_cols: the cpu kernels changed between forward "
+                           "and backward; run the backward under the kernels of the forward")
+
+    def back(m0, m1, dsg, h):  # (h unused: the kernel re-runs the forward of the block)
+        neuron_bwd_cols(gs, gv, x, v0, tau, dsg, gx, gv0, gtau, kind, soft, v_th, v_reset,
+                        detach, m0, m1)
+
+    return back
+
+
+def _blockwise_backward(ctx, gs, gv, x, h, v0, tau, need_tau):
+    r"""A custom surrogate's backward from the forward's saved charged potential ``h [T, M]``:
+    per block of neurons (at most ``BLOCK_BYTES`` of ``[T, block]`` per thread: one block for
+    most layers) evaluate :math:`\sigma'(h - v_{th})` into one reused buffer, vectorised over
+    all steps (:func:`membra.functional.surrogate_compiled.derivative_at`), and walk the block
+    back in time with it and ``h`` in one kernel call (with a tau gradient the walk re-runs the
+    forward from ``x`` for its charge terms)."""
     kind, soft, v_th, v_reset, _, _, detach = ctx.args
-    T, M = x.shape
-    new = NEW_OUTPUT.get(x.device.type)
-    gx = new(x.shape, x.dtype) if new is not None else torch.empty_like(x)
+    shape, dtype, device = ctx.x_meta
+    T, M = shape
+    new = NEW_OUTPUT.get(device.type)
+    gx = new(shape, dtype) if new is not None else torch.empty(shape, dtype=dtype, device=device)
     gv0 = torch.empty_like(v0)
     gtau_m = torch.empty_like(v0) if need_tau else None
-    width = max(1, min(M, BLOCK_BYTES * torch.get_num_threads() // (T * v0.element_size())))
-    # one pair of block buffers for every block: h and the derivative (never the same memory:
-    # a compiled derivative is traced for distinct input and output)
-    hbuf = torch.empty(T * width, dtype=v0.dtype, device=x.device)
-    dbuf = torch.empty_like(hbuf)
+    width = max(1, min(M, BLOCK_BYTES * torch.get_num_threads()
+                       // max(1, T * v0.element_size())))
+    # one buffer for every block's derivative (never h's memory: a compiled derivative is
+    # traced for distinct input and output)
+    dbuf = (new((T * width,), v0.dtype) if new is not None
+            else torch.empty(T * width, dtype=v0.dtype, device=device))
+    args = (x, v0, tau, kind, soft, v_th, v_reset, detach, gs, gv, gx, gv0, gtau_m)
+    back = (_direct_block_kernel(device.type) or _op_block_kernel)(*args)
     for m0 in range(0, M, width):
         m1 = min(M, m0 + width)
-        h = hbuf[:T * (m1 - m0)].view(T, m1 - m0)
-        neuron_h(x, v0, tau, kind, soft, v_th, v_reset, m0, m1, h)
-        dsg = derivative_at(ctx.surrogate, h, v_th, T * M,
+        hb = h[:, m0:m1]
+        dsg = derivative_at(ctx.surrogate, hb, v_th, T * M,
                             out=dbuf[:T * (m1 - m0)].view(T, m1 - m0))
-        neuron_bwd_cols(gs, gv, x, v0, tau, dsg, gx, gv0, gtau_m, kind, soft, v_th, v_reset,
-                        detach, m0, m1, None if need_tau else h)
+        back(m0, m1, dsg, None if need_tau else hb)
     gtau = (gtau_m.sum(dtype=torch.float64).to(tau.dtype).reshape(()) if need_tau and M
             else torch.zeros_like(tau))
     return gx, gv0, gtau
@@ -199,16 +229,25 @@ def _(grad_spikes, grad_v_final, x, h, v0, tau, dsg, grad_h, grad_v, kind, soft,
     return torch.empty_like(grad_spikes), torch.empty_like(v0), torch.empty_like(tau)
 
 
+def _blockwise(device: torch.device, surrogate: Surrogate, traced: bool) -> bool:
+    """Whether the backward is :func:`_blockwise_backward`: a custom surrogate on CPU, no
+    trace gradients."""
+    return device.type == "cpu" and not traced and not surrogate.builtin
+
+
 def _setup_context(ctx, inputs, output):
     x, v0, tau, kind, soft, v_th, v_reset, sg, alpha, detach, save_h, trace_v = inputs
     _, _, h, _ = output
     if not trace_v:
         ctx.mark_non_differentiable(*output[2:])
     ctx.set_materialize_grads(False)
-    # the cpu kernels recompute from x; the Triton kernels read h, and x only for tau
-    keep_x = x.device.type == "cpu" or tau.requires_grad
-    ctx.save_for_backward(x if keep_x else None, h if (save_h or trace_v) else None, v0, tau)
     ctx.surrogate = _surrogate_of(sg, alpha)  # holds a custom surrogate until backward
+    # the cpu kernels recompute from x, except a custom surrogate's blockwise backward, which
+    # reads h; the Triton kernels read h; x only for tau
+    keep_x = tau.requires_grad or (x.device.type == "cpu" and not (
+        _blockwise(x.device, ctx.surrogate, trace_v)
+        and _direct_block_kernel(x.device.type) is not None))
+    ctx.save_for_backward(x if keep_x else None, h if (save_h or trace_v) else None, v0, tau)
     ctx.x_meta = (x.shape, x.dtype, x.device)
     ctx.args = (kind, soft, v_th, v_reset, sg, alpha, detach)
     ctx.trace_v = trace_v
@@ -226,8 +265,8 @@ def _backward(ctx, grad_spikes, grad_v_final, grad_h, grad_v):
         gv = grad_v_final.to(v0.dtype).contiguous()
     else:  # the cpu kernels take no gradient of v_T as zero: no [M] zero-fill
         gv = None if device.type == "cpu" else torch.zeros_like(v0)
-    if device.type == "cpu" and not traced and not ctx.surrogate.builtin:
-        gx, gv0, gtau = _blockwise_backward(ctx, gs, gv, x, v0, tau, need_tau)
+    if _blockwise(device, ctx.surrogate, traced):
+        gx, gv0, gtau = _blockwise_backward(ctx, gs, gv, x, h, v0, tau, need_tau)
         return (gx, gv0, gtau if need_tau else None) + (None,) * 9
     dsg = None
     if traced or not ctx.surrogate.builtin:
@@ -270,7 +309,8 @@ def fused_sequence(x, v0, tau, *, kind: NeuronKind, v_th, v_reset, reset, surrog
                                    float(v_reset), spike_dtype or x2.dtype)
         return (s2.reshape(x.shape).to(spike_dtype or x.dtype),
                 v_final.reshape(x.shape[1:]).to(x.dtype))
-    save_h = trace or x.device.type != "cpu"
+    # h for the Triton kernels' backward and for a custom surrogate's (its derivative's input)
+    save_h = trace or x.device.type != "cpu" or not surrogate.builtin
     s2, v_final, h, vs = neuron_fwd(
         x2, v, tau_t, kind.code, reset == "soft", float(v_th), float(v_reset),
         surrogate_token(surrogate), float(surrogate.alpha or 0.0), bool(detach_reset), save_h,

@@ -21,7 +21,8 @@
 //
 // Memory traffic: the forward reads x and writes s; the backward re-runs the forward for a
 // block of W neurons into a [T, W] buffer that stays in cache, then walks back in time reading
-// gs and writing gx. Nothing of size [T, M] is saved besides x itself.
+// gs and writing gx. Nothing of size [T, M] is saved besides x itself (with a custom surrogate
+// the forward writes h, saved in place of x, and the walk reads it: PRECOMPUTED with hin).
 //
 // The charge, spike and reset are computed with the same operations in the same order as the
 // reference (`v + (x - (v - v_reset)) / tau`, true division, no FMA contraction: built with
@@ -290,7 +291,8 @@ void walk_back_block(const S* __restrict gs, const A* __restrict gvT, S* __restr
       if constexpr (TR) gv[j] += gvxt[j];
       A dvdh;
       if constexpr (SOFT) {
-        dvdh = A(1) + p.nd * (-p.v_th * sg);
+        // a select, not nd * (...): a detached reset adds nothing even where sg is inf
+        dvdh = A(1) + (p.nd != A(0) ? -p.v_th * sg : A(0));
       } else {  // 1 - s_t, NaN where h is not finite
         dvdh = ((u >= A(0) ? A(0) : A(1)) + (u - u)) + p.nd * ((p.v_reset - h) * sg);
       }
@@ -315,11 +317,12 @@ void walk_back_block(const S* __restrict gs, const A* __restrict gvT, S* __restr
 
 // Neurons [mb, me) of x [T, M]; dsg (when PRE) holds their derivative as [T, me - mb] rows
 // ldd apart (ldd = M, mb = 0 for the whole layer). hin, when given (and no tau gradient is
-// wanted), is their h as [T, me - mb]: read instead of re-running the forward.
+// wanted), is their h as [T, me - mb] with rows ldh apart: read instead of re-running the
+// forward (ldh = M for a column block of the forward's saved h [T, M]).
 template <typename S, typename A, bool LIF, bool SOFT, int SG, bool NT>
 void backward_impl(const S* x, const A* v0, const S* gs, const A* gvT, S* gx, A* gv0, A* gtau,
                    const A* dsg, const A* ghx, const A* gvx, const A* hin, int64_t T,
-                   int64_t M, int64_t mb, int64_t me, int64_t ldd, Params<A> p) {
+                   int64_t M, int64_t mb, int64_t me, int64_t ldd, int64_t ldh, Params<A> p) {
   if (hin != nullptr && !NT) {
     const int64_t W = kMaxBlock, ld = me - mb;
     at::parallel_for(0, (ld + W - 1) / W, grain_blocks(T, W), [=](int64_t b0, int64_t b1) {
@@ -327,7 +330,7 @@ void backward_impl(const S* x, const A* v0, const S* gs, const A* gvT, S* gx, A*
         const int64_t m0 = mb + b * W, n = std::min(W, me - m0);
         walk_back_block<S, A, LIF, SOFT, SG, false>(gs, gvT, gx, gv0, gtau, hin + (m0 - mb),
                                                     nullptr, dsg + (m0 - mb), ghx, gvx, T, M,
-                                                    ld, m0, n, ldd, p);
+                                                    ldh, m0, n, ldd, p);
       }
     });
     return;
@@ -588,14 +591,15 @@ extern "C" int membra_neuron_forward_u8(const void* x, const void* v0, void* s, 
 // [T, me - mb]; gx, gv0 and gtau are written in those neurons only.
 static int backward_cols(const void* x, const void* v0, const void* gs, const void* gvT, void* gx,
                   void* gv0, void* gtau, const void* dsg, const void* ghx, const void* gvx,
-                  const void* hin, int64_t T, int64_t M, int64_t mb, int64_t me, int dtype,
-                  int lif, int soft, int surrogate, double alpha, int detach, double tau,
-                  double v_th, double v_reset) {
+                  const void* hin, int64_t ldh, int64_t T, int64_t M, int64_t mb, int64_t me,
+                  int dtype, int lif, int soft, int surrogate, double alpha, int detach,
+                  double tau, double v_th, double v_reset) {
   if (surrogate < 0 || surrogate > PRECOMPUTED_TRACE) return 2;
   if (hin != nullptr && surrogate != PRECOMPUTED) return 3;
   if (surrogate >= PRECOMPUTED && dsg == nullptr) return 3;
   if (surrogate == PRECOMPUTED_TRACE && (ghx == nullptr || gvx == nullptr)) return 3;
   if (mb < 0 || me > M || mb > me) return 4;
+  if (hin != nullptr && ldh < me - mb) return 4;
   return dispatch_dtype(dtype, [&](auto* s_tag, auto* a_tag) {
     using S = std::remove_pointer_t<decltype(s_tag)>;
     using A = std::remove_pointer_t<decltype(a_tag)>;
@@ -611,7 +615,7 @@ static int backward_cols(const void* x, const void* v0, const void* gs, const vo
           static_cast<const S*>(gs), static_cast<const A*>(gvT),
           static_cast<S*>(gx), static_cast<A*>(gv0), static_cast<A*>(gtau),
           static_cast<const A*>(dsg), static_cast<const A*>(ghx), static_cast<const A*>(gvx),
-          static_cast<const A*>(hin), T, M, mb, me, dsg == nullptr || surrogate == PRECOMPUTED_TRACE ? M : me - mb, p);
+          static_cast<const A*>(hin), T, M, mb, me, dsg == nullptr || surrogate == PRECOMPUTED_TRACE ? M : me - mb, ldh, p);
     };
     auto by_surrogate = [&](auto lif_c, auto soft_c) {
       switch (surrogate) {
@@ -633,21 +637,23 @@ extern "C" int membra_neuron_backward(const void* x, const void* v0, const void*
                                       int64_t T, int64_t M, int dtype, int lif, int soft,
                                       int surrogate, double alpha, int detach, double tau,
                                       double v_th, double v_reset) {
-  return backward_cols(x, v0, gs, gvT, gx, gv0, gtau, dsg, ghx, gvx, nullptr, T, M, 0, M, dtype,
+  return backward_cols(x, v0, gs, gvT, gx, gv0, gtau, dsg, ghx, gvx, nullptr, 0, T, M, 0, M, dtype,
                        lif, soft, surrogate, alpha, detach, tau, v_th, v_reset);
 }
 
 // Backward of neurons [mb, me) with their surrogate derivative given as dsg [T, me - mb]
 // (PRECOMPUTED): a custom surrogate evaluated block by block while the block is in cache.
-// hin (or null): their h [T, me - mb], read instead of recomputed (ignored when gtau is wanted).
+// hin (or null): their h [T, me - mb], rows ldh apart (at least me - mb), read instead of
+// recomputed (ignored when gtau is wanted).
 extern "C" int membra_neuron_backward_cols(const void* x, const void* v0, const void* gs,
                                            const void* gvT, void* gx, void* gv0, void* gtau,
-                                           const void* dsg, const void* hin, int64_t T,
+                                           const void* dsg, const void* hin, int64_t ldh,
+                                           int64_t T,
                                            int64_t M, int64_t mb, int64_t me, int dtype, int lif,
                                            int soft, int detach, double tau, double v_th,
                                            double v_reset) {
   return backward_cols(x, v0, gs, gvT, gx, gv0, gtau, dsg, nullptr, nullptr,
-                       gtau != nullptr ? nullptr : hin, T, M, mb, me, dtype, lif, soft,
+                       gtau != nullptr ? nullptr : hin, ldh, T, M, mb, me, dtype, lif, soft,
                        PRECOMPUTED, 1.0, detach, tau, v_th, v_reset);
 }
 
