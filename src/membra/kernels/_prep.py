@@ -14,17 +14,24 @@ def state_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def flatten_inputs(x: torch.Tensor, v0: torch.Tensor, tau):
-    """``(x2 [T, M] contiguous, v [M] state dtype, tau 0-d state dtype)``; tau is 1 for IF."""
+def tau_tensor(tau, dtype: torch.dtype, device) -> torch.Tensor:
+    """``tau`` (``None`` for IF: 1, a number or a tensor) as a 0-d tensor of ``dtype``."""
+    if tau is None:
+        return torch.ones((), dtype=dtype, device=device)
+    if isinstance(tau, torch.Tensor):
+        return tau.to(device=device, dtype=dtype).reshape(())
+    return torch.full((), float(tau), dtype=dtype, device=device)
+
+
+def flatten_inputs(x: torch.Tensor, v0: torch.Tensor, tau, *, tau_as_tensor: bool = True):
+    """``(x2 [T, M] contiguous, v [M] state dtype, tau 0-d state dtype)``; tau is 1 for IF.
+    With ``tau_as_tensor=False`` a number (or ``None``) stays as it is (:func:`tau_tensor`
+    converts it when needed)."""
     acc = state_dtype(x.dtype)
     shape = x.shape[1:]
     m = math.prod(shape)
     x2 = x.reshape(x.shape[0], m).contiguous()
     v = v0.to(acc).expand(shape).reshape(m).contiguous()
-    if tau is None:
-        tau_t = torch.ones((), dtype=acc, device=x.device)
-    elif isinstance(tau, torch.Tensor):
-        tau_t = tau.to(device=x.device, dtype=acc).reshape(())
-    else:
-        tau_t = torch.full((), float(tau), dtype=acc, device=x.device)
-    return x2, v, tau_t
+    if tau_as_tensor or isinstance(tau, torch.Tensor):
+        tau = tau_tensor(tau, acc, x.device)
+    return x2, v, tau

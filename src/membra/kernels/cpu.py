@@ -34,6 +34,7 @@ from ..functional.kinds import NeuronKind
 from ._prep import state_dtype
 from .dispatch import register_backend
 from .fused import (
+    INFER_DIRECT,
     NEW_OUTPUT,
     fused_sequence,
     kernel_surrogate_code,
@@ -186,22 +187,25 @@ def _neuron_fwd_cpu(x, v0, tau, kind, soft, v_th, v_reset, surrogate, alpha, det
 
 @neuron_infer.register_kernel("cpu")
 def _neuron_infer_cpu(x, v0, tau, kind, soft, v_th, v_reset, spike_dtype):
-    """``membra::neuron_infer`` on CPU: one pass that reads ``x`` and writes the spikes, as
-    0/1 bytes directly when ``spike_dtype`` is bool or uint8."""
-    if spike_dtype not in (torch.bool, torch.uint8):
-        return _neuron_fwd_cpu(x, v0, tau, kind, soft, v_th, v_reset, 0, 0.0, True, False,
-                               False)[:2]
+    """``membra::neuron_infer`` on CPU: one pass that reads ``x`` and writes the spikes (as
+    0/1 bytes directly when ``spike_dtype`` is bool or uint8) and ``v_T``; nothing else is
+    allocated. Also called directly, without the op's dispatch, by
+    :func:`membra.kernels.fused.fused_sequence` (``INFER_DIRECT``)."""
     x, v0 = _as_kernel_input(x, v0)
     lib = _load()
-    s = _new_output(x.shape, spike_dtype, lib)
+    integer = spike_dtype in (torch.bool, torch.uint8)
+    s = _new_output(x.shape, spike_dtype if integer else x.dtype, lib)
     v_final = torch.empty_like(v0)
     T, M = x.shape
     if M:
-        _check(lib.membra_neuron_forward_u8(
-            x.data_ptr(), v0.data_ptr(), s.data_ptr(), v_final.data_ptr(), T, M,
-            _DTYPE_CODES[x.dtype], kind == NeuronKind.LIF.code, soft, float(tau), v_th,
-            v_reset), "inference forward")
-    return s, v_final
+        args = (x.data_ptr(), v0.data_ptr(), s.data_ptr(), v_final.data_ptr())
+        tail = (T, M, _DTYPE_CODES[x.dtype], kind == NeuronKind.LIF.code, soft,
+                1.0 if tau is None else float(tau), v_th, v_reset)
+        if integer:
+            _check(lib.membra_neuron_forward_u8(*args, *tail), "inference forward")
+        else:
+            _check(lib.membra_neuron_forward(*args, None, None, *tail), "inference forward")
+    return s.to(spike_dtype), v_final
 
 
 def _ptr(t: torch.Tensor | None):
@@ -287,4 +291,5 @@ def _neuron_bwd_cpu(grad_spikes, grad_v_final, x, h, v0, tau, dsg, grad_h, grad_
 
 
 NEW_OUTPUT["cpu"] = lambda shape, dtype: _new_output(shape, dtype, _load())
+INFER_DIRECT["cpu"] = _neuron_infer_cpu
 register_backend("cpu", fused_sequence, available=cpu_available, devices=("cpu",))
