@@ -90,8 +90,9 @@ def _declare(lib) -> None:
 
 
 def _new_output(shape, dtype: torch.dtype, lib) -> torch.Tensor:
-    """An uninitialised contiguous CPU tensor for a kernel output: from the pool when large
-    (memory freed by earlier outputs, already mapped; see ``membra_pool_tensor``), else
+    """An uninitialised contiguous CPU tensor for a kernel output (``[T, M]``, and the ``[M]``
+    state and its gradient): from the pool when large (memory freed by earlier outputs,
+    already mapped; see ``membra_pool_tensor``), else
     ``torch.empty``, advised onto transparent huge pages when large (fewer page faults on
     first touch; see ``membra_advise_hugepages``)."""
     shape = tuple(shape)
@@ -172,7 +173,7 @@ def _neuron_fwd_cpu(x, v0, tau, kind, soft, v_th, v_reset, surrogate, alpha, det
     x, v0 = _as_kernel_input(x, v0)
     lib = _load()
     s = _new_output(x.shape, x.dtype, lib)
-    v_final = torch.empty_like(v0)
+    v_final = _new_output(v0.shape, v0.dtype, lib)
     h, v = (_new_output(x.shape if wanted else (0,), v0.dtype, lib)
             for wanted in (save_h or trace_v, trace_v))
     T, M = x.shape
@@ -195,7 +196,7 @@ def _neuron_infer_cpu(x, v0, tau, kind, soft, v_th, v_reset, spike_dtype):
     lib = _load()
     integer = spike_dtype in (torch.bool, torch.uint8)
     s = _new_output(x.shape, spike_dtype if integer else x.dtype, lib)
-    v_final = torch.empty_like(v0)
+    v_final = _new_output(v0.shape, v0.dtype, lib)
     T, M = x.shape
     if M:
         args = (x.data_ptr(), v0.data_ptr(), s.data_ptr(), v_final.data_ptr())
@@ -272,7 +273,7 @@ def _neuron_bwd_cpu(grad_spikes, grad_v_final, x, h, v0, tau, dsg, grad_h, grad_
                            for t in (dsg, grad_h, grad_v))
     lib = _load()
     gx = _new_output(x.shape, x.dtype, lib)
-    gv0 = torch.empty_like(v0)
+    gv0 = _new_output(v0.shape, v0.dtype, lib)
     T, M = x.shape
     need_tau = need_tau and kind == NeuronKind.LIF.code
     gtau_m = torch.empty_like(v0) if need_tau else None
