@@ -128,3 +128,16 @@ def test_fake_tensors_and_export_dispatch_the_op():
         x = mode.from_tensor(torch.randn(5, 1, 256))
         s, v = neuron_sequence(x, tau=4.0, backend="cpu", spike_dtype=torch.bool)
     assert s.shape == (5, 1, 256) and s.dtype == torch.bool and v.shape == (1, 256)
+
+
+def test_jit_trace_records_the_op():
+    from membra.kernels import lif_sequence
+
+    def f(x):
+        return lif_sequence(x, tau=3.0, backend="cpu")[0]
+
+    with torch.no_grad():
+        traced = torch.jit.trace(f, torch.randn(4, 2, 8), check_trace=False)
+        y = torch.randn(4, 2, 8) + 1.0  # other values than the traced ones
+        assert "membra::neuron_infer" in str(traced.graph)
+        torch.testing.assert_close(traced(y), f(y), rtol=0, atol=0)

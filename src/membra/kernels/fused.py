@@ -263,8 +263,10 @@ def kernel_surrogate_code(surrogate: int, dsg, grad_h) -> int:
 def _dispatch_unobserved(x: torch.Tensor) -> bool:
     """Whether calling a kernel directly is indistinguishable from calling its op: eager
     mode on a plain tensor, with no torch-function or dispatch mode (fake tensors,
-    ``torch.export``, op counters) and no functorch transform active."""
+    ``torch.export``, op counters), no ``torch.jit.trace`` and no functorch transform
+    active."""
     return (type(x) is torch.Tensor and not torch.compiler.is_compiling()
+            and torch._C._get_tracing_state() is None
             and not torch._C._is_torch_function_mode_enabled()
             and torch._C._len_torch_dispatch_stack() == 0
             and not torch._C._are_functorch_transforms_active())
