@@ -62,3 +62,35 @@ def test_small_states_stay_ordinary_tensors():
         s, v = lif_sequence(x, backend="cpu")
     assert v.shape == (2, 300) and v.is_contiguous()
     v.add_(1.0)  # an ordinary, writable tensor
+
+
+@pytest.mark.parametrize("v0_kind", ["none", "scalar", "scalar_learnable", "channel_learnable"])
+@pytest.mark.parametrize("grad", [False, True])
+def test_a_broadcast_initial_potential_is_copied_into_the_pool(monkeypatch, v0_kind, grad):
+    from membra.kernels import fused
+
+    calls = []
+    new = fused.NEW_OUTPUT["cpu"]
+
+    def spy(shape, dtype):
+        calls.append(tuple(shape))
+        return new(shape, dtype)
+
+    monkeypatch.setitem(fused.NEW_OUTPUT, "cpu", spy)
+    g = torch.Generator().manual_seed(len(v0_kind) + grad)
+    x = torch.randn(4, 3, 5, 37, generator=g) + 0.5
+    learn = v0_kind.endswith("learnable")
+    v0 = {"none": None, "scalar": 0.3, "scalar_learnable": torch.tensor(0.3),
+          "channel_learnable": torch.linspace(-0.2, 0.4, 5).reshape(5, 1)}[v0_kind]
+    got, want = [], []
+    for backend, out in (("cpu", got), ("reference", want)):
+        xb = x.clone().requires_grad_(grad)
+        vb = v0.clone().requires_grad_(True) if learn else v0
+        s, v = lif_sequence(xb, vb, backend=backend)
+        out += [s, v]
+        if grad or learn:
+            leaves = [t for t in (xb, vb) if isinstance(t, torch.Tensor) and t.requires_grad]
+            out += torch.autograd.grad((s * 1.5).sum() + v.sum(), leaves)
+    assert (3, 5, 37) in calls  # the [M] copy of v0 came from the pool allocator
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-5)

@@ -23,15 +23,21 @@ def tau_tensor(tau, dtype: torch.dtype, device) -> torch.Tensor:
     return torch.full((), float(tau), dtype=dtype, device=device)
 
 
-def flatten_inputs(x: torch.Tensor, v0: torch.Tensor, tau, *, tau_as_tensor: bool = True):
+def flatten_inputs(x: torch.Tensor, v0: torch.Tensor, tau, *, tau_as_tensor: bool = True,
+                   new=None):
     """``(x2 [T, M] contiguous, v [M] state dtype, tau 0-d state dtype)``; tau is 1 for IF.
     With ``tau_as_tensor=False`` a number (or ``None``) stays as it is (:func:`tau_tensor`
-    converts it when needed)."""
+    converts it when needed). ``new(shape, dtype)``, when given, allocates the copy of a
+    broadcast ``v0`` (the cpu backend's pool: no fresh pages per call)."""
     acc = state_dtype(x.dtype)
     shape = x.shape[1:]
     m = math.prod(shape)
     x2 = x.reshape(x.shape[0], m).contiguous()
-    v = v0.to(acc).expand(shape).reshape(m).contiguous()
+    v = v0.to(acc).expand(shape)
+    if v.is_contiguous() or new is None:
+        v = v.reshape(m).contiguous()
+    else:
+        v = new(tuple(shape), acc).copy_(v).view(m)
     if tau_as_tensor or isinstance(tau, torch.Tensor):
         tau = tau_tensor(tau, acc, x.device)
     return x2, v, tau

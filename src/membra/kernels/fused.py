@@ -301,7 +301,8 @@ def fused_sequence(x, v0, tau, *, kind: NeuronKind, v_th, v_reset, reset, surrog
     :func:`neuron_infer`, which saves nothing (and writes ``spike_dtype`` spikes directly)."""
     # the cpu kernels read float32 / float64 / bfloat16: float16 is computed in float32
     xk = x.float() if x.dtype == torch.float16 and x.device.type == "cpu" else x
-    x2, v, tau_t = flatten_inputs(xk, v0, tau, tau_as_tensor=False)
+    x2, v, tau_t = flatten_inputs(xk, v0, tau, tau_as_tensor=False,
+                                  new=NEW_OUTPUT.get(x.device.type))
     needs_grad = torch.is_grad_enabled() and any(
         isinstance(t, torch.Tensor) and t.requires_grad for t in (x2, v, tau_t))
     if not (needs_grad or trace):
