@@ -8,6 +8,10 @@ import math
 
 import torch
 
+#: neurons from which a broadcast ``v0``'s copy is worth the pool (1 MiB of float32, the cpu
+#: pool's own threshold; below it the allocator's Python bookkeeping costs more per call)
+STATE_POOL_MIN = 1 << 18
+
 
 def state_dtype(dtype: torch.dtype) -> torch.dtype:
     """The potential is kept in float64 for float64 input, else in float32."""
@@ -34,7 +38,7 @@ def flatten_inputs(x: torch.Tensor, v0: torch.Tensor, tau, *, tau_as_tensor: boo
     m = math.prod(shape)
     x2 = x.reshape(x.shape[0], m).contiguous()
     v = v0.to(acc).expand(shape)
-    if v.is_contiguous() or new is None:
+    if v.is_contiguous() or new is None or m < STATE_POOL_MIN:
         v = v.reshape(m).contiguous()
     else:
         v = new(tuple(shape), acc).copy_(v).view(m)
