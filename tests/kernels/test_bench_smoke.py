@@ -44,6 +44,9 @@ def test_bench_writes_json_and_markdown(tmp_path):
         assert plain["membra-cpu"]["fwd_bwd"]["median_ms"] > 0
         assert plain["membra-cpu-infer-bool"]["fwd"]["median_ms"] > 0
         assert "Plain script (no reuse of freed memory)" in md
+        # where the time goes: the C++ kernels alone, next to the op's fwd+bwd
+        assert all(plain["kernel_only"][ph]["median_ms"] > 0 for ph in ("fwd", "bwd"))
+        assert md.count("| cpu kernel alone, preallocated |") == 2
         met = {t["what"]: t for t in data["targets"]}
         assert all(t["value"] is not None for w, t in met.items() if "plain script: three" in w)
 
@@ -111,3 +114,14 @@ def test_the_custom_surrogate_compile_does_not_cap_its_timing(monkeypatch):
     row = res["by_T"]["3"]["methods"]["membra-cpu-custom-surrogate"]
     assert sc._cache(neurons._custom_sigmoid).get(neurons._custom_sigmoid) is not None
     assert "capped" not in row["fwd_bwd"] and len(row["fwd_bwd"]["times_ms"]) == 3, row
+
+
+def test_small_input_bench_reports_both_paths():
+    from membra.bench.small import measure
+
+    out = measure(3)
+    for name in ("lif_sequence_5x1x256", "popsan_actor_forward"):
+        assert out[f"{name}_us"] > 0 and out[f"{name}_via_op_us"] > 0
+    from membra.kernels import fused
+
+    assert "cpu" in fused.INFER_DIRECT  # the op path was only borrowed

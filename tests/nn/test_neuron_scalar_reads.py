@@ -10,7 +10,7 @@ import itertools
 import pytest
 import torch
 
-from membra.nn import IF, LIF
+from membra.nn import ALIF, IF, LIF, RLIF, CubaLIF
 
 
 @contextlib.contextmanager
@@ -44,6 +44,16 @@ def layers():
         pytest.param(lambda: LIF(tau=2.0, learnable_tau=True), id="lif-learnable-tau"),
         pytest.param(lambda: IF(v_th=1.2), id="if"),
         pytest.param(lambda: LIF(tau=2.0, backend="reference"), id="lif-reference"),
+        pytest.param(lambda: CubaLIF(tau=2.5, tau_syn=3.0, v_th=0.7, v_reset=-0.1),
+                     id="cuba_lif"),
+        pytest.param(lambda: CubaLIF(shape=(5,), reset="hard", init_current="learnable",
+                                     backend="reference"), id="cuba_lif-reference"),
+        pytest.param(lambda: ALIF(tau=3.0, tau_adapt=7.0, beta=0.3), id="alif"),
+        pytest.param(lambda: ALIF(shape=(5,), init_adaptation="learnable", reset="hard",
+                                  backend="reference"), id="alif-reference"),
+        pytest.param(lambda: RLIF((5,), tau=2.5, v_th=0.9), id="rlif"),
+        pytest.param(lambda: RLIF((5,), learnable_tau=True, backend="reference"),
+                     id="rlif-learnable-tau-reference"),
     ]
 
 
@@ -71,14 +81,22 @@ def _spikes(layer, x):
     (LIF, dict(v_th=0.6, v_reset=-0.3, tau=4.0)),
     (LIF, dict(v_th=1.7)),
     (IF, dict(v_th=0.4, v_reset=0.2)),
+    (CubaLIF, dict(tau_syn=5.0, v_th=0.5)),
+    (CubaLIF, dict(tau=3.0, v_reset=-0.4)),
+    (ALIF, dict(tau_adapt=3.0, beta=1.5)),
+    (ALIF, dict(tau=4.0, v_th=0.6)),
+    (RLIF, dict(tau=3.0, v_th=0.5, v_reset=0.25)),
 ])
 @pytest.mark.parametrize("how", ["load_state_dict", "fill_", "assign", "to_double"])
 def test_a_changed_buffer_takes_effect_at_once(cls, changes, how):
     g = torch.Generator().manual_seed(len(changes))
     x = torch.randn(6, 3, 11, generator=g) + 0.4
-    layer = cls(reset="hard")
-    layer.run(x)  # the values are read (and cached) here
-    want_layer = cls(reset="hard", **changes)
+    make = (lambda **kw: RLIF((11,), **kw)) if cls is RLIF else cls
+    layer = make(reset="hard")
+    before = layer.run(x)[0]  # the values are read (and cached) here
+    want_layer = make(reset="hard", **changes)
+    if cls is RLIF:
+        want_layer.weight = layer.weight
     if how == "load_state_dict":
         layer.load_state_dict(want_layer.state_dict())
     elif how == "fill_":
@@ -95,8 +113,9 @@ def test_a_changed_buffer_takes_effect_at_once(cls, changes, how):
         layer.double()
         want_layer.double()
         x = x.double()
-    for got, want in zip(layer.run(x), want_layer.run(x), strict=True):
-        torch.testing.assert_close(got, want, atol=0, rtol=0)
+    got, want = layer.run(x), want_layer.run(x)
+    torch.testing.assert_close(got, want, atol=0, rtol=0)
+    assert how == "to_double" or not torch.equal(got[0], before), "the change alters spikes"
 
 
 @pytest.mark.parametrize("bad", [0.5, float("nan"), float("inf")])

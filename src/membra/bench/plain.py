@@ -4,7 +4,9 @@ A separate process that never calls :func:`membra.kernels.reuse_freed_memory`, s
 large tensor that is not a kernel output is fresh memory, as in a user's own script. Prints
 one JSON line: the three-copy limit (``copy_x3``, preallocated) and, for x = [T, 64, NEURONS]
 float32, membra's fwd+bwd, forward (float spikes, from the output pool and without it) and
-inference with bool spikes, and SpikingJelly's fwd+bwd when it is installed.
+inference with bool spikes, and SpikingJelly's fwd+bwd when it is installed. ``kernel_only``
+times the C++ forward and backward alone (sigmoid surrogate, soft reset, preallocated outputs,
+no Python or autograd): where the time of ``membra-cpu`` goes.
 """
 
 from __future__ import annotations
@@ -16,6 +18,33 @@ import torch
 
 from .neurons import _no_pool, limits, time_method
 from .peers import load_peers
+from .timing import median_ms
+
+
+def kernel_only(x: torch.Tensor, gs: torch.Tensor, repeats: int) -> dict:
+    """The cpu kernels' LIF forward and backward (``membra_neuron_forward`` /
+    ``membra_neuron_backward``, tau 2, sigmoid surrogate, soft reset) into preallocated
+    outputs, called directly: the time of the passes over memory and their arithmetic."""
+    from membra.kernels import cpu
+
+    lib = cpu._load()
+    x2, g2 = x.reshape(x.shape[0], -1), gs.reshape(x.shape[0], -1)
+    T, M = x2.shape
+    v0, vT, gv0 = torch.zeros(M), torch.empty(M), torch.empty(M)
+    s, gx = torch.empty_like(x2), torch.empty_like(x2)
+    tail = (T, M, 0, True, True)
+
+    def fwd():
+        lib.membra_neuron_forward(x2.data_ptr(), v0.data_ptr(), s.data_ptr(), vT.data_ptr(),
+                                  None, None, *tail, 2.0, 1.0, 0.0)
+
+    def bwd():
+        lib.membra_neuron_backward(x2.data_ptr(), v0.data_ptr(), g2.data_ptr(), None,
+                                   gx.data_ptr(), gv0.data_ptr(), None, None, None, None,
+                                   *tail, 0, 4.0, True, 2.0, 1.0, 0.0)
+
+    return {"fwd": median_ms(fwd, device="cpu", repeats=repeats),
+            "bwd": median_ms(bwd, device="cpu", repeats=repeats)}
 
 
 def measure(T: int, neurons: int, repeats: int) -> dict:
@@ -32,6 +61,7 @@ def measure(T: int, neurons: int, repeats: int) -> dict:
 
     r = time_method(cpu, x, gs, device="cpu", repeats=repeats)
     out["membra-cpu"] = r
+    out["kernel_only"] = kernel_only(x, gs, repeats)
     with _no_pool():
         out["membra-cpu-nopool"] = time_method(cpu, x, gs, device="cpu", repeats=repeats,
                                                fwd_only=True)

@@ -142,6 +142,11 @@ def _plain_table(plain: dict | None) -> list[str]:
             if ms is not None:
                 lines.append(f"| {name} | {phase.replace('_', '+')} | {ms:.1f} ms | "
                              f"{lim / ms:.0%} |")
+    for phase in ("fwd", "bwd"):
+        ms = _phase(plain, "kernel_only", phase)
+        if ms is not None:
+            lines.append(f"| cpu kernel alone, preallocated | {phase} | {ms:.1f} ms | "
+                         f"{lim / ms:.0%} |")
     return lines + [""]
 
 

@@ -48,6 +48,14 @@ class NeuronTrace(NamedTuple):
 register_backend("reference", reference_sequence)
 
 
+def _broadcasts_to(shape, target) -> bool:
+    """Whether ``shape`` broadcasts to ``target`` unchanged: no more dims, and each trailing
+    dim 1 or equal (what ``torch.broadcast_shapes(shape, target) == target`` says, without its
+    cost, which is larger than a small layer's kernel)."""
+    return len(shape) <= len(target) and all(
+        a == 1 or a == b for a, b in zip(reversed(shape), reversed(target), strict=False))
+
+
 def _validate(x, v0, tau, *, v_th, v_reset, reset, check_finite, op):
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{op}: x must be a torch.Tensor, got {type(x).__name__}")
@@ -65,11 +73,7 @@ def _validate(x, v0, tau, *, v_th, v_reset, reset, check_finite, op):
     else:
         if not v0.is_floating_point():
             raise TypeError(f"{op}: v0 must be floating point, got dtype {v0.dtype}")
-        try:
-            ok = torch.broadcast_shapes(v0.shape, x.shape[1:]) == x.shape[1:]
-        except RuntimeError:
-            ok = False
-        if not ok:
+        if not _broadcasts_to(v0.shape, x.shape[1:]):
             raise ValueError(f"{op}: v0 of shape {tuple(v0.shape)} does not broadcast to one "
                              f"time step of x, shape {tuple(x.shape[1:])}")
         if v0.device != x.device:

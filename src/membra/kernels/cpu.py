@@ -36,6 +36,7 @@ from ._prep import state_dtype
 from .dispatch import register_backend
 from .fused import (
     BLOCK_KERNELS,
+    INFER_DIRECT,
     NEW_OUTPUT,
     fused_sequence,
     kernel_surrogate_code,
@@ -91,8 +92,9 @@ def _declare(lib) -> None:
 
 
 def _new_output(shape, dtype: torch.dtype, lib) -> torch.Tensor:
-    """An uninitialised contiguous CPU tensor for a kernel output: from the pool when large
-    (memory freed by earlier outputs, already mapped; see ``membra_pool_tensor``), else
+    """An uninitialised contiguous CPU tensor for a kernel output (``[T, M]``, and the ``[M]``
+    state and its gradient): from the pool when large (memory freed by earlier outputs,
+    already mapped; see ``membra_pool_tensor``), else
     ``torch.empty``, advised onto transparent huge pages when large (fewer page faults on
     first touch; see ``membra_advise_hugepages``)."""
     shape = tuple(shape)
@@ -173,7 +175,7 @@ def _neuron_fwd_cpu(x, v0, tau, kind, soft, v_th, v_reset, surrogate, alpha, det
     x, v0 = _as_kernel_input(x, v0)
     lib = _load()
     s = _new_output(x.shape, x.dtype, lib)
-    v_final = torch.empty_like(v0)
+    v_final = _new_output(v0.shape, v0.dtype, lib)
     h, v = (_new_output(x.shape if wanted else (0,), v0.dtype, lib)
             for wanted in (save_h or trace_v, trace_v))
     T, M = x.shape
@@ -188,22 +190,25 @@ def _neuron_fwd_cpu(x, v0, tau, kind, soft, v_th, v_reset, surrogate, alpha, det
 
 @neuron_infer.register_kernel("cpu")
 def _neuron_infer_cpu(x, v0, tau, kind, soft, v_th, v_reset, spike_dtype):
-    """``membra::neuron_infer`` on CPU: one pass that reads ``x`` and writes the spikes, as
-    0/1 bytes directly when ``spike_dtype`` is bool or uint8."""
-    if spike_dtype not in (torch.bool, torch.uint8):
-        return _neuron_fwd_cpu(x, v0, tau, kind, soft, v_th, v_reset, 0, 0.0, True, False,
-                               False)[:2]
+    """``membra::neuron_infer`` on CPU: one pass that reads ``x`` and writes the spikes (as
+    0/1 bytes directly when ``spike_dtype`` is bool or uint8) and ``v_T``; nothing else is
+    allocated. Also called directly, without the op's dispatch, by
+    :func:`membra.kernels.fused.fused_sequence` (``INFER_DIRECT``)."""
     x, v0 = _as_kernel_input(x, v0)
     lib = _load()
-    s = _new_output(x.shape, spike_dtype, lib)
-    v_final = torch.empty_like(v0)
+    integer = spike_dtype in (torch.bool, torch.uint8)
+    s = _new_output(x.shape, spike_dtype if integer else x.dtype, lib)
+    v_final = _new_output(v0.shape, v0.dtype, lib)
     T, M = x.shape
     if M:
-        _check(lib.membra_neuron_forward_u8(
-            x.data_ptr(), v0.data_ptr(), s.data_ptr(), v_final.data_ptr(), T, M,
-            _DTYPE_CODES[x.dtype], kind == NeuronKind.LIF.code, soft, float(tau), v_th,
-            v_reset), "inference forward")
-    return s, v_final
+        args = (x.data_ptr(), v0.data_ptr(), s.data_ptr(), v_final.data_ptr())
+        tail = (T, M, _DTYPE_CODES[x.dtype], kind == NeuronKind.LIF.code, soft,
+                1.0 if tau is None else float(tau), v_th, v_reset)
+        if integer:
+            _check(lib.membra_neuron_forward_u8(*args, *tail), "inference forward")
+        else:
+            _check(lib.membra_neuron_forward(*args, None, None, *tail), "inference forward")
+    return s.to(spike_dtype), v_final
 
 
 def _ptr(t: torch.Tensor | None):
@@ -315,7 +320,7 @@ def _neuron_bwd_cpu(grad_spikes, grad_v_final, x, h, v0, tau, dsg, grad_h, grad_
                            for t in (dsg, grad_h, grad_v))
     lib = _load()
     gx = _new_output(x.shape, x.dtype, lib)
-    gv0 = torch.empty_like(v0)
+    gv0 = _new_output(v0.shape, v0.dtype, lib)
     T, M = x.shape
     need_tau = need_tau and kind == NeuronKind.LIF.code
     gtau_m = torch.empty_like(v0) if need_tau else None
@@ -340,4 +345,5 @@ NEW_OUTPUT["cpu"] = lambda shape, dtype: _new_output(shape, dtype, _load())
 _COLS_KERNEL = neuron_bwd_cols._backend_fns.get("cpu")
 BLOCK_KERNELS["cpu"] = (lambda: neuron_bwd_cols._backend_fns.get("cpu") is _COLS_KERNEL,
                         _block_kernel)
+INFER_DIRECT["cpu"] = _neuron_infer_cpu
 register_backend("cpu", fused_sequence, available=cpu_available, devices=("cpu",))

@@ -26,7 +26,7 @@ import torch
 from ..functional.kinds import NeuronKind
 from ..functional.surrogate import SURROGATES, Surrogate
 from ..functional.surrogate_compiled import derivative_at
-from ._prep import flatten_inputs
+from ._prep import flatten_inputs, tau_tensor
 
 __all__ = ["OPS", "neuron_fwd", "neuron_bwd", "neuron_infer", "fused_sequence",
            "surrogate_token", "SPIKE_DTYPES",
@@ -50,6 +50,11 @@ NEW_OUTPUT: dict = {}
 #: v_reset, detach, gs, gv, gx, gv0, gtau)`` checks the layer's tensors once and returns
 #: ``back(m0, m1, dsg, h)``; ``x`` may be ``None`` when ``h`` is given and tau needs no gradient
 BLOCK_KERNELS: dict = {}
+#: per device type, the inference kernel of :func:`neuron_infer` as a plain function, which
+#: :func:`fused_sequence` calls without the op's dispatch when nothing could see the op
+#: (:func:`_dispatch_unobserved`): the op's Python dispatch costs far more than the kernel on
+#: small inputs (a control actor's ``[5, 1, 256]``)
+INFER_DIRECT: dict = {}
 #: what ``spike_dtype=`` accepts besides ``None`` (spikes in x's dtype)
 SPIKE_DTYPES = (torch.bool, torch.uint8)
 #: kernel surrogate codes of a derivative given as a tensor (without / with trace gradients)
@@ -294,6 +299,39 @@ def kernel_surrogate_code(surrogate: int, dsg, grad_h) -> int:
     return KERNEL_PRECOMPUTED if grad_h is None else KERNEL_PRECOMPUTED_TRACE
 
 
+def _dispatch_unobserved(x: torch.Tensor) -> bool:
+    """Whether calling a kernel directly is indistinguishable from calling its op: eager
+    mode on a plain tensor, with no torch-function or dispatch mode (fake tensors,
+    ``torch.export``, op counters), no ``torch.jit.trace`` and no functorch transform
+    active."""
+    return (type(x) is torch.Tensor and not torch.compiler.is_compiling()
+            and torch._C._get_tracing_state() is None
+            and not torch._C._is_torch_function_mode_enabled()
+            and torch._C._len_torch_dispatch_stack() == 0
+            and not torch._C._are_functorch_transforms_active())
+
+
+def _infer(x2, v, tau, kind: NeuronKind, soft: bool, v_th: float, v_reset: float,
+           spike_dtype):
+    """:func:`neuron_infer`, through :data:`INFER_DIRECT` when the device has a direct
+    kernel and nothing observes the dispatch (under the profiler it is still recorded as
+    ``membra::neuron_infer``). ``tau``: a 0-d tensor, a number, or ``None`` (IF)."""
+    direct = INFER_DIRECT.get(x2.device.type)
+    if direct is None or not _dispatch_unobserved(x2):
+        if not isinstance(tau, torch.Tensor):
+            tau = tau_tensor(tau, v.dtype, x2.device)
+        return neuron_infer(x2, v, tau, kind.code, soft, v_th, v_reset, spike_dtype)
+    if torch.autograd._profiler_enabled():
+        with torch.autograd.profiler.record_function(OPS[2]):
+            return direct(x2, v, tau, kind.code, soft, v_th, v_reset, spike_dtype)
+    return direct(x2, v, tau, kind.code, soft, v_th, v_reset, spike_dtype)
+
+
+def _as(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``t.to(dtype)``, skipping the call when it would return ``t`` (small-input overhead)."""
+    return t if t.dtype == dtype else t.to(dtype)
+
+
 def fused_sequence(x, v0, tau, *, kind: NeuronKind, v_th, v_reset, reset, surrogate: Surrogate,
                    detach_reset, trace=False, spike_dtype=None):
     """Backend entry (see :mod:`membra.kernels.dispatch`): the fused op on flattened input;
@@ -302,15 +340,19 @@ def fused_sequence(x, v0, tau, *, kind: NeuronKind, v_th, v_reset, reset, surrog
     :func:`neuron_infer`, which saves nothing (and writes ``spike_dtype`` spikes directly)."""
     # the cpu kernels read float32 / float64 / bfloat16: float16 is computed in float32
     xk = x.float() if x.dtype == torch.float16 and x.device.type == "cpu" else x
-    x2, v, tau_t = flatten_inputs(xk, v0, tau)
-    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (x2, v, tau_t))
+    x2, v, tau_t = flatten_inputs(xk, v0, tau, tau_as_tensor=False,
+                                  new=NEW_OUTPUT.get(x.device.type))
+    needs_grad = torch.is_grad_enabled() and any(
+        isinstance(t, torch.Tensor) and t.requires_grad for t in (x2, v, tau_t))
     if not (needs_grad or trace):
-        s2, v_final = neuron_infer(x2, v, tau_t, kind.code, reset == "soft", float(v_th),
-                                   float(v_reset), spike_dtype or x2.dtype)
-        return (s2.reshape(x.shape).to(spike_dtype or x.dtype),
-                v_final.reshape(x.shape[1:]).to(x.dtype))
+        s2, v_final = _infer(x2, v, tau_t, kind, reset == "soft", float(v_th), float(v_reset),
+                             spike_dtype or x2.dtype)
+        return (_as(s2.reshape(x.shape), spike_dtype or x.dtype),
+                _as(v_final.reshape(x.shape[1:]), x.dtype))
     # h for the Triton kernels' backward and for a custom surrogate's (its derivative's input)
     save_h = trace or x.device.type != "cpu" or not surrogate.builtin
+    if not isinstance(tau_t, torch.Tensor):
+        tau_t = tau_tensor(tau_t, v.dtype, x.device)
     s2, v_final, h, vs = neuron_fwd(
         x2, v, tau_t, kind.code, reset == "soft", float(v_th), float(v_reset),
         surrogate_token(surrogate), float(surrogate.alpha or 0.0), bool(detach_reset), save_h,

@@ -101,10 +101,9 @@ class _TwoStateNeuron(SpikingNeuron):
     def _state_names(self) -> str:
         return f"v, {self.second[0]}"
 
-    def _kernel_kwargs(self) -> dict:
-        return dict(tau=float(self.tau), v_th=float(self.v_th), v_reset=float(self.v_reset),
-                    reset=self.reset, surrogate=self.surrogate_fn,
-                    detach_reset=self.detach_reset, backend=self.backend)
+    def _tau_arg(self) -> float:
+        """``tau`` as its cached float (:meth:`buffer_float`: no read per call)."""
+        return self.buffer_float("tau")
 
     def _sequence(self, x, state, trace: bool):
         """The model's sequence kernel on ``x`` from ``state`` (see :meth:`run`)."""
@@ -127,6 +126,14 @@ class _TwoStateNeuron(SpikingNeuron):
         shown = "learnable" if isinstance(c0, nn.Parameter) else (
             f"{c0.item():g}" if c0.numel() == 1 else f"tensor{tuple(c0.shape)}")
         return f"{super().extra_repr()}, init_{self.second}={shown}"
+
+
+def _kernel_kwargs(layer: SpikingNeuron) -> dict:
+    """The model kernels' shared keyword arguments of ``layer``: :meth:`SpikingNeuron._kernel_args`
+    without ``neuron`` (each model has its own entry), every scalar buffer a cached float."""
+    kw = layer._kernel_args()
+    del kw["neuron"]
+    return kw
 
 
 def _checked_tau(tau, name: str) -> float:
@@ -178,8 +185,8 @@ class CubaLIF(_TwoStateNeuron):
     def _sequence(self, x, state, trace: bool):
         """State ``(v, i)``; in a trace ``h`` is the potential charged by :math:`i_t`."""
         return cuba_lif_sequence(x, self._initial_pair(x[0], state, self.init_current),
-                                 tau_syn=float(self.tau_syn), trace=trace,
-                                 **self._kernel_kwargs())
+                                 tau_syn=self.buffer_float("tau_syn"), trace=trace,
+                                 **_kernel_kwargs(self))
 
 
 class ALIF(_TwoStateNeuron):
@@ -221,8 +228,8 @@ class ALIF(_TwoStateNeuron):
         """State ``(v, a)``; in a trace ``h`` is compared with the moving threshold
         :math:`v_{th} + \beta a_t` (not ``v_th``), and ``v`` is after subtracting it."""
         return alif_sequence(x, self._initial_pair(x[0], state, self.init_adaptation),
-                             tau_adapt=float(self.tau_adapt), beta=float(self.beta),
-                             trace=trace, **self._kernel_kwargs())
+                             tau_adapt=self.buffer_float("tau_adapt"),
+                             beta=self.buffer_float("beta"), trace=trace, **_kernel_kwargs(self))
 
 
 class RLIF(LIF):
@@ -257,10 +264,7 @@ class RLIF(LIF):
                              f"{type(state).__name__}")
         v0 = self._initial_state(x[0], state[0])
         s0 = None if state[1] is None else self._initial_state(x[0], state[1])
-        return rlif_sequence(
-            x, self.weight, (v0, s0), tau=self.tau, v_th=float(self.v_th),
-            v_reset=float(self.v_reset), reset=self.reset, surrogate=self.surrogate_fn,
-            detach_reset=self.detach_reset, backend=self.backend, trace=trace)
+        return rlif_sequence(x, self.weight, (v0, s0), trace=trace, **_kernel_kwargs(self))
 
     def run(self, x, state=None):
         """``(spikes [T, B, *S], (v_T, s_T))`` from ``state = (v0, s0)`` (``None``: the

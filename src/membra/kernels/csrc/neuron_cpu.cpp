@@ -169,6 +169,12 @@ inline Fired<A> fire(A h, const Params<A>& p) {
   }
 }
 
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__AVX512F__)
+#define MEMBRA_WIDE __attribute__((target("prefer-vector-width=512")))
+#else
+#define MEMBRA_WIDE
+#endif
+
 constexpr int64_t kMaxBlock = 1024;
 
 int64_t grain_blocks(int64_t T, int64_t W) {
@@ -234,7 +240,7 @@ void forward_impl(const S* x, const A* v0, U* s, A* vT, A* ho, A* vo, int64_t T,
 // 1. recompute h_t (and q_t = x_t - (v_{t-1} - v_reset) when tau needs a gradient) for the
 // block into the [T, W] buffers hbuf / qbuf.
 template <typename S, typename A, bool LIF, bool DIV, bool SOFT, bool NT>
-void recompute_block(const S* __restrict x, const A* __restrict v0, A* __restrict hbuf,
+MEMBRA_WIDE void recompute_block(const S* __restrict x, const A* __restrict v0, A* __restrict hbuf,
                      A* __restrict qbuf, int64_t T, int64_t M, int64_t W, int64_t m0, int64_t n,
                      const Params<A> p) {
   alignas(64) A v[kMaxBlock];
@@ -254,8 +260,11 @@ void recompute_block(const S* __restrict x, const A* __restrict v0, A* __restric
 }
 
 // 2. walk back in time from gv = dL/dv_T (0 when gvT is null), reading gs and writing gx.
+// Compute-heavy (a built-in surrogate's exp and division per element): with AVX-512 both
+// steps of the backward run 512-bit vectors (MEMBRA_WIDE; GCC prefers 256 bits). The vector
+// width changes no value: each lane does the same operations in the same order.
 template <typename S, typename A, bool LIF, bool SOFT, int SG, bool NT>
-void walk_back_block(const S* __restrict gs, const A* __restrict gvT, S* __restrict gx,
+MEMBRA_WIDE void walk_back_block(const S* __restrict gs, const A* __restrict gvT, S* __restrict gx,
                      A* __restrict gv0, A* __restrict gtau, const A* __restrict hbuf,
                      const A* __restrict qbuf, const A* __restrict dsg,
                      const A* __restrict ghx, const A* __restrict gvx, int64_t T, int64_t M,
