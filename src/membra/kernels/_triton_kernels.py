@@ -155,10 +155,10 @@ def bwd_kernel(gs_ptr, gvT_ptr, gcT_ptr, h_ptr, th_ptr, x_ptr, v0_ptr, tau_ptr, 
             gs += gc
         # dL/du at u = h - theta: through the spike, and the reset's spike unless detached
         if SOFT:
-            gu = gs * sg + gv * (nd * (-th * sg))
+            gu = gs * sg + gv * tl.where(nd != 0, -th * sg, 0.0)  # 0 * inf is NaN
             gh = gu + gv
         else:
-            gu = gs * sg + gv * (nd * ((v_reset - h) * sg))
+            gu = gs * sg + gv * tl.where(nd != 0, (v_reset - h) * sg, 0.0)
             gh = gu + gv * (1.0 - s)
         if SG == 5:
             gh += tl.load(ghp, mask=mask, other=0.0).to(acc)

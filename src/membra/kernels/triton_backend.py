@@ -164,11 +164,18 @@ def _neuron_bwd_triton(grad_spikes, grad_v_final, x, h, v0, tau, dsg, grad_h, gr
     need_tau = need_tau and kind == NeuronKind.LIF.code
     prm = kernel_params(v0, v_th, v_reset, alpha=alpha, detach_reset=detach_reset)
     gx, gv0, _, gtau_m = launch_backward(
-        kind, grad_spikes.contiguous(), grad_v_final.contiguous(), None, h, None, x, v0, tau,
+        kind, grad_spikes.contiguous(), _grad_v_final(grad_v_final, v0), None, h, None, x, v0,
+        tau,
         prm, dsg, grad_h, grad_v, soft, kernel_surrogate_code(surrogate, dsg, grad_h), need_tau)
     gtau = (gtau_m.sum(dtype=torch.float64).to(tau.dtype).reshape(()) if gtau_m is not None
             else torch.zeros_like(tau))
     return gx, gv0, gtau
+
+
+def _grad_v_final(g, v0):
+    """``dL/dv_T`` for the kernels: the ops pass ``None`` when only the spikes have a
+    gradient (the cpu kernels read no zeros; the Triton ones do)."""
+    return torch.zeros_like(v0) if g is None else g.to(v0.dtype).contiguous()
 
 
 def _neuron_infer_triton(x, v0, tau, kind, soft, v_th, v_reset, spike_dtype):
@@ -179,20 +186,24 @@ def _neuron_infer_triton(x, v0, tau, kind, soft, v_th, v_reset, spike_dtype):
     return (s if spike_dtype == s.dtype else s.ne(0).to(spike_dtype)), v_final
 
 
-def _neuron_h_triton(x, v0, tau, kind, soft, v_th, v_reset, m0, m1):
-    """``membra::neuron_h`` with Triton (CPU interpreter only): ``h`` of neurons ``[m0, m1)``."""
-    return _forward(x[:, m0:m1].contiguous(), v0[m0:m1].contiguous(), tau, kind, soft, v_th,
-                    v_reset)[2]
+def _neuron_h_triton(x, v0, tau, kind, soft, v_th, v_reset, m0, m1, out):
+    """``membra::neuron_h`` with Triton (CPU interpreter only): ``h`` of neurons ``[m0, m1)``
+    into ``out``."""
+    out.copy_(_forward(x[:, m0:m1].contiguous(), v0[m0:m1].contiguous(), tau, kind, soft,
+                       v_th, v_reset)[2])
 
 
 def _neuron_bwd_cols_triton(grad_spikes, grad_v_final, x, v0, tau, dsg, gx, gv0, gtau, kind,
-                            soft, v_th, v_reset, detach_reset, m0, m1):
+                            soft, v_th, v_reset, detach_reset, m0, m1, h=None):
     """``membra::neuron_bwd_cols`` with Triton (CPU interpreter only): the backward of
-    neurons ``[m0, m1)`` with the derivative ``dsg`` (kernel code 4), into the outputs."""
+    neurons ``[m0, m1)`` with the derivative ``dsg`` (kernel code 4), into the outputs; ``h``
+    (``[T, m1 - m0]``) when given, else the block's forward is re-run."""
     cols = slice(m0, m1)
     xs, vs = x[:, cols].contiguous(), v0[cols].contiguous()
-    h = _forward(xs, vs, tau, kind, soft, v_th, v_reset)[2]
-    g = launch_backward(kind, grad_spikes[:, cols].contiguous(), grad_v_final[cols].contiguous(),
+    if h is None:
+        h = _forward(xs, vs, tau, kind, soft, v_th, v_reset)[2]
+    g = launch_backward(kind, grad_spikes[:, cols].contiguous(),
+                        _grad_v_final(None if grad_v_final is None else grad_v_final[cols], vs),
                         None, h, None, xs, vs, tau,
                         kernel_params(vs, v_th, v_reset, detach_reset=detach_reset),
                         dsg.to(h.dtype).contiguous(), None, None, soft,

@@ -187,9 +187,11 @@ void mbackward_block(const Io<S, A> io, const Grads<S, A> gi, A* __restrict hbuf
       if constexpr (MODEL == CUBA) {
         A dvdh;
         if constexpr (SOFT) {
-          dvdh = A(1) + nd * (-m.p.v_th * sg);
+          // a select, not nd * (...): a detached reset adds nothing even where sg is inf
+          dvdh = A(1) + (nd != A(0) ? -m.p.v_th * sg : A(0));
         } else {
-          dvdh = ((u >= A(0) ? A(0) : A(1)) + (u - u)) + nd * ((m.p.v_reset - h) * sg);
+          dvdh = ((u >= A(0) ? A(0) : A(1)) + (u - u)) +
+                 (nd != A(0) ? (m.p.v_reset - h) * sg : A(0));
         }
         A gh = load<S, A>(gst, j) * sg + gv[j] * dvdh;
         if constexpr (TR) gh += ghxt[j];

@@ -303,7 +303,8 @@ MEMBRA_WIDE void walk_back_block(const S* __restrict gs, const A* __restrict gvT
         // a select, not nd * (...): a detached reset adds nothing even where sg is inf
         dvdh = A(1) + (p.nd != A(0) ? -p.v_th * sg : A(0));
       } else {  // 1 - s_t, NaN where h is not finite
-        dvdh = ((u >= A(0) ? A(0) : A(1)) + (u - u)) + p.nd * ((p.v_reset - h) * sg);
+        dvdh = ((u >= A(0) ? A(0) : A(1)) + (u - u)) +
+               (p.nd != A(0) ? (p.v_reset - h) * sg : A(0));
       }
       A gh = load<S, A>(gst, j) * sg + gv[j] * dvdh;
       if constexpr (TR) gh += ghxt[j];
