@@ -76,8 +76,9 @@ def _echo_err(msg: str) -> None:
 
 @control_app.command("eval")
 def eval_(run: str = typer.Argument(..., help="checkpoint directory or shipped name "
-                                    "(pendulum, lidarnav, halfcheetah; shipped:NAME when a "
-                                    "local folder has that name)"),
+                                    "(pendulum, lidarnav, halfcheetah, pendulum_bdett, "
+                                    "lidarnav_bdett; shipped:NAME when a local folder has "
+                                    "that name)"),
           degrade: str = typer.Option("healthy", help="e.g. weight_gn:0.05, weight_zero:0.3, "
                                       "obs_gn:0.1, quantize:255, lidar_gn:0.1, dynamic"),
           dwam: str = typer.Option("off", help="on | off | both (both arms on the same "
