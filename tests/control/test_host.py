@@ -108,24 +108,43 @@ def test_ci_sized_pendulum_experiment(tmp_path):  # spec 9.1 (about 5-10 min on 
         assert np.isfinite(r["mean"])
 
 
-def test_shipped_halfcheetah_runs_with_dwam():
-    """The shipped HalfCheetah-v5 controller loads, its calibration matches its layers, and a
-    short degraded episode runs with DWAM adapting every layer (needs mujoco)."""
-    pytest.importorskip("mujoco")
-    if not (pretrained_path("halfcheetah") / "actor.safetensors").is_file():
-        pytest.skip("shipped HalfCheetah controller missing")
+# every shipped controller: task, neuron, observation size, a degradation of its task
+SHIPPED = {"pendulum": ("Pendulum-v1", "lif", 3, "weight_gn:0.05"),
+           "pendulum_bdett": ("Pendulum-v1", "bdett", 3, "weight_zero:0.3"),
+           "lidarnav": ("membra/LidarNav2D-v0", "lif", 22, "ray_dropout:4"),
+           "lidarnav_bdett": ("membra/LidarNav2D-v0", "bdett", 22, "weight_gn:0.05"),
+           "halfcheetah": ("HalfCheetah-v5", "lif", 17, "joint_vel_noise:10")}
+
+
+def test_every_shipped_controller_is_checked():
+    from membra.control.checkpoint import PRETRAINED
+
+    assert set(SHIPPED) == set(PRETRAINED)
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_controller_runs_with_dwam(name):
+    """A shipped controller loads with its task, neuron and tuned eta, its calibration matches
+    its layers, and a short degraded episode runs with DWAM adapting every layer."""
+    env_id, neuron, obs_dim, deg = SHIPPED[name]
+    if env_id.startswith("HalfCheetah"):
+        pytest.importorskip("mujoco")
+    if not (pretrained_path(name) / "actor.safetensors").is_file():
+        pytest.skip(f"shipped controller {name} missing")
     torch.set_num_threads(1)
-    actor, cfg = load_actor("halfcheetah")
-    assert cfg["env_id"] == "HalfCheetah-v5" and cfg["actor"]["obs_dim"] == 17
-    env_fn = functools.partial(make_env, "HalfCheetah-v5")
-    dwam = calibrated_dwam(actor, "halfcheetah", env_fn, dwam_config_for(cfg))
+    actor, cfg = load_actor(name)
+    assert cfg["env_id"] == env_id and cfg["actor"]["obs_dim"] == obs_dim
+    assert cfg["actor"].get("neuron", "lif") == neuron
+    assert {lay.kind for lay in actor.layers} == {neuron}
+    assert cfg["dwam"]["config"]["eta"] > 0  # tuned on validation seeds, stored with it
+    env_fn = functools.partial(make_env, env_id, **cfg.get("env_kwargs", {}))
+    dwam = calibrated_dwam(actor, name, env_fn, dwam_config_for(cfg))
     assert set(dwam.layers) == {"layers.0", "layers.1", "layers.2"}
     assert all(bool((lay.c0 >= 0.02).all()) for lay in dwam.layers.values())
-    kw = dict(seed=1000, degradation="joint_vel_noise:10", max_steps=60,
-              healthy_rates=dwam.healthy_rates())
+    kw = dict(seed=1000, degradation=deg, max_steps=60, healthy_rates=dwam.healthy_rates())
     off = evaluate(actor, env_fn, 1, **kw)
     on = evaluate(actor, env_fn, 1, dwam=dwam, **kw)
-    assert off["lengths"] == on["lengths"] == [60]
+    assert off["lengths"] == on["lengths"]
     assert np.isfinite(off["mean"]) and np.isfinite(on["mean"])
     assert all(v["drift"] > 0 for v in on["layers"].values())
     assert off["returns"] != on["returns"]  # DWAM changed the weights, hence the actions

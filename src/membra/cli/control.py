@@ -76,8 +76,9 @@ def _echo_err(msg: str) -> None:
 
 @control_app.command("eval")
 def eval_(run: str = typer.Argument(..., help="checkpoint directory or shipped name "
-                                    "(pendulum, lidarnav, halfcheetah; shipped:NAME when a "
-                                    "local folder has that name)"),
+                                    "(pendulum, lidarnav, halfcheetah, pendulum_bdett, "
+                                    "lidarnav_bdett; shipped:NAME when a local folder has "
+                                    "that name)"),
           degrade: str = typer.Option("healthy", help="e.g. weight_gn:0.05, weight_zero:0.3, "
                                       "obs_gn:0.1, quantize:255, lidar_gn:0.1, dynamic"),
           dwam: str = typer.Option("off", help="on | off | both (both arms on the same "
@@ -232,6 +233,9 @@ def sweep(ctx: typer.Context,
           rho: float = typer.Option(None, help="drift bound per weight, in units of the "
                                     "layer's mean |W|"),
           a_theta: float = typer.Option(None, help=_A_THETA_HELP),
+          resume: bool = typer.Option(False, "--resume", help="continue a stopped sweep: "
+                                      "reuse the finished draws recorded in OUT/draws.jsonl "
+                                      "(same settings only)"),
           progress: bool = typer.Option(True, help="progress bar on stderr")) -> None:
     """Run the degradation grid with and without DWAM -> sweep.md (95 % bootstrap CIs over
     draws, per-draw tables, rate CV), sweep.json, episodes.csv, returns.png, firing.png.
@@ -255,7 +259,8 @@ def sweep(ctx: typer.Context,
         where = _resolve(run)
         out = Path(f"runs/sweep-{where.name}") if is_shipped(where) else where / "sweep"
     res = run_sweep(run, episodes=episodes, full=full, repeats=repeats, dwam_config=dwam_cfg,
-                    conditions=conds, persist=persist, progress=progress)
+                    conditions=conds, persist=persist, progress=progress,
+                    record=Path(out) / "draws.jsonl", resume=resume)
     path = write_report(res, out, command=_command_line(ctx))
     typer.echo((path / "sweep.md").read_text().split("![returns]")[0])
     typer.echo(f"report -> {path}")

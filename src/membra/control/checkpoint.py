@@ -2,7 +2,8 @@
 ``config.json`` (actor config, environment, training settings, measured returns). No pickle.
 
 A checkpoint is a directory; :func:`load_actor` also accepts the name of a shipped controller
-(``pendulum``, ``lidarnav``, ``halfcheetah``, ``pendulum_bdett``: see :func:`pretrained_path`).
+(``pendulum``, ``lidarnav``, ``halfcheetah``, ``pendulum_bdett``, ``lidarnav_bdett``: see
+:func:`pretrained_path`).
 A local folder of the same name takes precedence, with a warning; ``shipped:NAME`` always means
 the shipped one.
 Shipped controllers are read-only: nothing membra does writes into the installed package.
@@ -20,7 +21,7 @@ __all__ = ["save_actor", "load_actor", "load_config", "update_config", "pretrain
            "is_shipped", "PRETRAINED", "SHIPPED_PREFIX"]
 
 PRETRAINED = {"pendulum": "pendulum", "lidarnav": "lidarnav", "halfcheetah": "halfcheetah",
-              "pendulum_bdett": "pendulum_bdett"}
+              "pendulum_bdett": "pendulum_bdett", "lidarnav_bdett": "lidarnav_bdett"}
 SHIPPED_PREFIX = "shipped:"
 
 

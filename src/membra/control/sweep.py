@@ -6,6 +6,7 @@ degraded weights (:func:`run_sweep`); the tables, CSV and plots it writes are in
 from __future__ import annotations
 
 import functools
+import json
 
 import numpy as np
 
@@ -25,7 +26,7 @@ from .sweep_report import (
 
 __all__ = ["degradation_grid", "calibrated_dwam", "dwam_config_for", "run_sweep",
            "write_report", "load_sweep", "summarize", "check_seeds", "TEST_SEED", "VALIDATION_SEED",
-           "DRAWS", "markdown_table", "draws_markdown"]
+           "DRAWS", "markdown_table", "draws_markdown", "DrawRecord"]
 
 TEST_SEED, VALIDATION_SEED, CALIBRATION_SEED = 1000, 2000, 0
 SEED_BLOCK = 1000  # test env seeds are 1000..1999, validation 2000..2999, calibration 0..999
@@ -118,13 +119,16 @@ def _summary(res: dict) -> dict:
 def run_sweep(run, episodes: int = 10, full: bool = False, repeats: int = DRAWS,
               dwam_config: DWAMConfig | None = None, seed: int = TEST_SEED,
               conditions=None, progress: bool = True, max_steps: int | None = None,
-              persist: bool = False) -> dict:
+              persist: bool = False, record=None, resume: bool = False) -> dict:
     """Evaluate the checkpoint ``run`` on :func:`degradation_grid` (or ``conditions``) with
     and without DWAM, on test env seeds ``seed + e`` (:func:`check_seeds`). Weight
     degradations are drawn ``repeats`` times (degradation seeds ``0..repeats-1``), each
     evaluated on ``episodes`` episodes; ``persist``: DWAM is reset once per draw, not every
-    episode (the deployed regime). Returns ``{"env_id", "dwam_config", "rows": [...],
-    "episodes": [...]}``; each row keeps its per-draw means in ``row["draws"]``."""
+    episode (the deployed regime). ``record``: a JSON-lines file to which every finished draw
+    is appended (started afresh unless ``resume``); with ``resume`` the draws it already holds
+    are read back instead of run again, so a stopped sweep continues where it stopped and
+    ends with the same result (:class:`DrawRecord`). Returns ``{"env_id", "dwam_config",
+    "rows": [...], "episodes": [...]}``; each row keeps its per-draw means in ``row["draws"]``."""
     import torch
 
     check_seeds(seed, episodes, "test")
@@ -136,6 +140,12 @@ def run_sweep(run, episodes: int = 10, full: bool = False, repeats: int = DRAWS,
     dwam = calibrated_dwam(actor, run, env_fn, dcfg)
     healthy = dwam.healthy_rates()
     grid = conditions if conditions is not None else degradation_grid(env_id, full)
+    model_id = str(cfg.get("seed", 0))
+    log = None if record is None else DrawRecord(record, dict(
+        env_id=env_id, weights=_digest(actor.state_dict()),
+        calibration=_digest(dwam.calibration_dict()), dwam=dwam.config_dict(),
+        episodes=episodes, seed=seed, persist=persist, max_steps=max_steps,
+        model_id=model_id), resume)
     jobs = [(c, arm) for c in grid for arm in (False, True)]
     bar = None
     if progress:
@@ -150,10 +160,15 @@ def run_sweep(run, episodes: int = 10, full: bool = False, repeats: int = DRAWS,
             reps = _n_draws(cond, repeats)
             res_all = []
             for r in range(reps):
-                res = evaluate(actor, env_fn, episodes, seed=seed, degradation=cond,
-                               dwam=dwam if arm else None, degradation_seed=r,
-                               model_id=str(cfg.get("seed", 0)), healthy_rates=healthy,
-                               max_steps=max_steps, reset_each_episode=not persist)
+                key = f"{cond[0]}:{cond[1]:g}" if cond else "healthy", int(arm), r
+                res = None if log is None else log.get(key)
+                if res is None:
+                    res = evaluate(actor, env_fn, episodes, seed=seed, degradation=cond,
+                                   dwam=dwam if arm else None, degradation_seed=r,
+                                   model_id=model_id, healthy_rates=healthy,
+                                   max_steps=max_steps, reset_each_episode=not persist)
+                    if log is not None:
+                        log.add(key, res)
                 res_all.append(res)
                 for row in res["episodes"]:
                     episode_rows.append({"task": env_id, "model": cfg.get("seed", 0),
@@ -174,6 +189,57 @@ def run_sweep(run, episodes: int = 10, full: bool = False, repeats: int = DRAWS,
                 k: cfg.get(k) for k in ("steps", "best_eval_return", "train_wall_s", "seed")},
             "neuron": cfg["actor"].get("neuron", "lif"),
             "rows": rows, "episodes": episode_rows}
+
+
+def _digest(tensors: dict) -> str:
+    """SHA-256 over the names and bytes of a state dict (which weights a draw was run on)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for k in sorted(tensors):
+        h.update(k.encode())
+        h.update(tensors[k].detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+class DrawRecord:
+    """The finished draws of one sweep, one JSON line each: ``{"settings", "key", "res"}``
+    (``key`` = condition, DWAM arm, draw; ``res`` = :func:`evaluate`'s result). A line that
+    does not parse (a write cut off when the sweep was killed) is ignored, so that draw is run
+    again. Resuming a record written with other ``settings`` (checkpoint weights, calibration,
+    DWAM config, episodes, seeds, ``persist``, ``max_steps``) is a ``ValueError`` naming them."""
+
+    def __init__(self, path, settings: dict, resume: bool):
+        from pathlib import Path
+
+        self.path, self.settings, self.done = Path(path), settings, {}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not (resume and self.path.is_file()):
+            self.path.write_text("")
+            return
+        for line in self.path.read_text(errors="replace").splitlines():
+            try:
+                entry = json.loads(line)
+                key, res, old = tuple(entry["key"]), entry["res"], entry["settings"]
+            except (ValueError, KeyError, TypeError):
+                continue
+            if old != settings:
+                diff = sorted(k for k in settings.keys() | old.keys()
+                              if old.get(k) != settings.get(k))
+                raise ValueError(f"{self.path} holds draws of a sweep with other settings "
+                                 f"(differing: {', '.join(diff)}); remove it, choose another "
+                                 "--out, or run without --resume")
+            self.done[key] = res
+
+    def get(self, key: tuple):
+        """The recorded result of draw ``key``, or ``None``."""
+        return self.done.get(key)
+
+    def add(self, key: tuple, res: dict) -> None:
+        """Append one finished draw (written and flushed at once)."""
+        with self.path.open("a") as f:
+            f.write(json.dumps({"settings": self.settings, "key": list(key), "res": res})
+                    + "\n")
 
 
 RANDOM_DEGRADATIONS = ("weight_gn", "weight_zero")  # quantize is deterministic: one draw
