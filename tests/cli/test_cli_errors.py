@@ -52,3 +52,25 @@ def test_root_debug_flag_is_accepted():
     res = CliRunner().invoke(cli.app, ["--debug", "models"])
     assert res.exit_code == 0
     cli._DEBUG["on"] = False
+
+
+@pytest.mark.parametrize("extra", ["control", "plot", "export", "data"])
+@pytest.mark.parametrize("cls", [ImportError, ModuleNotFoundError])
+def test_missing_extra_is_one_line(extra, cls, monkeypatch):
+    """An import error that names its install command is the user's fix: exactly that one
+    line, no '--debug' hint."""
+    monkeypatch.setitem(cli._DEBUG, "on", False)
+    msg = f"X-v5 needs the package 'x': pip install 'membra[{extra}]'"
+    res = CliRunner().invoke(_app_raising(cls(msg)), ["boom"])
+    assert res.exit_code == 2
+    assert res.output.strip().splitlines() == [f"error: {msg}"], res.output
+
+
+@pytest.mark.parametrize("cls", [ImportError, ModuleNotFoundError])
+def test_bare_import_error_keeps_the_debug_hint(cls, monkeypatch):
+    """A raw import error (a bug or a broken install) still says how to get the traceback."""
+    monkeypatch.setitem(cli._DEBUG, "on", False)
+    res = CliRunner().invoke(_app_raising(cls("No module named 'x'")), ["boom"])
+    assert res.exit_code == 2
+    assert f"error: {cls.__name__}: No module named 'x'" in res.output
+    assert "--debug" in res.output

@@ -36,12 +36,19 @@ class _OneLineErrors(TyperGroup):
         except Exception as err:  # noqa: BLE001 -- the one boundary where errors become text
             if _DEBUG["on"] or type(err).__module__.split(".")[0] in ("typer", "click"):
                 raise
-            known = isinstance(err, (ValueError, TypeError, OSError, KeyError, MemoryError))
+            known = isinstance(err, (ValueError, TypeError, OSError, KeyError, MemoryError)) \
+                or _names_its_install(err)
             text = str(err) if known else f"{type(err).__name__}: {err}"
             typer.secho(f"error: {text}", fg=typer.colors.RED, err=True)
             if not known:
                 typer.secho("(run with --debug for the traceback)", err=True)
             raise typer.Exit(2) from None
+
+
+def _names_its_install(err: Exception) -> bool:
+    """An ``ImportError`` that tells the user what to install (membra's missing-extra errors:
+    ``... pip install 'membra[control]'``) is the user's fix, not a bug: no traceback hint."""
+    return isinstance(err, ImportError) and "pip install" in str(err)
 
 
 app = typer.Typer(

@@ -137,6 +137,7 @@ def run_sweep(run, episodes: int = 10, full: bool = False, repeats: int = DRAWS,
     env_id = cfg["env_id"]
     env_fn = functools.partial(make_env, env_id, **cfg.get("env_kwargs", {}))
     dcfg = dwam_config or dwam_config_for(cfg)
+    env_fn().close()  # a missing simulator (mujoco) fails here, before any output
     dwam = calibrated_dwam(actor, run, env_fn, dcfg)
     healthy = dwam.healthy_rates()
     grid = conditions if conditions is not None else degradation_grid(env_id, full)
