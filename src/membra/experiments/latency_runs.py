@@ -10,6 +10,8 @@ import dataclasses
 import json
 from pathlib import Path
 
+from .qcfs_pascal import read_json
+
 __all__ = ["runs_of", "run_folders", "finished_run", "interrupted_run", "trained", "statuses",
            "check_same_config", "check_depths", "check_builds", "read_case", "stale_reason",
            "check_trained_accuracy"]
@@ -155,10 +157,7 @@ def read_case(key: Path, depth: int, setting: str) -> dict:
         return ValueError(f"cached latency case {str(key)!r} {what}; it is written by `membra "
                           "convert latency`: delete it to evaluate the case again")
 
-    try:
-        res = json.loads(key.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
-        raise bad(f"is not readable JSON ({type(err).__name__})") from None
+    res = read_json(key, bad)
     if not isinstance(res, dict):
         raise bad(f"holds a {type(res).__name__}, not a case")
     for k, want in _CASE_KEYS.items():

@@ -182,6 +182,15 @@ def _write_record(run: Path, record: dict) -> None:
 _STAGE_DIRS = {"uniform": ".", "al": "al"}
 
 
+def read_json(path: Path, bad) -> object:
+    """The JSON value in ``path``; a file that is not UTF-8 JSON (or nests too deep) raises
+    ``bad(what)``, the caller's error naming the file and what writes it."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+        raise bad(f"is not readable JSON ({type(err).__name__})") from None
+
+
 def _read_record(path: Path) -> dict:
     """``convert.json``, checked: its stages are the known ones, in order, each with its own
     folder inside the run (never a path read from the file), an ``L`` and a ``convert`` section;
@@ -190,10 +199,7 @@ def _read_record(path: Path) -> dict:
         return ValueError(f"{str(path)!r} is not a valid conversion record: {what} (it is "
                           "written by `membra convert train`; retrain rather than edit it)")
 
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
-        raise bad(f"not readable JSON ({type(err).__name__})") from None
+    record = read_json(path, bad)
     if not isinstance(record, dict) or not isinstance(record.get("convert"), dict):
         raise bad("no 'convert' section")
     stages = record.get("stages")
