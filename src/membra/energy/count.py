@@ -99,13 +99,17 @@ def sops(model: nn.Module, x: torch.Tensor, *, first_layer_macs: bool = False,
     rows: dict[str, LayerOps] = {}
     order: list[str] = []
 
+    def row_of(name, kind, **fields) -> LayerOps:
+        """The row of ``name``, made (in call order) at its first call."""
+        if name not in rows:
+            rows[name] = LayerOps(name=name, kind=kind, **fields)
+            order.append(name)
+        return rows[name]
+
     def hook(name):
         def run(module, args, out):
             inp = args[0]
-            row = rows.get(name)
-            if row is None:
-                row = rows[name] = LayerOps(name=name, kind=type(module).__name__)
-                order.append(name)
+            row = row_of(name, type(module).__name__)
             events = tracker.events(inp)
             dense = _dense_macs(module, out)
             row.calls += 1
@@ -126,11 +130,7 @@ def sops(model: nn.Module, x: torch.Tensor, *, first_layer_macs: bool = False,
 
     def recurrent_hook(name):
         def run(module, args, out):
-            row = rows.get(name)
-            if row is None:
-                row = rows[name] = LayerOps(name=name, kind=f"{type(module).__name__} "
-                                            "(recurrent)", input="spikes")
-                order.append(name)
+            row = row_of(name, f"{type(module).__name__} (recurrent)", input="spikes")
             row.calls += 1
             fed = recurrent_events(out)
             row.spikes += fed / B
