@@ -19,10 +19,13 @@ pytestmark = pytest.mark.skipif(not fused_backends("cpu"), reason="cpu kernels n
 
 @pytest.fixture
 def compiled(monkeypatch):
-    """Every layer counts as large, blocks of 7 neurons (several blocks per layer)."""
+    """Every layer counts as large; the blockwise backward (not the compiled walk back of
+    test_compiled_backward.py), in blocks set by each test."""
     from membra.functional import surrogate_compiled as sc
+    from membra.kernels import compiled_backward
 
     monkeypatch.setattr(sc, "MIN_ELEMENTS", 0)
+    monkeypatch.setattr(compiled_backward, "MAX_STEPS", 0)
     return sc
 
 

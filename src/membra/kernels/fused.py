@@ -26,6 +26,7 @@ import torch
 from ..functional.kinds import NeuronKind
 from ..functional.surrogate import SURROGATES, Surrogate
 from ..functional.surrogate_compiled import derivative_at
+from . import compiled_backward
 from ._prep import flatten_inputs, tau_tensor
 
 __all__ = ["OPS", "neuron_fwd", "neuron_bwd", "neuron_infer", "fused_sequence",
@@ -183,9 +184,17 @@ def _blockwise_backward(ctx, gs, gv, x, h, v0, tau, need_tau):
     most layers) evaluate :math:`\sigma'(h - v_{th})` into one reused buffer, vectorised over
     all steps (:func:`membra.functional.surrogate_compiled.derivative_at`), and walk the block
     back in time with it and ``h`` in one kernel call (with a tau gradient the walk re-runs the
-    forward from ``x`` for its charge terms)."""
+    forward from ``x`` for its charge terms). Where it can, the derivative and the walk back
+    run as one compiled loop instead (:mod:`membra.kernels.compiled_backward`)."""
     kind, soft, v_th, v_reset, _, _, detach = ctx.args
     shape, dtype, device = ctx.x_meta
+    # (the C++ kernels' walk back, in torch ops: not while other kernels serve the cpu)
+    if (_direct_block_kernel(device.type) is not None
+            and compiled_backward.usable(ctx.surrogate, gs, h, need_tau)):
+        done = compiled_backward.walk_back(ctx.surrogate, gs, gv, h, tau, kind, soft, v_th,
+                                           v_reset, detach)
+        if done is not None:
+            return (*done, torch.zeros_like(tau))
     T, M = shape
     new = NEW_OUTPUT.get(device.type)
     gx = new(shape, dtype) if new is not None else torch.empty(shape, dtype=dtype, device=device)
