@@ -138,6 +138,7 @@ def test_label_check_reads_the_device_once(fn, monkeypatch):
     assert len(reads) <= 1, reads
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("fn", LOSS_FNS, ids=lambda f: f.__name__)
 def test_cuda_loss_call_does_not_sync(fn):

@@ -41,6 +41,7 @@ def test_torch_module_equals_simulate(dtype, n, m):
         assert not list(mod.parameters())
 
 
+@pytest.mark.gpu
 def test_torch_module_cuda_if_available():
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")

@@ -66,6 +66,44 @@ def test_build_failure_warns_once_and_falls_back(monkeypatch):
     assert s.shape == (3, 1, 2)
 
 
+@pytest.mark.parametrize("named", [True, False], ids=["backend=", "device-default"])
+def test_compiled_call_does_not_trace_the_availability_check(monkeypatch, named):
+    """A backend's ``available()`` may do what torch.compile cannot trace (the cpu backend's
+    first check builds its kernels under ``torch.compiler.disable``): after one eager call, a
+    compiled call reads the answer instead of breaking the graph, whether the backend is named
+    or is the device's default."""
+    from membra.kernels.dispatch import PREFERENCE, register_backend, unregister_backend
+
+    reference = select_backend("reference", torch.device("cpu")).run
+    calls = []
+
+    def available():
+        calls.append(1)
+        return torch.compiler.disable(lambda: True)()
+
+    register_backend("probe-test", reference, available=available, devices=("cpu",))
+    monkeypatch.setitem(PREFERENCE, "cpu", ("probe-test", "reference"))
+    try:
+        def f(x):
+            s, v = lif_sequence(x, backend="probe-test" if named else None)
+            return s.sum() + v.sum()
+
+        x = torch.randn(4, 2, 5)
+        eager = f(x)
+        assert calls  # the eager call asked
+        torch._dynamo.reset()
+        explanation = torch._dynamo.explain(f)(x)
+        assert explanation.graph_break_count == 0, explanation.break_reasons
+        torch._dynamo.reset()
+        assert torch.compile(f, backend="eager", fullgraph=True)(x) == eager
+        n = len(calls)
+        f(x)  # eager calls still ask (availability can change: a compiler installed, ...)
+        assert len(calls) == n + 1
+    finally:
+        unregister_backend("probe-test")
+        torch._dynamo.reset()
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_torch_compile_sees_one_op(backend):
     tau = torch.tensor(2.0, requires_grad=True)

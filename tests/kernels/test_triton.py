@@ -83,14 +83,49 @@ def test_large_model_layer_matches_reference(triton_present, model, surrogate):
         torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
 
 
+_FIRST_CALL_COMPILED = """
+import torch, torch._dynamo
+from membra.kernels import lif_sequence
+def f(x):
+    s, v = lif_sequence(x)
+    return s.sum() + v.sum()
+e = torch._dynamo.explain(f)(torch.randn(4, 2, 33, device="cuda"))
+print(e.graph_break_count, [r.reason.splitlines()[0] for r in e.break_reasons])
+"""
+
+
 @needs_cuda
 def test_compiled_call_has_no_graph_break(triton_present):
-    def f(x):
-        s, v = lif_sequence(x)
-        return s.sum() + v.sum()
+    # in a fresh process, so that the compiled call is the first (the backend's availability
+    # has not been asked eagerly yet: torch.compile traces that check too)
+    import subprocess
+    import sys
 
-    x = torch.randn(4, 2, 33, device="cuda")
-    assert torch._dynamo.explain(f)(x).graph_break_count == 0
+    out = subprocess.run([sys.executable, "-c", _FIRST_CALL_COMPILED], capture_output=True,
+                         text=True, check=True).stdout.strip().splitlines()[-1]
+    assert out.startswith("0 "), out
+
+
+@needs_cuda
+def test_custom_surrogate_on_a_large_layer_is_compiled_and_exact(triton_present):
+    # from MIN_ELEMENTS values on, a custom surrogate's derivative is one compiled (Triton)
+    # kernel; sigmoid(4u) as a callable gives the built-in sigmoid's gradients
+    from membra.functional import surrogate_compiled as sc
+
+    def f(u):
+        return torch.sigmoid(4.0 * u)
+
+    g = torch.Generator().manual_seed(2)
+    x = (torch.randn(16, 4, sc.MIN_ELEMENTS // 64 + 3, generator=g) + 0.5).cuda()
+    gs = torch.randn(x.shape, generator=g).cuda()
+    grads = []
+    for surrogate in (f, "sigmoid"):
+        xx = x.clone().requires_grad_()
+        s, _ = lif_sequence(xx, backend="triton", surrogate=surrogate)
+        s.backward(gs)
+        grads.append(xx.grad)
+    assert sc._entries(f).get("derivative") is not None  # compiled, and it ran
+    torch.testing.assert_close(grads[0], grads[1], atol=1e-6, rtol=1e-5)
 
 
 def test_interpret_on_cpu_refuses_without_the_interpreter(monkeypatch):

@@ -81,13 +81,17 @@ FWD_ONLY = (INFER_BOOL,)
 
 def time_method(run, x, gs, *, device, repeats, budget_s=None, fwd_only=False,
                 prime=False) -> dict:
-    """Medians of the forward and of forward + backward. ``prime``: one untimed forward +
-    backward first (a custom surrogate compiles its derivative at its first large layer, once
-    per process: seconds that would otherwise count as the slow first call that caps the
-    method's repeats, :func:`median_ms`)."""
-    if prime and not fwd_only:
-        xp = x.detach().clone().requires_grad_(True)
-        run(xp).backward(gs)
+    """Medians of the forward and of forward + backward. ``prime``: one untimed forward and
+    forward + backward first (a custom surrogate compiles its derivative at its first large
+    layer, and on CUDA every fused method compiles its kernels at its first call, once per
+    process: seconds that would otherwise count as the slow first call that caps the method's
+    repeats, :func:`median_ms`)."""
+    if prime:
+        with torch.no_grad():
+            run(x)
+        if not fwd_only:
+            xp = x.detach().clone().requires_grad_(True)
+            run(xp).backward(gs)
 
     def fwd():
         with torch.no_grad():
@@ -171,7 +175,8 @@ def run_neuron_bench(*, device="cpu", steps=(4, 16, 64), shape=(64, 16384), repe
                 with _no_pool() if name.endswith("-nopool") else contextlib.nullcontext():
                     row["methods"][name] = time_method(
                         run, x, gs, device=device, repeats=repeats, budget_s=budget_s,
-                        fwd_only=name in FWD_ONLY, prime=name.endswith("-custom-surrogate"))
+                        fwd_only=name in FWD_ONLY,
+                        prime=name.endswith("-custom-surrogate") or device == "cuda")
             except Exception as e:  # a peer that fails at this size is reported, not fatal
                 row["methods"][name] = {"error": f"{type(e).__name__}: {e}"}
                 log(f"  {name}: failed ({e})")

@@ -80,6 +80,8 @@ def main(argv=None) -> None:
                     "the neuron tables (e.g. membra-cpu membra-cpu-custom-surrogate); implies "
                     "--no-plain --no-conv unless --plain is given")
     ap.add_argument("--plain", action="store_true", help="with --only: also the plain script")
+    ap.add_argument("--devices", nargs="+", choices=["cpu", "cuda"], help="time the neuron "
+                    "tables on these devices only (default: cpu, and cuda when present)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
     if args.rewrite:
@@ -111,7 +113,9 @@ def main(argv=None) -> None:
     print(f"membra bench: torch {env['torch']}, {env['threads']} threads, "
           f"load {env['load_avg_at_start'][0]:.1f}")
     results = {"env": env, "neuron": {}}
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    devices = args.devices or ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    if "cuda" in devices and not torch.cuda.is_available():
+        ap.error("--devices cuda: torch sees no CUDA device here")
     for device in devices:
         if device == "cuda":
             env["gpu"] = torch.cuda.get_device_name()
@@ -121,7 +125,7 @@ def main(argv=None) -> None:
             budget_s=args.budget, only=args.only)
     if args.only:
         args.no_plain, args.no_conv = not args.plain, True
-    if not args.no_plain and "cpu" in available_backends("cpu"):
+    if not args.no_plain and "cpu" in devices and "cpu" in available_backends("cpu"):
         results["plain"] = plain_bench(target_steps(args.steps), args.neurons, args.repeats)
     if not args.no_conv:
         _conv(results, args.repeats)

@@ -3,7 +3,8 @@ r"""A custom surrogate's derivative as one fused loop: :func:`derivative_at`.
 The fused backward needs :math:`\sigma'(h - v_{th})` of a custom surrogate at every step. In
 eager PyTorch that is the subtraction, every op of ``f`` and every op of its autograd backward,
 each a pass over ``[T, M]`` (about 14x the time of the built-in, evaluated inline by the kernel,
-at ``[16, 64, 16384]``). For large layers on the CPU, :func:`derivative_at` instead compiles
+at ``[16, 64, 16384]`` on CPU). For large layers (CPU or CUDA), :func:`derivative_at` instead
+compiles
 
 .. math:: d(h, v_{th}) = \mathrm{vjp}(f, h - v_{th})(1)
 
@@ -41,6 +42,9 @@ MIN_ELEMENTS = 1 << 22
 #: traces dynamo keeps per compiled function before it gives up on it (its default, 8, is
 #: reached by a walk back traced once per step count, see :mod:`membra.kernels.compiled_backward`)
 RECOMPILE_LIMIT = 256
+#: devices whose layers get compiled code (inductor writes a C++ loop on CPU, a Triton kernel
+#: on CUDA)
+COMPILED_DEVICES = ("cpu", "cuda")
 #: what :func:`run_compiled` returns when the compiled code could not run
 FAILED = object()
 #: per surrogate function ``f`` (held weakly where ``f`` allows it: a layer or a call makes a
@@ -70,10 +74,11 @@ def compile_enabled() -> bool:
 
 
 def eligible(s: Surrogate, h: torch.Tensor, layer_elements: int, key: str) -> bool:
-    """Whether to run ``s``'s compiled ``key``: a custom surrogate on a large CPU layer of real
-    tensors (not while ``torch.compile`` or ``torch.export`` trace the caller: they see the
-    eager code), unless compiling ``key`` for ``s`` failed before."""
-    return (not s.builtin and layer_elements >= MIN_ELEMENTS and h.device.type == "cpu"
+    """Whether to run ``s``'s compiled ``key``: a custom surrogate on a large CPU or CUDA layer
+    of real tensors (not while ``torch.compile`` or ``torch.export`` trace the caller: they
+    see the eager code), unless compiling ``key`` for ``s`` failed before."""
+    return (not s.builtin and layer_elements >= MIN_ELEMENTS
+            and h.device.type in COMPILED_DEVICES
             and type(h) is torch.Tensor and compile_enabled()
             and not torch.compiler.is_compiling()
             and _entries(s.function).get(key, True) is not None)
@@ -147,8 +152,9 @@ def derivative_at(s: Surrogate, h: torch.Tensor, v_th: float, layer_elements: in
     if eligible(s, h, n, "derivative"):
         if out is None:
             out = torch.empty_like(h, memory_format=torch.contiguous_format)
-        if run_compiled(s, "derivative", _make_derivative, out, h,
-                        h.new_tensor(v_th)) is not FAILED:
+        # (v_th by a fill, not a host-to-device copy, which would wait for the device)
+        v = torch.full((), float(v_th), dtype=h.dtype, device=h.device)
+        if run_compiled(s, "derivative", _make_derivative, out, h, v) is not FAILED:
             return out
     # (a surrogate that is not elementwise raises here, with the eager path's full message)
     return s.derivative(h - v_th).to(h.dtype).contiguous()

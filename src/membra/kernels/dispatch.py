@@ -42,6 +42,10 @@ class Backend:
 
 _BACKENDS: dict[str, Backend] = {}
 _WARNED: set[str] = set()
+#: each backend's last eager answer to ``available()``, read instead of calling it while
+#: ``torch.compile`` traces a call (an availability check may build or search for a module,
+#: which the tracer cannot follow: it would break the graph at every call)
+_AVAILABLE: dict[str, bool] = {}
 
 #: Preferred backends per device type, best first; ``reference`` runs everywhere.
 PREFERENCE: dict[str, tuple[str, ...]] = {
@@ -64,6 +68,7 @@ def unregister_backend(name: str) -> None:
     """Remove backend ``name`` (``reference`` stays: it is the fallback)."""
     if name == "reference":
         raise ValueError("the 'reference' backend cannot be removed")
+    _AVAILABLE.pop(name, None)
     if _BACKENDS.pop(name, None) is None:
         raise ValueError(f"no membra kernel backend named {name!r}; known: {list_backends()}")
 
@@ -73,10 +78,21 @@ def list_backends() -> list[str]:
     return sorted(_BACKENDS)
 
 
+def _available(b: Backend) -> bool:
+    """``b.available()``; while ``torch.compile`` traces, ``True`` when the last eager answer
+    was (the graph then has no break in the backend choice). A ``False`` is asked again: a
+    backend can become available (its kernels built), and a stale ``False`` would compile the
+    fallback in."""
+    if torch.compiler.is_compiling() and _AVAILABLE.get(b.name):
+        return True
+    ok = _AVAILABLE[b.name] = bool(b.available())
+    return ok
+
+
 def available_backends(device: str | torch.device = "cpu") -> list[str]:
     """Registered backends that can run on ``device`` now."""
     dev = torch.device(device).type
-    return [n for n, b in sorted(_BACKENDS.items()) if dev in b.devices and b.available()]
+    return [n for n, b in sorted(_BACKENDS.items()) if dev in b.devices and _available(b)]
 
 
 def _warn_once(msg: str) -> None:
@@ -95,13 +111,13 @@ def select_backend(backend: str | None, device: torch.device) -> Backend:
             raise ValueError(f"{source}={name!r} is not a membra kernel backend; "
                              f"choose one of {list_backends()}")
         b = _BACKENDS[name]
-        if dev in b.devices and b.available():
+        if dev in b.devices and _available(b):
             return b
         _warn_once(f"membra kernel backend {name!r} cannot run on {dev} here; "
                    "using 'reference' instead")
         return _BACKENDS["reference"]
     for candidate in PREFERENCE.get(dev, ("reference",)):
         b = _BACKENDS.get(candidate)
-        if b is not None and dev in b.devices and b.available():
+        if b is not None and dev in b.devices and _available(b):
             return b
     return _BACKENDS["reference"]

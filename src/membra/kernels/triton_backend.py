@@ -52,11 +52,15 @@ _ON_CPU = {"on": False}
 _LAUNCH = dict(enable_fp_fusion=False)
 
 
+#: whether Triton is installed, looked up once at import (a module search, not an import of
+#: Triton): ``torch.compile`` cannot trace ``importlib``, and the check runs at every call's
+#: choice of backend
+_TRITON_FOUND = importlib.util.find_spec("triton") is not None
+
+
 def triton_available() -> bool:
     """Whether a CUDA device and Triton are present (or :func:`interpret_on_cpu` is on)."""
-    if importlib.util.find_spec("triton") is None:
-        return False
-    return _ON_CPU["on"] or torch.cuda.is_available()
+    return _TRITON_FOUND and (_ON_CPU["on"] or torch.cuda.is_available())
 
 
 def interpreting_on_cpu() -> bool:
