@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The GPU checks of the neuron core, in one go, on a machine whose Python ($PY, default python3) has CUDA torch and
-# Triton (membra itself need not be installed: it runs from src/):
+# The GPU checks of the neuron core, in one go, on a machine whose Python ($PY, default
+# python3) has CUDA torch and Triton (membra itself need not be installed: it runs from src/):
 #   1. every CUDA test (`-m gpu`: the Triton kernels' equivalence suite against the reference,
 #      every model x surrogate kind, custom surrogates included) and the other CUDA-only tests;
 #   2. the neuron bench on CUDA only (`membra.bench.run --devices cuda`), at the CPU bench's
