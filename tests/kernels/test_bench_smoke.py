@@ -79,6 +79,34 @@ def test_membra_bench_cli(tmp_path):
     _check(tmp_path, 3)
 
 
+@pytest.mark.parametrize("devices, why", [("gpu", "unknown ['gpu']"),
+                                          ("cpu,tpu", "unknown ['tpu']")])
+def test_membra_bench_bad_devices(tmp_path, devices, why):
+    r = CliRunner().invoke(app, ["bench", "--devices", devices, "--out", str(tmp_path)])
+    assert r.exit_code == 2 and why in r.output
+    assert not (tmp_path / "kernels.json").exists()
+
+
+def test_membra_bench_cuda_without_a_gpu_says_so(tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    r = CliRunner().invoke(app, ["bench", "--devices", "cuda", "--out", str(tmp_path)])
+    assert r.exit_code == 2 and "no CUDA device" in r.output
+    with pytest.raises(SystemExit):  # python -m membra.bench.run refuses it too
+        main(["--devices", "cuda", "--out", str(tmp_path)])
+    assert not (tmp_path / "kernels.json").exists()
+
+
+def test_bench_on_the_named_devices_only(tmp_path):
+    r = CliRunner().invoke(app, ["bench", "--devices", "cpu", "--steps", "2", "--neurons", "32",
+                                 "--repeats", "1", "--no-compile", "--no-conv",
+                                 "--out", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    data = json.loads((tmp_path / "kernels.json").read_text())
+    assert list(data["neuron"]) == ["cpu"] and "gpu" not in data["env"]
+
+
 def test_membra_bench_bad_steps(tmp_path):
     r = CliRunner().invoke(app, ["bench", "--steps", "4,x", "--out", str(tmp_path)])
     assert r.exit_code == 2 and "--steps" in r.output

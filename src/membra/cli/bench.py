@@ -16,6 +16,8 @@ def bench(
                                            help="also time torch.compile of the reference loop"),
     conv: bool = typer.Option(True, "--conv/--no-conv",
                               help="also time a conv SNN training step (peak memory)"),
+    devices: str = typer.Option("", help="cpu, cuda or cpu,cuda (default: cpu, and cuda when "
+                                "torch sees a GPU)"),
     out: str = typer.Option("runs/bench", help="folder for kernels.json and kernels.md"),
 ) -> None:
     """Time membra's neuron kernels on this machine: a LIF layer forward and forward+backward
@@ -24,8 +26,13 @@ def bench(
     conv SNN training step. Results (ratios first) go to OUT/kernels.md and OUT/kernels.json;
     timings are medians and are noisy on a shared machine.
 
-    Example: membra bench --steps 16 --no-conv
+    Examples:
+
+    membra bench --steps 16 --no-conv
+    membra bench --devices cuda
     """
+    import torch
+
     from ..bench.run import main
 
     try:
@@ -38,4 +45,13 @@ def bench(
             "--out", out]
     argv += [] if compile_reference else ["--no-compile"]
     argv += [] if conv else ["--no-conv"]
+    devs = list(dict.fromkeys(d.strip() for d in devices.split(",") if d.strip()))
+    unknown = sorted(set(devs) - {"cpu", "cuda"})
+    if unknown:
+        raise typer.BadParameter(f"--devices {devices!r}: unknown {unknown}; choose from cpu, "
+                                 "cuda")
+    if "cuda" in devs and not torch.cuda.is_available():
+        raise typer.BadParameter(f"--devices {devices!r}: torch sees no CUDA device here "
+                                 f"(torch {torch.__version__})")
+    argv += ["--devices", *devs] if devs else []
     main(argv)
