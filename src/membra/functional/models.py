@@ -41,7 +41,7 @@ import math
 
 import torch
 
-from .neuron import check_tau, fire_and_reset, lif_charge
+from .neuron import as_scalar, check_tau, fire_and_reset, lif_charge
 
 __all__ = ["keep_fraction", "cuba_lif_step", "alif_step", "rlif_step", "check_delays",
            "delay_sequence"]
@@ -54,7 +54,7 @@ def keep_fraction(tau: float, name: str = "tau") -> float:
         tau = check_tau(tau)
     except (TypeError, ValueError) as err:
         raise type(err)(str(err).replace("tau must", f"{name} must", 1)) from None
-    return 1.0 - 1.0 / float(tau)
+    return 1.0 - 1.0 / as_scalar(tau)
 
 
 def cuba_lif_step(x, state, *, tau=2.0, tau_syn=2.0, v_th=1.0, v_reset=0.0, reset="soft",

@@ -34,8 +34,8 @@ import torch
 
 from .surrogate import spike
 
-__all__ = ["RESETS", "check_tau", "tau_from_raw", "raw_from_tau", "lif_charge", "if_charge",
-           "fire_and_reset", "lif_step", "if_step"]
+__all__ = ["RESETS", "check_tau", "exported_scalar", "as_scalar", "tau_from_raw", "raw_from_tau",
+           "lif_charge", "if_charge", "fire_and_reset", "lif_step", "if_step"]
 
 RESETS = ("soft", "hard")
 #: softplus(r) == r from here on (torch's default ``threshold=20``), so its inverse is r too
@@ -69,6 +69,19 @@ def check_tau(tau, *, where: str = "", read_tensor: bool = True):
                         f"{type(tau).__name__}")
     _check_tau_value(float(tau), where)
     return float(tau)
+
+
+def exported_scalar(value) -> bool:
+    """Whether ``value`` is a neuron module's 0-d buffer met while ``torch.export`` traces
+    (the module hands its thresholds and time constants over as tensors then: reading their
+    values would make the export guard on them). The kernel entries then run the ``reference``
+    loop, whose torch ops read them in the exported graph."""
+    return isinstance(value, torch.Tensor) and torch.compiler.is_exporting()
+
+
+def as_scalar(value):
+    """``float(value)``, or ``value`` itself when :func:`exported_scalar`."""
+    return value if exported_scalar(value) else float(value)
 
 
 def _check_tau_value(value: float, where: str) -> None:

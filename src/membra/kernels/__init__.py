@@ -18,7 +18,7 @@ from typing import NamedTuple
 import torch
 
 from ..functional.kinds import NeuronKind
-from ..functional.neuron import check_reset, check_tau
+from ..functional.neuron import as_scalar, check_reset, check_tau, exported_scalar
 from ..functional.surrogate import as_surrogate
 from .dispatch import (
     PREFERENCE,
@@ -84,6 +84,11 @@ def _validate(x, v0, tau, *, v_th, v_reset, reset, check_finite, op):
         tau = check_tau(tau, where=f"{op}: ", read_tensor=check_finite or not isinstance(
             tau, torch.Tensor) or tau.device.type == "cpu")
     for name, val in (("v_th", v_th), ("v_reset", v_reset)):
+        if exported_scalar(val):
+            if val.numel() != 1 or not val.is_floating_point():
+                raise ValueError(f"{op}: {name} must be a one-element floating-point tensor, "
+                                 f"got shape {tuple(val.shape)}, dtype {val.dtype}")
+            continue
         if not isinstance(val, (int, float)) or isinstance(val, bool) or not math.isfinite(val):
             raise ValueError(f"{op}: {name} must be a finite number, got {val!r}")
     check_reset(reset)
@@ -118,11 +123,13 @@ def _run(x, v0, *, neuron, tau, v_th, v_reset, reset, surrogate, alpha, detach_r
     v0, tau = _validate(x, v0, tau if kind.has_tau else None, v_th=v_th, v_reset=v_reset,
                         reset=reset, check_finite=check_finite, op=op)
     _check_spike_dtype(spike_dtype, x, v0, tau, op)
-    impl = select_backend(backend, x.device)
+    exported = exported_scalar(v_th) or exported_scalar(v_reset)
+    impl = select_backend("reference" if exported else backend, x.device)
     extra = {} if spike_dtype is None else {"spike_dtype": spike_dtype}
-    return impl.run(x, v0, tau, kind=kind, v_th=float(v_th), v_reset=float(v_reset),
+    return impl.run(x, v0, tau, kind=kind, v_th=as_scalar(v_th), v_reset=as_scalar(v_reset),
                     reset=reset, surrogate=surrogate, detach_reset=bool(detach_reset),
                     trace=trace, **extra)
+
 
 
 def neuron_sequence(x, v0=None, *, neuron=NeuronKind.LIF, tau=2.0, v_th=1.0, v_reset=0.0,

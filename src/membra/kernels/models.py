@@ -50,6 +50,7 @@ from ..functional.models import (
     keep_fraction,
     rlif_step,
 )
+from ..functional.neuron import as_scalar, exported_scalar
 from ..functional.surrogate import as_surrogate
 from . import NeuronTrace, _validate, neuron_sequence, neuron_trace
 from ._prep import flatten_inputs
@@ -261,7 +262,7 @@ def _prepare(op, x, state, *, tau, v_th, v_reset, reset, surrogate, alpha, detac
                         check_finite=check_finite, op=op)
     c0, _ = _validate(x, c0, None, v_th=v_th, v_reset=v_reset, reset=reset,
                       check_finite=False, op=f"{op} ({second})")
-    kw = dict(tau=tau, v_th=float(v_th), v_reset=float(v_reset), reset=reset,
+    kw = dict(tau=tau, v_th=as_scalar(v_th), v_reset=as_scalar(v_reset), reset=reset,
               surrogate=as_surrogate(surrogate, alpha), detach_reset=bool(detach_reset))
     return v0, c0, kw
 
@@ -274,8 +275,10 @@ def _two_state(kind: NeuronKind, step, x, state, *, rho, backend, trace, common,
     ``beta``), ``rho`` the fraction of the second state kept per step."""
     op = f"{kind.value}_sequence"
     v0, c0, kw = _prepare(op, x, state, **common)
-    kw["tau"] = float(kw["tau"])
+    kw["tau"] = as_scalar(kw["tau"])
     beta = loop_kw.get("beta", 0.0)
+    if any(exported_scalar(v) for v in (*kw.values(), *loop_kw.values())):
+        return _reference(step, x, v0, c0, trace, **loop_kw, **kw)
     if use_triton(backend, x.device):
         return triton_model_sequence(kind, x, v0, c0, rho=rho, beta=beta, trace=trace, **kw)
     if (select_backend(backend, x.device).name == "cpu" and x.device.type == "cpu"
@@ -301,7 +304,7 @@ def cuba_lif_sequence(x, state=None, *, tau=2.0, tau_syn=2.0, v_th=1.0, v_reset=
     :func:`membra.kernels.lif_sequence`, any surrogate; ``tau_syn`` finite, ``>= 1``)."""
     rho = keep_fraction(tau_syn, "tau_syn")
     return _two_state(NeuronKind.CUBA_LIF, cuba_lif_step, x, state, rho=rho,
-                      backend=backend, trace=trace, tau_syn=float(tau_syn), common=dict(
+                      backend=backend, trace=trace, tau_syn=as_scalar(tau_syn), common=dict(
                           tau=tau, v_th=v_th, v_reset=v_reset, reset=reset,
                           surrogate=surrogate, alpha=alpha, detach_reset=detach_reset,
                           check_finite=check_finite))
@@ -318,7 +321,7 @@ def alif_sequence(x, state=None, *, tau=2.0, tau_adapt=20.0, beta=0.2, v_th=1.0,
     rho = keep_fraction(tau_adapt, "tau_adapt")
     beta = check_beta(beta)
     return _two_state(NeuronKind.ALIF, alif_step, x, state, rho=rho, backend=backend,
-                      trace=trace, tau_adapt=float(tau_adapt), beta=beta, common=dict(
+                      trace=trace, tau_adapt=as_scalar(tau_adapt), beta=beta, common=dict(
                           tau=tau, v_th=v_th, v_reset=v_reset, reset=reset,
                           surrogate=surrogate, alpha=alpha, detach_reset=detach_reset,
                           check_finite=check_finite))
@@ -326,6 +329,8 @@ def alif_sequence(x, state=None, *, tau=2.0, tau_adapt=20.0, beta=0.2, v_th=1.0,
 
 def check_beta(beta) -> float:
     """ALIF's threshold gain: a finite number (``ValueError`` naming ``beta`` otherwise)."""
+    if exported_scalar(beta):
+        return beta
     if not isinstance(beta, (int, float)) or isinstance(beta, bool) or \
             not torch.isfinite(torch.tensor(float(beta))):
         raise ValueError(f"beta must be a finite number, got {beta!r}")
@@ -401,7 +406,8 @@ def rlif_sequence(x, weight, state=None, *, tau=2.0, v_th=1.0, v_reset=0.0, rese
                          f"{tuple(x.shape[2:])}, got {got}")
     w = weight.to(x.dtype)
     state = (v0.to(x.dtype).expand_as(x[0]), s0.to(x.dtype).expand_as(x[0]))
-    if select_backend(backend, x.device).name == "reference":
+    if (select_backend(backend, x.device).name == "reference"
+            or any(exported_scalar(v) for v in kw.values())):
         return _loop(lambda x_t, st, **k: rlif_step(x_t, st, w, **k), x, state, trace, **kw)
     return _fused_rlif(x, w, state, trace, backend, **kw)
 
@@ -458,6 +464,7 @@ def delay_sequence_fused(x, history, delays):
     """:func:`membra.functional.models.delay_sequence` (same arguments and results) as the
     fused copy kernel on CPU tensors when the models kernels are built (bit for bit the
     same values and gradients), else that function itself."""
-    if x.device.type == "cpu" and history.device.type == "cpu" and models_cpu_available():
+    if (x.device.type == "cpu" and history.device.type == "cpu" and models_cpu_available()
+            and not torch.compiler.is_compiling()):  # (compile and export trace the gather)
         return _DelayShift.apply(x, history, delays)
     return delay_sequence(x, history, delays)

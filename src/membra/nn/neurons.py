@@ -159,10 +159,12 @@ class SpikingNeuron(nn.Module):
         read once per change of the buffer: a new tensor (``.to()``, assignment), an in-place
         write (``load_state_dict`` copies in place, ``fill_``) or new storage. So a forward
         costs no host sync on an accelerator, and never uses a stale value. ``check(value)``
-        validates a fresh read. While ``torch.compile`` traces, the buffer is read as before."""
+        validates a fresh read. While ``torch.compile`` traces, the buffer is read as before;
+        while ``torch.export`` traces, the buffer itself is returned (the layer then runs the
+        ``reference`` loop, which reads it in the exported graph)."""
         buf = self._buffers[name]
         if torch.compiler.is_compiling():
-            return float(buf)
+            return buf if torch.compiler.is_exporting() else float(buf)
         cache = self.__dict__.setdefault("_float_cache", {})
         key = (buf._version, buf.data_ptr())
         hit = cache.get(name)
