@@ -1,8 +1,8 @@
 """A custom surrogate's backward compiled whole (membra.kernels.compiled_backward): the same
-gradients as the blockwise backward bit for bit (NaN, inf and exact threshold hits included)
-and the reference's within float tolerance, for every flag set; the blockwise backward where
-the compiled one does not apply (more steps, a tau gradient, fresh memory, a surrogate dynamo
-cannot compile), and the compiled code follows changes of the surrogate."""
+gradients as the blockwise backward but for exp's last bits (NaN, inf and exact threshold hits
+included) and the reference's within float tolerance, for every flag set; the blockwise
+backward where the compiled one does not apply (more steps, a tau gradient, fresh memory, a
+surrogate dynamo cannot compile), and the compiled code follows changes of the surrogate."""
 
 from __future__ import annotations
 
@@ -59,11 +59,21 @@ def _bitwise(a, b, what):
     torch.testing.assert_close(a, b, rtol=0, atol=0, equal_nan=True, msg=lambda m: f"{what}: {m}")
 
 
+def _same_but_exp_rounding(a, b, what):
+    """Equal but for the last bits of ``f'``: inductor evaluates ``exp`` with SIMD code in a
+    vectorised loop and with libm in its scalar tail, and the derivative alone and the whole
+    walk back, two compiled loops of different extents, need not put a neuron in the same one
+    (seen: 1-3 of 58-290 gradients about one ulp apart, after other shapes had been traced).
+    NaN and infinities sit in the same places; a real error is orders of magnitude larger."""
+    torch.testing.assert_close(a, b, rtol=4 * torch.finfo(a.dtype).eps, atol=0, equal_nan=True,
+                               msg=lambda m: f"{what}: {m}")
+
+
 def _surrogate(u):
     return torch.sigmoid(4.0 * u)
 
 
-def test_the_walk_back_equals_the_blockwise_backward_bitwise(walks, monkeypatch):
+def test_the_walk_back_equals_the_blockwise_backward(walks, monkeypatch):
     x, gs, gv = _case(5, 37, torch.float32, 0)
     kw = dict(surrogate=_surrogate, reset="hard", detach_reset=False)
     got = _grads("lif", x, gs, gv, **kw)
@@ -72,7 +82,7 @@ def test_the_walk_back_equals_the_blockwise_backward_bitwise(walks, monkeypatch)
     want = _grads("lif", x, gs, gv, **kw)
     assert len(walks) == 1  # the blockwise backward: no walk back
     for name, a, b in zip(("grad_x", "grad_v0"), got, want, strict=True):
-        _bitwise(a, b, name)
+        _same_but_exp_rounding(a, b, name)
     assert torch.isnan(got[0]).any() and torch.isfinite(got[0]).any()  # the NaN reaches gx
 
 
@@ -190,7 +200,7 @@ _FLAGS = list(itertools.product(["lif", "if"], ["soft", "hard"], [True, False],
 @pytest.mark.slow  # one trace per flag set and step count: seconds each
 @pytest.mark.parametrize("i", range(len(_FLAGS)),
                          ids=["-".join(map(str, f)).replace("torch.", "") for f in _FLAGS])
-def test_every_flag_set_equals_blockwise_bitwise_and_the_reference(walks, monkeypatch, i):
+def test_every_flag_set_equals_blockwise_and_the_reference(walks, monkeypatch, i):
     neuron, reset, detach, gv_kind, dtype = _FLAGS[i]
     T = (1, 5, 16)[i % 3]
     x, gs, gv = _case(T, 29, dtype, i)
@@ -215,7 +225,7 @@ def test_every_flag_set_equals_blockwise_bitwise_and_the_reference(walks, monkey
     monkeypatch.setattr(cb, "MAX_STEPS", 0)
     blockwise = grads()
     for name, a, b in zip(("grad_x", "grad_v0"), got, blockwise, strict=True):
-        _bitwise(a, b, name)
+        _same_but_exp_rounding(a, b, name)
     # against the reference loop where the input is finite (NaN and inf columns aside)
     finite = torch.isfinite(x).all(0)
     want = run_op("reference", neuron, x, v0, 2.0, gs, gv, **kw)[2:4]
