@@ -60,10 +60,10 @@ def _bitwise(a, b, what):
 
 
 def _same_but_exp_rounding(a, b, what):
-    """Equal but for the last bits of ``f'``: inductor evaluates ``exp`` with SIMD code in a
-    vectorised loop and with libm in its scalar tail, and the derivative alone and the whole
-    walk back, two compiled loops of different extents, need not put a neuron in the same one
-    (seen: 1-3 of 58-290 gradients about one ulp apart, after other shapes had been traced).
+    """Equal but for the last bits of ``f'`` (likely: inductor evaluates ``exp`` with SIMD code
+    in a vectorised loop and with libm in its scalar tail, and the derivative alone and the
+    whole walk back, two compiled loops of different extents, need not put a neuron in the same
+    one; seen: 1-3 of 58-290 gradients about one ulp apart, after other shapes were traced).
     NaN and infinities sit in the same places; a real error is orders of magnitude larger."""
     torch.testing.assert_close(a, b, rtol=4 * torch.finfo(a.dtype).eps, atol=0, equal_nan=True,
                                msg=lambda m: f"{what}: {m}")

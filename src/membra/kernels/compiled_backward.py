@@ -9,10 +9,11 @@ raised so that all ``T`` steps fuse): it reads ``gs`` and ``h`` once and writes 
 the derivative never leaves registers. Per step, from :math:`t = T - 1` down to 0, the same
 operations in the same order as the C++ ``walk_back_block`` (``-ffp-contract=off`` there, no
 contraction here either), so the gradients are the blockwise backward's but for the last bits
-of :math:`f'`: inductor evaluates ``exp`` and its kin with SIMD code in a vectorised loop and
-with libm in the loop's scalar tail, and the derivative alone and this whole walk, two loops
-of different extents, need not put a neuron in the same one (1-3 of 58-290 gradients about
-one ulp apart, depending on the shapes traced before):
+of :math:`f'` (the likely cause, not isolated: inductor evaluates ``exp`` and its kin with
+SIMD code in a vectorised loop and with libm in the loop's scalar tail, and the derivative
+alone and this whole walk, two loops of different extents, need not put a neuron in the same
+one; seen: 1-3 of 58-290 gradients about one ulp apart, depending on the shapes traced
+before):
 
 .. math::
     \sigma_t = f'(h_t - v_{th}),\quad
