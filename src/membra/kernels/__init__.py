@@ -131,7 +131,6 @@ def _run(x, v0, *, neuron, tau, v_th, v_reset, reset, surrogate, alpha, detach_r
                     trace=trace, **extra)
 
 
-
 def neuron_sequence(x, v0=None, *, neuron=NeuronKind.LIF, tau=2.0, v_th=1.0, v_reset=0.0,
                     reset="soft", surrogate="sigmoid", alpha=None, detach_reset=True,
                     backend=None, check_finite=False, spike_dtype=None):
