@@ -9,9 +9,12 @@ import typer
 
 from . import app
 
-export_app = typer.Typer(help="""Export trained models (NIR).
+export_app = typer.Typer(help="""Export trained models (NIR, or a torch.export program).
 
-    Example: membra export nir runs/digits_imp_lts --out model.nir
+    Examples:
+
+    membra export nir runs/digits_imp_lts --out model.nir
+    membra export torch runs/digits_imp_lts --out model.pt2
     """, no_args_is_help=True)
 app.add_typer(export_app, name="export")
 
@@ -51,5 +54,49 @@ def nir_(
             same = torch.allclose(model(x), back(x), atol=1e-4, rtol=1e-4)
         typer.echo("round trip: outputs match" if same else
                    "round trip: outputs DIFFER (see docs/nir.md)")
+        if not same:
+            raise typer.Exit(1)
+
+
+@export_app.command("torch")
+def torch_(
+    run: Annotated[Path, typer.Argument(help="Run folder (membra train or IMP-study run) or "
+                                             "checkpoint file.")],
+    out: Annotated[Path, typer.Option("--out", help="Output .pt2 file.")] = Path("model.pt2"),
+    steps: Annotated[int | None, typer.Option(
+        "--steps", min=1, help="Time steps T of the program (default: the run's data.T).")] = None,
+    check: Annotated[bool, typer.Option(help="Load the file back and compare outputs on a "
+                                             "random input.")] = True,
+) -> None:
+    """Export a trained network as a torch.export program (.pt2): plain ATen ops that
+    `torch.export.load(path).module()` runs without membra, on [T, batch, *input shape] with
+    T fixed and the batch free where the model allows it (docs/kernels.md, "torch.compile and
+    torch.export").
+
+    Example: membra export torch runs/digits_imp_lts --out model.pt2
+    """
+    import torch
+
+    from ..export import export_program
+    from ..train import load_run
+    from ._runs import notes
+
+    if not run.exists():
+        raise typer.BadParameter(f"run folder or checkpoint not found: {run}")
+    with notes():
+        loaded = load_run(run)
+    T = steps or loaded.config.data.T
+    program, dynamic = export_program(loaded.model, loaded.in_shape, T)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.export.save(program, out)
+    shape = f"[{T}, {'batch' if dynamic else 2}, {', '.join(map(str, loaded.in_shape))}]"
+    typer.echo(f"wrote {out} ({loaded.model_name}, input {shape})")
+    if check:
+        batch = 3 if dynamic else 2
+        x = torch.rand(T, batch, *loaded.in_shape, generator=torch.Generator().manual_seed(1))
+        with torch.no_grad():
+            same = torch.allclose(torch.export.load(out).module()(x), loaded.model(x),
+                                  atol=1e-5, rtol=1e-5)
+        typer.echo("round trip: outputs match" if same else "round trip: outputs DIFFER")
         if not same:
             raise typer.Exit(1)
