@@ -93,8 +93,9 @@ def test_membra_bench_cuda_without_a_gpu_says_so(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     r = CliRunner().invoke(app, ["bench", "--devices", "cuda", "--out", str(tmp_path)])
     assert r.exit_code == 2 and "no CUDA device" in r.output
-    with pytest.raises(SystemExit):  # python -m membra.bench.run refuses it too
-        main(["--devices", "cuda", "--out", str(tmp_path)])
+    for devices in (["cuda"], ["cpu", "tpu"]):  # python -m membra.bench.run refuses them too
+        with pytest.raises(SystemExit):
+            main(["--devices", *devices, "--out", str(tmp_path)])
     assert not (tmp_path / "kernels.json").exists()
 
 

@@ -24,13 +24,19 @@ def notes():
         warnings.showwarning = old
 
 
-def load_run_model(path: Path):
-    """``(model in eval mode, in_shape, model name)`` of a run folder or checkpoint file."""
+def load_cli_run(path: Path):
+    """:func:`membra.train.load_run` of a run folder or checkpoint file, its notes as
+    ``note:`` lines; a missing path is a ``FileNotFoundError`` naming it."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"run folder or checkpoint not found: {path}")
     from ..train import load_run
 
     with notes():
-        run = load_run(path)
+        return load_run(path)
+
+
+def load_run_model(path: Path):
+    """``(model in eval mode, in_shape, model name)`` of a run folder or checkpoint file."""
+    run = load_cli_run(path)
     return run.model, run.in_shape, run.model_name

@@ -31,9 +31,7 @@ def bench(
     membra bench --steps 16 --no-conv
     membra bench --devices cuda
     """
-    import torch
-
-    from ..bench.run import main
+    from ..bench.run import device_problem, main
 
     try:
         ts = [int(s) for s in steps.split(",") if s.strip()]
@@ -46,12 +44,7 @@ def bench(
     argv += [] if compile_reference else ["--no-compile"]
     argv += [] if conv else ["--no-conv"]
     devs = list(dict.fromkeys(d.strip() for d in devices.split(",") if d.strip()))
-    unknown = sorted(set(devs) - {"cpu", "cuda"})
-    if unknown:
-        raise typer.BadParameter(f"--devices {devices!r}: unknown {unknown}; choose from cpu, "
-                                 "cuda")
-    if "cuda" in devs and not torch.cuda.is_available():
-        raise typer.BadParameter(f"--devices {devices!r}: torch sees no CUDA device here "
-                                 f"(torch {torch.__version__})")
+    if devs and (why := device_problem(devs)) is not None:
+        raise typer.BadParameter(f"--devices {devices!r}: {why}")
     argv += ["--devices", *devs] if devs else []
     main(argv)

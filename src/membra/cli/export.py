@@ -48,14 +48,20 @@ def nir_(
     n = sum(1 for k in graph.nodes if k not in ("input", "output"))
     typer.echo(f"wrote {path} ({name}, {n} nodes, input shape {in_shape})")
     if check:
-        back = from_nir(read_nir(path)).eval()
-        x = torch.rand(4, 8, *in_shape, generator=torch.Generator().manual_seed(0))
-        with torch.no_grad():
-            same = torch.allclose(model(x), back(x), atol=1e-4, rtol=1e-4)
-        typer.echo("round trip: outputs match" if same else
-                   "round trip: outputs DIFFER (see docs/nir.md)")
-        if not same:
-            raise typer.Exit(1)
+        _round_trip(model, from_nir(read_nir(path)).eval(),
+                    torch.rand(4, 8, *in_shape, generator=torch.Generator().manual_seed(0)),
+                    tol=1e-4, see=" (see docs/nir.md)")
+
+
+def _round_trip(model, back, x, *, tol: float, see: str = "") -> None:
+    """Say whether the file read ``back`` gives ``model``'s outputs on ``x``; exit 1 if not."""
+    import torch
+
+    with torch.no_grad():
+        same = torch.allclose(model(x), back(x), atol=tol, rtol=tol)
+    typer.echo("round trip: outputs match" if same else f"round trip: outputs DIFFER{see}")
+    if not same:
+        raise typer.Exit(1)
 
 
 @export_app.command("torch")
@@ -78,25 +84,16 @@ def torch_(
     import torch
 
     from ..export import export_program
-    from ..train import load_run
-    from ._runs import notes
+    from ._runs import load_cli_run
 
-    if not run.exists():
-        raise typer.BadParameter(f"run folder or checkpoint not found: {run}")
-    with notes():
-        loaded = load_run(run)
+    loaded = load_cli_run(run)  # errors: one line at the CLI's boundary
     T = steps or loaded.config.data.T
     program, dynamic = export_program(loaded.model, loaded.in_shape, T)
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.export.save(program, out)
     shape = f"[{T}, {'batch' if dynamic else 2}, {', '.join(map(str, loaded.in_shape))}]"
     typer.echo(f"wrote {out} ({loaded.model_name}, input {shape})")
-    if check:
-        batch = 3 if dynamic else 2
-        x = torch.rand(T, batch, *loaded.in_shape, generator=torch.Generator().manual_seed(1))
-        with torch.no_grad():
-            same = torch.allclose(torch.export.load(out).module()(x), loaded.model(x),
-                                  atol=1e-5, rtol=1e-5)
-        typer.echo("round trip: outputs match" if same else "round trip: outputs DIFFER")
-        if not same:
-            raise typer.Exit(1)
+    if check:  # (a batch other than the traced one where it is free)
+        x = torch.rand(T, 3 if dynamic else 2, *loaded.in_shape,
+                       generator=torch.Generator().manual_seed(1))
+        _round_trip(loaded.model, torch.export.load(out).module(), x, tol=1e-5)
