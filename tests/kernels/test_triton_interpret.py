@@ -284,3 +284,49 @@ def test_model_ops_pass_opcheck(kind, trace_v):
     args = (x, v0, c0, NeuronKind.parse(kind).code, True, 2.0, 0.5, 0.3, 1.0, 0.0, 0, 4.0,
             True, trace_v)
     torch.library.opcheck(model_triton_fwd, args)
+
+
+@pytest.mark.parametrize("kind", ["lif", "if"])
+def test_inference_forward_writes_no_h_and_the_same_spikes(kind):
+    """``SAVE_H=False`` (the inference path): the spikes and ``v_T`` of the full forward,
+    and no ``h``; a no-grad call of the layer goes that way, directly (no op dispatch)."""
+    from membra.functional import NeuronKind
+    from membra.kernels import direct, neuron_sequence
+    from membra.kernels.triton_backend import kernel_params, launch_forward
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(6, 300, generator=g) + 0.4
+    v0 = torch.rand(300, generator=g)
+    code = NeuronKind.parse(kind).code
+    prm, tau = kernel_params(v0, 1.0, 0.0), torch.tensor(2.0)
+    full = launch_forward(code, x, v0, None, tau, prm, True, False)
+    lean = launch_forward(code, x, v0, None, tau, prm, True, False, save_h=False)
+    assert full[3].shape == x.shape and lean[3].numel() == 0
+    assert torch.equal(full[0], lean[0]) and torch.equal(full[1], lean[1])
+    with torch.no_grad():
+        s, v = neuron_sequence(x.view(6, 3, 100), v0.view(3, 100), neuron=kind,
+                               backend="triton", spike_dtype=torch.bool)
+        with direct.through_the_ops():
+            s_op, v_op = neuron_sequence(x.view(6, 3, 100), v0.view(3, 100), neuron=kind,
+                                         backend="triton", spike_dtype=torch.bool)
+    assert torch.equal(s, s_op) and torch.equal(s.view(6, 300), full[0].bool())
+    assert torch.equal(v, v_op) and torch.equal(v.view(300), full[1])
+
+
+@pytest.mark.parametrize("spike_dtype", [torch.bool, torch.uint8, None])
+def test_inference_spikes_as_bytes_match_the_reference_nan_included(spike_dtype):
+    """Bytes written by the kernel: ``s != 0``, so a NaN spike (non-finite input) is 1, as
+    ``.to(torch.bool)`` of the reference's float spike."""
+    from membra.kernels import neuron_sequence
+
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(5, 2, 129, generator=g) + 0.5
+    x[1, 0, 3], x[2, 1, 7], x[0, 1, 0] = math.nan, math.inf, -math.inf
+    with torch.no_grad():
+        s, v = neuron_sequence(x, tau=2.0, backend="triton", spike_dtype=spike_dtype)
+        ref_s, ref_v = neuron_sequence(x, tau=2.0, backend="reference")
+    want = ref_s.ne(0).to(spike_dtype) if spike_dtype in (torch.bool, torch.uint8) else \
+        ref_s.to(spike_dtype or ref_s.dtype)
+    assert s.dtype == want.dtype
+    torch.testing.assert_close(s, want, rtol=0, atol=0, equal_nan=True)
+    torch.testing.assert_close(v, ref_v, rtol=0, atol=0, equal_nan=True)

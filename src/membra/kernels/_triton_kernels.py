@@ -10,7 +10,8 @@ rounded to float32 by Triton): ``[v_th, v_reset, rho, beta, alpha, nd]``, ``rho`
 the second state keeps per step, ``nd`` 0 when the reset is detached, else 1.
 
 ``fwd_kernel``: one program per ``BLOCK`` neurons, time loop inside; writes spikes, ``h``
-(saved for the backward), for ALIF the threshold ``theta_t``, ``v_T`` (and the second state's
+(saved for the backward; not with ``SAVE_H=False``, the inference path, which with
+``SPIKE_U8`` also writes the spikes as 0/1 bytes), for ALIF the threshold ``theta_t``, ``v_T`` (and the second state's
 final value) and with ``TRACE_V`` every ``v_t``. ``bwd_kernel``: walks back in time from
 ``dL/dv_T`` (and ``dL/dc_T``) reading ``gs``, ``h`` (and ``theta``; ``x`` for the gradient of
 a learnable LIF ``tau``), writing ``gx``, the initial states' gradients and per neuron the
@@ -72,7 +73,8 @@ def _surrogate(u, a, SG: tl.constexpr):
 @triton.jit
 def fwd_kernel(x_ptr, v0_ptr, c0_ptr, tau_ptr, prm_ptr, s_ptr, h_ptr, th_ptr, v_ptr, vT_ptr,
                cT_ptr, T, M, KIND: tl.constexpr, SOFT: tl.constexpr, TRACE_V: tl.constexpr,
-               BLOCK: tl.constexpr):
+               BLOCK: tl.constexpr, SAVE_H: tl.constexpr = True,
+               SPIKE_U8: tl.constexpr = False):
     pid = tl.program_id(0)
     offs = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < M
@@ -96,8 +98,12 @@ def fwd_kernel(x_ptr, v0_ptr, c0_ptr, tau_ptr, prm_ptr, s_ptr, h_ptr, th_ptr, v_
             tl.store(tp, th, mask=mask)
         h = _charge(v, x, tau, v_reset, KIND)
         s = _spike(h, th)
-        tl.store(sp, s.to(s_ptr.dtype.element_ty), mask=mask)
-        tl.store(hp, h, mask=mask)
+        if SPIKE_U8:  # s != 0 as 0/1 bytes (a NaN spike gives 1, as .to(torch.bool) does)
+            tl.store(sp, tl.where(s != 0.0, 1, 0).to(tl.uint8), mask=mask)
+        else:
+            tl.store(sp, s.to(s_ptr.dtype.element_ty), mask=mask)
+        if SAVE_H:
+            tl.store(hp, h, mask=mask)
         v = _reset(h, s, th, v_reset, SOFT)
         if KIND == ALIF:  # a_{t+1} = rho a_t + s_t
             c = c * rho + s

@@ -36,7 +36,6 @@ from ._prep import state_dtype
 from .dispatch import register_backend
 from .fused import (
     BLOCK_KERNELS,
-    INFER_DIRECT,
     NEW_OUTPUT,
     fused_sequence,
     kernel_surrogate_code,
@@ -46,6 +45,7 @@ from .fused import (
     neuron_h,
     neuron_infer,
 )
+from .recurrent import STEP_KERNELS
 
 __all__ = ["cpu_available", "pool_limit"]
 
@@ -193,7 +193,7 @@ def _neuron_infer_cpu(x, v0, tau, kind, soft, v_th, v_reset, spike_dtype):
     """``membra::neuron_infer`` on CPU: one pass that reads ``x`` and writes the spikes (as
     0/1 bytes directly when ``spike_dtype`` is bool or uint8) and ``v_T``; nothing else is
     allocated. Also called directly, without the op's dispatch, by
-    :func:`membra.kernels.fused.fused_sequence` (``INFER_DIRECT``)."""
+    :func:`membra.kernels.fused.fused_sequence` (:mod:`membra.kernels.direct`)."""
     x, v0 = _as_kernel_input(x, v0)
     lib = _load()
     integer = spike_dtype in (torch.bool, torch.uint8)
@@ -338,6 +338,25 @@ def _neuron_bwd_cpu(grad_spikes, grad_v_final, x, h, v0, tau, dsg, grad_h, grad_
     return gx, gv0, gtau
 
 
+def _forward_step(r, v, s, v_next, h, args):
+    """One LIF step of RLIF into given ``[M]`` buffers (:data:`.recurrent.STEP_KERNELS`)."""
+    tau, soft, v_th, v_reset = args[:4]
+    _check(_LIB["lib"].membra_neuron_forward(
+        r.data_ptr(), v.data_ptr(), s.data_ptr(), v_next.data_ptr(), _ptr(h), None, 1,
+        r.numel(), _DTYPE_CODES[r.dtype], True, soft, float(tau), v_th, v_reset), "forward")
+
+
+def _backward_step(gs, gv_next, r, v, gr, gv, gtau, dsg, gh, gvt, args):
+    """The backward of one LIF step of RLIF into given ``[M]`` buffers
+    (:data:`.recurrent.STEP_KERNELS`)."""
+    tau, soft, v_th, v_reset, token, alpha, detach = args
+    _check(_LIB["lib"].membra_neuron_backward(
+        r.data_ptr(), v.data_ptr(), gs.data_ptr(), _ptr(gv_next), gr.data_ptr(), gv.data_ptr(),
+        _ptr(gtau), _ptr(dsg), _ptr(gh), _ptr(gvt), 1, r.numel(), _DTYPE_CODES[r.dtype], True,
+        soft, kernel_surrogate_code(token, dsg, gh), alpha, detach, float(tau), v_th, v_reset),
+        "backward")
+
+
 NEW_OUTPUT["cpu"] = lambda shape, dtype: _new_output(shape, dtype, _load())
 #: the C++ kernel of ``membra::neuron_bwd_cols`` as registered above: the direct block kernel
 #: is active while it serves the op (not while Triton's interpreter does,
@@ -345,5 +364,7 @@ NEW_OUTPUT["cpu"] = lambda shape, dtype: _new_output(shape, dtype, _load())
 _COLS_KERNEL = neuron_bwd_cols._backend_fns.get("cpu")
 BLOCK_KERNELS["cpu"] = (lambda: neuron_bwd_cols._backend_fns.get("cpu") is _COLS_KERNEL,
                         _block_kernel)
-INFER_DIRECT["cpu"] = _neuron_infer_cpu
+_FWD_KERNEL = neuron_fwd._backend_fns.get("cpu")
+STEP_KERNELS["cpu"] = (lambda: neuron_fwd._backend_fns.get("cpu") is _FWD_KERNEL
+                       and cpu_available(), _forward_step, _backward_step)
 register_backend("cpu", fused_sequence, available=cpu_available, devices=("cpu",))

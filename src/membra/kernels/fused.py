@@ -26,7 +26,7 @@ import torch
 from ..functional.kinds import NeuronKind
 from ..functional.surrogate import SURROGATES, Surrogate
 from ..functional.surrogate_compiled import derivative_at
-from . import compiled_backward
+from . import compiled_backward, direct
 from ._prep import flatten_inputs, tau_tensor
 
 __all__ = ["OPS", "neuron_fwd", "neuron_bwd", "neuron_infer", "fused_sequence",
@@ -51,11 +51,6 @@ NEW_OUTPUT: dict = {}
 #: v_reset, detach, gs, gv, gx, gv0, gtau)`` checks the layer's tensors once and returns
 #: ``back(m0, m1, dsg, h)``; ``x`` may be ``None`` when ``h`` is given and tau needs no gradient
 BLOCK_KERNELS: dict = {}
-#: per device type, the inference kernel of :func:`neuron_infer` as a plain function, which
-#: :func:`fused_sequence` calls without the op's dispatch when nothing could see the op
-#: (:func:`_dispatch_unobserved`): the op's Python dispatch costs far more than the kernel on
-#: small inputs (a control actor's ``[5, 1, 256]``)
-INFER_DIRECT: dict = {}
 #: what ``spike_dtype=`` accepts besides ``None`` (spikes in x's dtype)
 SPIKE_DTYPES = (torch.bool, torch.uint8)
 #: kernel surrogate codes of a derivative given as a tensor (without / with trace gradients)
@@ -291,13 +286,15 @@ def _backward(ctx, grad_spikes, grad_v_final, grad_h, grad_v):
     else:
         grad_h = grad_v = None
     xx = x if x is not None else h  # read only for the gradient of tau
-    gx, gv0, gtau = neuron_bwd(gs, gv, xx, h if h is not None else gs.new_empty(0), v0, tau,
-                               dsg, grad_h, grad_v, kind, soft, v_th, v_reset, sg, alpha,
-                               detach, need_tau)
+    gx, gv0, gtau = direct.call(neuron_bwd, gs, gv, xx, h if h is not None else gs.new_empty(0),
+                                v0, tau, dsg, grad_h, grad_v, kind, soft, v_th, v_reset, sg,
+                                alpha, detach, need_tau)
     return (gx, gv0, gtau if need_tau else None) + (None,) * 9
 
 
 neuron_fwd.register_autograd(_backward, setup_context=_setup_context)
+#: :func:`neuron_fwd` with its autograd formula, without the op's dispatch (:mod:`.direct`)
+_NEURON_FWD_DIRECT = direct.autograd_function(neuron_fwd, _setup_context, _backward)
 
 
 def kernel_surrogate_code(surrogate: int, dsg, grad_h) -> int:
@@ -308,32 +305,14 @@ def kernel_surrogate_code(surrogate: int, dsg, grad_h) -> int:
     return KERNEL_PRECOMPUTED if grad_h is None else KERNEL_PRECOMPUTED_TRACE
 
 
-def _dispatch_unobserved(x: torch.Tensor) -> bool:
-    """Whether calling a kernel directly is indistinguishable from calling its op: eager
-    mode on a plain tensor, with no torch-function or dispatch mode (fake tensors,
-    ``torch.export``, op counters), no ``torch.jit.trace`` and no functorch transform
-    active."""
-    return (type(x) is torch.Tensor and not torch.compiler.is_compiling()
-            and torch._C._get_tracing_state() is None
-            and not torch._C._is_torch_function_mode_enabled()
-            and torch._C._len_torch_dispatch_stack() == 0
-            and not torch._C._are_functorch_transforms_active())
-
-
 def _infer(x2, v, tau, kind: NeuronKind, soft: bool, v_th: float, v_reset: float,
            spike_dtype):
-    """:func:`neuron_infer`, through :data:`INFER_DIRECT` when the device has a direct
-    kernel and nothing observes the dispatch (under the profiler it is still recorded as
-    ``membra::neuron_infer``). ``tau``: a 0-d tensor, a number, or ``None`` (IF)."""
-    direct = INFER_DIRECT.get(x2.device.type)
-    if direct is None or not _dispatch_unobserved(x2):
-        if not isinstance(tau, torch.Tensor):
-            tau = tau_tensor(tau, v.dtype, x2.device)
-        return neuron_infer(x2, v, tau, kind.code, soft, v_th, v_reset, spike_dtype)
-    if torch.autograd._profiler_enabled():
-        with torch.autograd.profiler.record_function(OPS[2]):
-            return direct(x2, v, tau, kind.code, soft, v_th, v_reset, spike_dtype)
-    return direct(x2, v, tau, kind.code, soft, v_th, v_reset, spike_dtype)
+    """:func:`neuron_infer`, its kernel called directly where nothing can tell
+    (:func:`.direct.call`). ``tau``: a 0-d tensor, a number, or ``None`` (IF); the op path
+    gets a tensor."""
+    if not isinstance(tau, torch.Tensor) and direct.kernel(neuron_infer, x2) is None:
+        tau = tau_tensor(tau, v.dtype, x2.device)
+    return direct.call(neuron_infer, x2, v, tau, kind.code, soft, v_th, v_reset, spike_dtype)
 
 
 def _as(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -362,10 +341,10 @@ def fused_sequence(x, v0, tau, *, kind: NeuronKind, v_th, v_reset, reset, surrog
     save_h = trace or x.device.type != "cpu" or not surrogate.builtin
     if not isinstance(tau_t, torch.Tensor):
         tau_t = tau_tensor(tau_t, v.dtype, x.device)
-    s2, v_final, h, vs = neuron_fwd(
-        x2, v, tau_t, kind.code, reset == "soft", float(v_th), float(v_reset),
-        surrogate_token(surrogate), float(surrogate.alpha or 0.0), bool(detach_reset), save_h,
-        bool(trace))
+    s2, v_final, h, vs = direct.apply(
+        neuron_fwd, _NEURON_FWD_DIRECT, x2, v, tau_t, kind.code, reset == "soft", float(v_th),
+        float(v_reset), surrogate_token(surrogate), float(surrogate.alpha or 0.0),
+        bool(detach_reset), save_h, bool(trace))
     out = (s2.reshape(x.shape).to(x.dtype), v_final.reshape(x.shape[1:]).to(x.dtype))
     if trace:
         out += (h.reshape(x.shape).to(x.dtype), vs.reshape(x.shape).to(x.dtype))

@@ -52,11 +52,12 @@ from ..functional.models import (
 )
 from ..functional.neuron import as_scalar, exported_scalar
 from ..functional.surrogate import as_surrogate
-from . import NeuronTrace, _validate, neuron_sequence, neuron_trace
+from . import NeuronTrace, _validate, direct, neuron_sequence, neuron_trace
 from ._prep import flatten_inputs
 from .dispatch import select_backend
 from .fused import NEW_OUTPUT, kernel_surrogate_code, surrogate_token, trace_buffer
 from .fused import _surrogate_of as surrogate_of
+from .recurrent import rlif_fusable, rlif_fused
 from .triton_models import triton_model_sequence, use_triton
 
 __all__ = ["cuba_lif_sequence", "alif_sequence", "rlif_sequence", "delay_sequence_fused",
@@ -201,11 +202,13 @@ def _backward(ctx, gs, gvT, gcT, grad_h, _grad_theta, grad_v):
                           for g in (grad_h, grad_v))
     else:
         grad_h = grad_v = None
-    gx, gv0, gc0 = model_cpu_bwd(gs, gvT, gcT, x, v0, c0, dsg, grad_h, grad_v, *ctx.args)
+    gx, gv0, gc0 = direct.call(model_cpu_bwd, gs, gvT, gcT, x, v0, c0, dsg, grad_h, grad_v,
+                               *ctx.args)
     return (gx, gv0, gc0) + (None,) * 12
 
 
 model_cpu_fwd.register_autograd(_backward, setup_context=_setup_context)
+_FWD_DIRECT = direct.autograd_function(model_cpu_fwd, _setup_context, _backward)
 
 
 def _fused(kind: NeuronKind, x, v0, c0, *, reset, tau, rho, beta, v_th, v_reset, surrogate,
@@ -215,9 +218,9 @@ def _fused(kind: NeuronKind, x, v0, c0, *, reset, tau, rho, beta, v_th, v_reset,
     xk = x if x.dtype in _DTYPE_CODES else x.float()  # float16: computed in float32
     x2, v, _ = flatten_inputs(xk, v0, None)
     c = flatten_inputs(xk, c0, None)[1]
-    s2, vT, cT, h, _, vs = model_cpu_fwd(
-        x2, v, c, kind.code, reset == "soft", tau, rho, beta, v_th, v_reset,
-        surrogate_token(surrogate), float(surrogate.alpha or 0.0), detach_reset,
+    s2, vT, cT, h, _, vs = direct.apply(
+        model_cpu_fwd, _FWD_DIRECT, x2, v, c, kind.code, reset == "soft", tau, rho, beta, v_th,
+        v_reset, surrogate_token(surrogate), float(surrogate.alpha or 0.0), detach_reset,
         not surrogate.builtin, trace)
     shape = x.shape[1:]
     spikes = s2.to(x.dtype).reshape(x.shape)
@@ -359,9 +362,10 @@ class _RecurrentWeightGrad(torch.autograd.Function):
 
 
 def _fused_rlif(x, weight, state, trace, backend, **kw):
-    """RLIF on a fused LIF backend: per step one GEMM fused with the input add
-    (``addmm``) and one LIF step of the kernel (``T = 1``); ``W``'s gradient is one GEMM over
-    all steps (:class:`_RecurrentWeightGrad`)."""
+    """RLIF on a fused LIF backend through the ops (what ``torch.compile``, ``torch.export``
+    and dispatch modes see; eager calls run :func:`.recurrent.rlif_fused`): per step one GEMM
+    fused with the input add (``addmm``) and one LIF step of the kernel (``T = 1``); ``W``'s
+    gradient is one GEMM over all steps (:class:`_RecurrentWeightGrad`)."""
     spikes_prev: list = []
     w = weight
     if weight.requires_grad and torch.is_grad_enabled():
@@ -405,9 +409,14 @@ def rlif_sequence(x, weight, state=None, *, tau=2.0, v_th=1.0, v_reset=0.0, rese
         raise ValueError(f"{op}: weight must be [N, N] = [{n}, {n}] for per-sample shape "
                          f"{tuple(x.shape[2:])}, got {got}")
     w = weight.to(x.dtype)
+    name = select_backend(backend, x.device).name
+    exported = any(exported_scalar(v) for v in kw.values())
+    if not exported and rlif_fusable(x, name):
+        spikes, v_final, s_final, *traced = rlif_fused(x, w, v0, s0, trace=trace, **kw)
+        out = NeuronTrace(spikes, traced[1], traced[0]) if trace else spikes
+        return out, (v_final, s_final)
     state = (v0.to(x.dtype).expand_as(x[0]), s0.to(x.dtype).expand_as(x[0]))
-    if (select_backend(backend, x.device).name == "reference"
-            or any(exported_scalar(v) for v in kw.values())):
+    if name == "reference" or exported:
         return _loop(lambda x_t, st, **k: rlif_step(x_t, st, w, **k), x, state, trace, **kw)
     return _fused_rlif(x, w, state, trace, backend, **kw)
 

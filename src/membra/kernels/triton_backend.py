@@ -29,6 +29,7 @@ import os
 import torch
 
 from ..functional.kinds import NeuronKind
+from ._prep import tau_tensor
 from .dispatch import _BACKENDS, register_backend
 from .fused import (
     fused_sequence,
@@ -94,13 +95,16 @@ def device_constant(values: tuple[float, ...], dtype: torch.dtype,
     return torch.tensor(values, dtype=dtype, device=device)
 
 
-def launch_forward(kind: int, x, v0, c0, tau, prm, soft: bool, trace_v: bool):
+def launch_forward(kind: int, x, v0, c0, tau, prm, soft: bool, trace_v: bool,
+                   save_h: bool = True, spike_u8: bool = False):
     """Run the forward kernel on ``x [T, M]`` from ``v0`` (and the second state ``c0``, or
     ``None`` for LIF/IF), all contiguous: ``(s, v_T, c_T, h, theta, v)``; ``theta`` is
-    written for ALIF only and ``v`` with ``trace_v`` (else both are empty)."""
+    written for ALIF only, ``v`` with ``trace_v`` and ``h`` unless ``save_h`` is false and
+    nothing else needs it (else each is empty); ``s`` is ``uint8`` 0/1 with ``spike_u8``."""
     T, M = x.shape
-    s = torch.empty_like(x)
-    h = trace_buffer(x, v0, True)
+    save_h = save_h or trace_v or kind == NeuronKind.ALIF.code
+    s = torch.empty_like(x, dtype=torch.uint8 if spike_u8 else x.dtype)
+    h = trace_buffer(x, v0, save_h)
     th = trace_buffer(x, v0, kind == NeuronKind.ALIF.code)
     v = trace_buffer(x, v0, trace_v)
     v_final = torch.empty_like(v0)
@@ -108,10 +112,12 @@ def launch_forward(kind: int, x, v0, c0, tau, prm, soft: bool, trace_v: bool):
     if M:
         fwd, _ = _kernels()
         # pointers a kind never touches get h / v_final (the constexpr branches skip them)
+        hp = h if save_h else v_final
         fwd[(math.ceil(M / BLOCK),)](
-            x, v0, v0 if c0 is None else c0, tau, prm, s, h, th if th.numel() else h,
-            v if trace_v else h, v_final, v_final if c0 is None else c_final, T, M,
-            KIND=kind, SOFT=soft, TRACE_V=trace_v, BLOCK=BLOCK, **_LAUNCH)
+            x, v0, v0 if c0 is None else c0, tau, prm, s, hp, th if th.numel() else hp,
+            v if trace_v else hp, v_final, v_final if c0 is None else c_final, T, M,
+            KIND=kind, SOFT=soft, TRACE_V=trace_v, BLOCK=BLOCK, SAVE_H=save_h,
+            SPIKE_U8=spike_u8, **_LAUNCH)
     return s, v_final, c_final, h, th, v
 
 
@@ -147,11 +153,13 @@ def _forward(x, v0, tau, kind, soft, v_th, v_reset):
 @neuron_fwd.register_kernel("cuda")
 def _neuron_fwd_triton(x, v0, tau, kind, soft, v_th, v_reset, surrogate, alpha, detach_reset,
                        save_h, trace_v):
-    """``membra::neuron_fwd`` with Triton (see :mod:`.fused`); ``h`` is always written."""
+    """``membra::neuron_fwd`` with Triton (see :mod:`.fused`); ``h`` is written when
+    ``save_h or trace_v`` (the backward reads it, or recomputes it from ``x``)."""
     x, v0 = x.contiguous(), v0.contiguous()
     s, v_final, _, h, _, v = launch_forward(kind, x, v0, None, tau,
-                                            kernel_params(v0, v_th, v_reset), soft, trace_v)
-    return s, v_final, h if (save_h or trace_v) else h.new_empty(0), v
+                                            kernel_params(v0, v_th, v_reset), soft, trace_v,
+                                            save_h)
+    return s, v_final, h, v
 
 
 @neuron_bwd.register_kernel("cuda")
@@ -182,12 +190,21 @@ def _grad_v_final(g, v0):
     return torch.zeros_like(v0) if g is None else g.to(v0.dtype).contiguous()
 
 
+@neuron_infer.register_kernel("cuda")
 def _neuron_infer_triton(x, v0, tau, kind, soft, v_th, v_reset, spike_dtype):
-    """``membra::neuron_infer`` with Triton (CPU interpreter only; CUDA uses the op's
-    default, which is the same)."""
-    s, v_final = _neuron_fwd_triton(x, v0, tau, kind, soft, v_th, v_reset, 0, 0.0, True,
-                                    False, False)[:2]
-    return (s if spike_dtype == s.dtype else s.ne(0).to(spike_dtype)), v_final
+    """``membra::neuron_infer`` with Triton (also on CPU tensors in the interpreter); a
+    registered kernel, so eager calls skip the op's dispatch (:mod:`.direct`), which may pass
+    ``tau`` as a number or ``None`` (IF). Nothing is saved: the kernel writes no ``h``, and
+    bool / uint8 spikes directly as bytes."""
+    if not isinstance(tau, torch.Tensor):
+        tau = tau_tensor(tau, v0.dtype, x.device)
+    integer = spike_dtype in (torch.bool, torch.uint8)
+    x, v0 = x.contiguous(), v0.contiguous()
+    s, v_final = launch_forward(kind, x, v0, None, tau, kernel_params(v0, v_th, v_reset), soft,
+                                False, save_h=False, spike_u8=integer)[:2]
+    if spike_dtype == torch.bool:
+        return s.view(torch.bool), v_final
+    return (s if integer or spike_dtype == s.dtype else s.to(spike_dtype)), v_final
 
 
 def _neuron_h_triton(x, v0, tau, kind, soft, v_th, v_reset, m0, m1, out):

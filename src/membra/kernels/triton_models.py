@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 
 from ..functional.kinds import NeuronKind
-from . import NeuronTrace
+from . import NeuronTrace, direct
 from ._prep import flatten_inputs
 from .dispatch import select_backend
 from .fused import _surrogate_of as surrogate_of
@@ -143,11 +143,13 @@ def _backward(ctx, gs, gvT, gcT, grad_h, _grad_th, grad_v):
         grad_v = torch.zeros_like(h) if grad_v is None else grad_v
     else:
         grad_h = grad_v = None
-    gx, gv0, gc0 = model_triton_bwd(gs, gvT, gcT, h, th, v0, dsg, grad_h, grad_v, *ctx.args)
+    gx, gv0, gc0 = direct.call(model_triton_bwd, gs, gvT, gcT, h, th, v0, dsg, grad_h, grad_v,
+                               *ctx.args)
     return (gx, gv0, gc0) + (None,) * 11
 
 
 model_triton_fwd.register_autograd(_backward, setup_context=_setup_context)
+_FWD_DIRECT = direct.autograd_function(model_triton_fwd, _setup_context, _backward)
 
 
 def triton_model_sequence(kind: NeuronKind, x, v0, c0, *, tau, rho, beta, v_th, v_reset,
@@ -156,10 +158,10 @@ def triton_model_sequence(kind: NeuronKind, x, v0, c0, *, tau, rho, beta, v_th, 
     ``(spikes, (v_T, c_T))``, with ``trace`` ``(NeuronTrace(spikes, v, h), (v_T, c_T))``."""
     x2, v, _ = flatten_inputs(x, v0, None)
     c = flatten_inputs(x, c0, None)[1]
-    s2, v_final, c_final, h, _, vs = model_triton_fwd(
-        x2, v, c, kind.code, reset == "soft", float(tau), float(rho), float(beta), float(v_th),
-        float(v_reset), surrogate_token(surrogate), float(surrogate.alpha or 0.0),
-        bool(detach_reset), bool(trace))
+    s2, v_final, c_final, h, _, vs = direct.apply(
+        model_triton_fwd, _FWD_DIRECT, x2, v, c, kind.code, reset == "soft", float(tau),
+        float(rho), float(beta), float(v_th), float(v_reset), surrogate_token(surrogate),
+        float(surrogate.alpha or 0.0), bool(detach_reset), bool(trace))
     shape = x.shape[1:]
     state = (v_final.reshape(shape).to(x.dtype), c_final.reshape(shape).to(x.dtype))
     s = s2.reshape(x.shape)
