@@ -6,7 +6,10 @@
 #   2. the neuron bench on CUDA only (`membra.bench.run --devices cuda`), at the CPU bench's
 #      shape and at a 16x wider layer, peers included when PEERS names a folder holding
 #      SpikingJelly / snnTorch / Norse (COMPILE_S=0 skips torch.compile of the reference);
-#   3. the digits demo trained on CUDA for a few epochs.
+#   3. per-call overhead: the kernels called directly against through the ops, custom
+#      surrogate over built-in, the inference path against one copy, RLIF as one node
+#      (benchmarks/gpu_overhead.py);
+#   4. the digits demo trained on CUDA for a few epochs.
 # Usage: [PY=python3] [OUT=runs/gpu-check] [PEERS=folder of peer packages] bash benchmarks/gpu_check.sh
 # Each part has its own time limit, and a failing part does not stop the next.
 set -u
@@ -41,6 +44,9 @@ if [ "${COMPILE_S:-120}" != 0 ]; then
 fi
 rm -f "$OUT"/bench_big/speed_table.md "$OUT"/bench_compile/*.md
 
-echo "== 3. digits demo on CUDA"
+echo "== 3. per-call overhead (direct calls against the ops)"
+timeout "${OVERHEAD_S:-120}" "$PY" benchmarks/gpu_overhead.py 3 2>&1 | tee "$OUT/gpu_overhead.txt"
+
+echo "== 4. digits demo on CUDA"
 timeout "${TRAIN_S:-60}" "$PY" -m membra train configs/digits_imp_lts.toml --device cuda \
   --set train.epochs=5 --set run.name=gpu_check_digits 2>&1 | tee "$OUT/train.log" | tail -n 15

@@ -1,10 +1,12 @@
 """Shared helpers for the kernel tests (a plain module: pytest puts this folder on sys.path):
-which fused backends run here, and one op run with every gradient collected."""
+which fused backends run here, one op run with every gradient collected, a dispatch mode
+that logs ops, and a spy on the direct kernel calls."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from membra.kernels import available_backends, if_sequence, lif_sequence
 
@@ -40,3 +42,31 @@ def run_op(backend, neuron, x, v0, tau, gs, gv, **kw):
     for t in (x, v0, tau):
         out.append(grads.pop(0) if isinstance(t, torch.Tensor) else None)
     return (s, v, *out)
+
+
+class OpLog(TorchDispatchMode):
+    """Records the name of every op dispatched while active."""
+
+    def __init__(self):
+        super().__init__()
+        self.names: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.append(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+def spy_direct_calls(monkeypatch) -> list[str]:
+    """The names of the ops whose kernels :mod:`membra.kernels.direct` calls directly from
+    now on (the list fills as they run)."""
+    from membra.kernels import direct
+
+    calls: list[str] = []
+    recorded = direct._recorded
+
+    def counted(op, fn, args):
+        calls.append(op._name)
+        return recorded(op, fn, args)
+
+    monkeypatch.setattr(direct, "_recorded", counted)
+    return calls

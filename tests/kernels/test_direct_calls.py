@@ -11,8 +11,7 @@ import sys
 
 import pytest
 import torch
-from kernel_cases import fused_backends
-from torch.utils._python_dispatch import TorchDispatchMode
+from kernel_cases import OpLog, fused_backends, spy_direct_calls
 
 from membra.kernels import direct, neuron_sequence, neuron_trace
 from membra.kernels.models import alif_sequence, cuba_lif_sequence
@@ -31,28 +30,6 @@ def _custom(u):  # a user's surrogate: d/du = 1 / (1 + 10|u|)^2
 SURROGATES = {"sigmoid": "sigmoid", "atan": "atan", "custom": _custom}
 SHAPES = [(1, 1, 1), (5, 1, 256), (3, 2, 37), (2, 0, 5), (6, 2, 3, 5)]
 DTYPES = [torch.float32, torch.float64, torch.bfloat16]
-
-
-class _OpLog(TorchDispatchMode):
-    def __init__(self):
-        super().__init__()
-        self.names: list[str] = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.names.append(str(func))
-        return func(*args, **(kwargs or {}))
-
-
-def _spy(monkeypatch):
-    calls = []
-    recorded = direct._recorded
-
-    def counted(op, fn, args):
-        calls.append(op._name)
-        return recorded(op, fn, args)
-
-    monkeypatch.setattr(direct, "_recorded", counted)
-    return calls
 
 
 def _inputs(shape, dtype, seed, device="cpu"):
@@ -79,7 +56,7 @@ def _outputs_and_grads(run, leaves):
 
 
 def _same_both_ways(monkeypatch, run, leaves, ops):
-    calls = _spy(monkeypatch)
+    calls = spy_direct_calls(monkeypatch)
     got = _outputs_and_grads(run, leaves)
     assert set(calls) == set(ops), calls
     calls.clear()
@@ -149,7 +126,7 @@ def test_model_training_is_bitwise_the_op(monkeypatch, where, model, shape, dtyp
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_inference_calls_the_triton_kernel_directly(monkeypatch):
-    calls = _spy(monkeypatch)
+    calls = spy_direct_calls(monkeypatch)
     x = torch.randn(5, 2, 300, device="cuda")
     with torch.no_grad():
         s, v = neuron_sequence(x, tau=4.0, backend="triton", spike_dtype=torch.bool)
@@ -161,23 +138,23 @@ def test_cuda_inference_calls_the_triton_kernel_directly(monkeypatch):
 
 
 def test_inference_calls_the_kernel_directly(monkeypatch):
-    calls = _spy(monkeypatch)
+    calls = spy_direct_calls(monkeypatch)
     with torch.no_grad():
         neuron_sequence(torch.randn(5, 1, 256), tau=4.0, backend="cpu")
     assert calls == ["neuron_infer"]
 
 
 def test_a_dispatch_mode_sees_the_training_ops(monkeypatch):
-    calls = _spy(monkeypatch)
+    calls = spy_direct_calls(monkeypatch)
     x = torch.randn(4, 2, 9, requires_grad=True)
-    with _OpLog() as log:
+    with OpLog() as log:
         neuron_sequence(x, tau=2.0, backend="cpu")[0].sum().backward()
     assert calls == []
     assert {"membra.neuron_fwd.default", "membra.neuron_bwd.default"} <= set(log.names)
 
 
 def test_profiler_names_the_training_ops(monkeypatch):
-    calls = _spy(monkeypatch)
+    calls = spy_direct_calls(monkeypatch)
     x = torch.randn(4, 2, 9, requires_grad=True)
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         neuron_sequence(x, tau=2.0, backend="cpu")[0].sum().backward()

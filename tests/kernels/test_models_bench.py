@@ -19,3 +19,5 @@ def test_bench_models_prints_rows_gemm_share_and_load(capsys):
     m = re.search(r"RLIF's GEMMs alone: ([\d.]+) ms = (\d+)% of its fwd\+bwd", out)
     assert m and float(m.group(1)) >= 0
     assert re.search(r"load average \(1 min\): [\d.]+", out)
+    m = re.search(r"RLIF as one node ([\d.]+) ms, as per-step ops ([\d.]+) ms", out)
+    assert m and float(m.group(1)) > 0 and float(m.group(2)) > 0

@@ -9,8 +9,7 @@ import itertools
 
 import pytest
 import torch
-from kernel_cases import fused_backends
-from torch.utils._python_dispatch import TorchDispatchMode
+from kernel_cases import OpLog, fused_backends
 
 from membra.kernels import direct
 from membra.kernels.models import rlif_sequence
@@ -49,7 +48,7 @@ def _run(x, w, v0, s0, tau, **kw):
     outs = list(out) if kw.get("trace") else [out]
     outs += [vT, sT]
     g = torch.Generator().manual_seed(5)
-    loss = sum((o * torch.rand(o.shape, generator=g).to(o.dtype)).sum() for o in outs)
+    loss = sum((o * torch.rand(o.shape, generator=g).to(o)).sum() for o in outs)
     wrt = leaves + [t for t in state_leaves if t is not None]
     grads = torch.autograd.grad(loss, wrt)
     return [o.detach() for o in outs], list(grads), out
@@ -74,19 +73,9 @@ def test_one_node_equals_the_per_step_ops(T, shape, dtype, sg, trace, reset):
         torch.testing.assert_close(a, b, rtol=64 * eps, atol=64 * eps * (1 + b.abs().max()))
 
 
-class _OpLog(TorchDispatchMode):
-    def __init__(self):
-        super().__init__()
-        self.names: list[str] = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.names.append(str(func))
-        return func(*args, **(kwargs or {}))
-
-
 def test_a_dispatch_mode_sees_the_per_step_ops():
     x, w = torch.randn(4, 2, 6, requires_grad=True), torch.randn(6, 6)
-    with _OpLog() as log:
+    with OpLog() as log:
         s, _ = rlif_sequence(x, w, backend="cpu")
     assert log.names.count("membra.neuron_fwd.default") == 4
     assert "RLIFSequence" not in str(s.grad_fn)

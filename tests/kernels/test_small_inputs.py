@@ -9,27 +9,14 @@ import itertools
 
 import pytest
 import torch
-from kernel_cases import fused_backends
-from torch.utils._python_dispatch import TorchDispatchMode
+from kernel_cases import OpLog, fused_backends, spy_direct_calls
 
-from membra.kernels import direct, neuron_sequence
+from membra.kernels import neuron_sequence
 
 pytestmark = pytest.mark.skipif(not fused_backends("cpu"), reason="cpu kernels not built")
 
 DTYPES = [torch.float32, torch.float64, torch.bfloat16, torch.float16]
 SHAPES = [(1, 1, 1), (5, 1, 256), (3, 2, 37), (9, 0, 5), (2, 3, 1023), (7, 2, 3, 5)]
-
-
-class _OpLog(TorchDispatchMode):
-    """Records the name of every op dispatched while active."""
-
-    def __init__(self):
-        super().__init__()
-        self.names: list[str] = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.names.append(str(func))
-        return func(*args, **(kwargs or {}))
 
 
 def _case(shape, dtype, seed, v0_kind, tau_kind):
@@ -47,19 +34,6 @@ def _case(shape, dtype, seed, v0_kind, tau_kind):
     return x.to(dtype), v0, tau
 
 
-def _spy(monkeypatch):
-    """Count the direct kernel calls (:mod:`membra.kernels.direct`) by op name."""
-    calls = []
-    recorded = direct._recorded
-
-    def counted(op, fn, args):
-        calls.append(op._name)
-        return recorded(op, fn, args)
-
-    monkeypatch.setattr(direct, "_recorded", counted)
-    return calls
-
-
 CASES = list(itertools.product(SHAPES, DTYPES, ["lif", "if"], ["soft", "hard"],
                                [None, torch.bool, torch.uint8]))
 
@@ -73,11 +47,11 @@ def test_direct_call_is_bitwise_the_op(monkeypatch, shape, dtype, neuron, reset,
     x, v0, tau = _case(shape, dtype, i, v0_kind, tau_kind)
     kw = dict(neuron=neuron, reset=reset, tau=tau if neuron == "lif" else None,
               v_th=1.0, v_reset=-0.125, backend="cpu", spike_dtype=spike_dtype)
-    calls = _spy(monkeypatch)
+    calls = spy_direct_calls(monkeypatch)
     with torch.no_grad():
         s, v = neuron_sequence(x, v0, **kw)
         assert len(calls) == 1, "no_grad inference on plain tensors calls the kernel directly"
-        with _OpLog() as log:  # a mode watching ops: the op is dispatched instead
+        with OpLog() as log:  # a mode watching ops: the op is dispatched instead
             s_op, v_op = neuron_sequence(x, v0, **kw)
     assert len(calls) == 1 and "membra.neuron_infer.default" in log.names
     assert s.dtype == s_op.dtype == (spike_dtype or dtype) and v.dtype == v_op.dtype == dtype
@@ -98,10 +72,10 @@ def test_direct_call_is_bitwise_the_op(monkeypatch, shape, dtype, neuron, reset,
 def test_gradients_and_traces_still_go_through_the_op(monkeypatch, grad_mode):
     from membra.kernels import lif_sequence, neuron_trace
 
-    calls = _spy(monkeypatch)
+    calls = spy_direct_calls(monkeypatch)
     x = torch.randn(4, 2, 33)
     tau = torch.tensor(2.0, requires_grad=grad_mode == "tau_requires_grad")
-    with _OpLog() as log:
+    with OpLog() as log:
         if grad_mode == "trace":
             with torch.no_grad():
                 neuron_trace(x, tau=tau, backend="cpu")
@@ -112,7 +86,7 @@ def test_gradients_and_traces_still_go_through_the_op(monkeypatch, grad_mode):
 
 
 def test_profiler_still_names_the_op(monkeypatch):
-    calls = _spy(monkeypatch)
+    calls = spy_direct_calls(monkeypatch)
     x = torch.randn(5, 1, 256)
     with torch.no_grad(), torch.profiler.profile(activities=[
             torch.profiler.ProfilerActivity.CPU]) as prof:

@@ -1,7 +1,8 @@
 """Compile membra's Triton kernels for a GPU target without a GPU (the ptxas in the triton
-wheel builds the cubin): every kind x reset x trace x saved h / surrogate code x tau-gradient in float32,
-and every kind in float64 / bfloat16 / float16, and the inference forward (no h, byte spikes). Run by test_triton_interpret.py in a subprocess
-without TRITON_INTERPRET; prints 'compiled N' or raises."""
+wheel builds the cubin): every kind x reset x trace x saved h / surrogate code x tau-gradient
+in float32, every kind in float64 / bfloat16 / float16, and the inference forward (no h, byte
+spikes). Run by test_triton_interpret.py in a subprocess without TRITON_INTERPRET; prints
+'compiled N' or raises."""
 
 from __future__ import annotations
 

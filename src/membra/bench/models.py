@@ -6,7 +6,9 @@ backend, same process, the two timed alternately, median of repeats).
 RLIF's recurrent weight is ``[N, N]``, so it is timed at its own (smaller) ``N`` against LIF
 at that ``N``; the line after the table gives the share of RLIF's time that its GEMMs alone
 take (the same GEMMs timed on their own: ``T`` ``[B, N] x [N, N]`` products forward, ``T - 1``
-backward into the previous spikes, one ``[N, T B] x [T B, N]`` for the weight's gradient).
+backward into the previous spikes, one ``[N, T B] x [T B, N]`` for the weight's gradient),
+and the last line RLIF's time as one autograd node against the per-step ops it replaced (the
+same layer under :func:`membra.kernels.direct.through_the_ops`, timed alternately).
 """
 
 from __future__ import annotations
@@ -58,6 +60,20 @@ def rlif_gemm_ms(T: int, B: int, N: int, repeats: int = 7) -> float:
     return median_ms(run, repeats=repeats)["median_ms"]
 
 
+class _ThroughTheOps(torch.nn.Module):
+    """``layer`` run with every op dispatched (RLIF: per-step ops chained by autograd)."""
+
+    def __init__(self, layer):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x):
+        from ..kernels.direct import through_the_ops
+
+        with through_the_ops():
+            return self.layer(x)
+
+
 def ratios(T: int, B: int, N: int, rlif_n: int, backend: str = "cpu") -> list[tuple]:
     """Rows ``(model, shape, ms, LIF ms, ratio)``."""
     rows = []
@@ -87,7 +103,13 @@ def main(argv=None) -> None:
             gemm = rlif_gemm_ms(*shape)
             rlif_line = (f"RLIF's GEMMs alone: {gemm:.1f} ms = {100 * gemm / t:.0f}% of its "
                          f"fwd+bwd, {gemm / t_lif:.1f}x LIF's whole fwd+bwd")
+            layer = RLIF((shape[2],), backend="cpu")
+            x = torch.randn(*shape).requires_grad_()
+            one, steps = paired_ms(layer, _ThroughTheOps(layer), x)
+            node_line = (f"RLIF as one node {one:.1f} ms, as per-step ops {steps:.1f} ms "
+                         f"({steps / one:.2f}x)")
     print(rlif_line)
+    print(node_line)
     print(f"threads: {torch.get_num_threads()}, load average (1 min): {os.getloadavg()[0]:.1f}")
 
 

@@ -11,11 +11,11 @@ the second state keeps per step, ``nd`` 0 when the reset is detached, else 1.
 
 ``fwd_kernel``: one program per ``BLOCK`` neurons, time loop inside; writes spikes, ``h``
 (saved for the backward; not with ``SAVE_H=False``, the inference path, which with
-``SPIKE_U8`` also writes the spikes as 0/1 bytes), for ALIF the threshold ``theta_t``, ``v_T`` (and the second state's
-final value) and with ``TRACE_V`` every ``v_t``. ``bwd_kernel``: walks back in time from
-``dL/dv_T`` (and ``dL/dc_T``) reading ``gs``, ``h`` (and ``theta``; ``x`` for the gradient of
-a learnable LIF ``tau``), writing ``gx``, the initial states' gradients and per neuron the
-terms of ``dL/dtau``.
+``SPIKE_U8`` also writes the spikes as 0/1 bytes), for ALIF the threshold ``theta_t``,
+``v_T`` (and the second state's final value) and with ``TRACE_V`` every ``v_t``.
+``bwd_kernel``: walks back in time from ``dL/dv_T`` (and ``dL/dc_T``) reading ``gs``, ``h``
+(and ``theta``; ``x`` for the gradient of a learnable LIF ``tau``), writing ``gx``, the
+initial states' gradients and per neuron the terms of ``dL/dtau``.
 """
 
 import triton
