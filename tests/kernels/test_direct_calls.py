@@ -209,3 +209,25 @@ def test_training_and_inference_never_import_dynamo():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_through_the_ops_is_per_thread(monkeypatch):
+    """A benchmark comparing both ways on one thread does not change another's calls."""
+    import threading
+
+    calls = spy_direct_calls(monkeypatch)
+    inside, go = threading.Event(), threading.Event()
+
+    def compare():
+        with direct.through_the_ops():
+            inside.set()
+            go.wait(10)
+
+    t = threading.Thread(target=compare)
+    t.start()
+    inside.wait(10)
+    with torch.no_grad():
+        neuron_sequence(torch.randn(3, 1, 8), tau=2.0, backend="cpu")
+    go.set()
+    t.join()
+    assert calls == ["neuron_infer"] and direct.enabled()

@@ -20,14 +20,26 @@ kernel swapped in later (Triton's CPU interpreter) is the one called.
 from __future__ import annotations
 
 import contextlib
+import threading
 
 import torch
 
-__all__ = ["ENABLED", "unobserved", "kernel", "call", "autograd_function", "apply",
-           "through_the_ops"]
+__all__ = ["unobserved", "kernel", "call", "autograd_function", "apply", "through_the_ops",
+           "enabled"]
 
-#: whether eager calls may skip the ops' dispatch (:func:`through_the_ops` turns it off)
-ENABLED = True
+
+class _State(threading.local):
+    #: whether eager calls on this thread may skip the ops' dispatch
+    on = True
+
+
+_STATE = _State()
+
+
+def enabled() -> bool:
+    """Whether eager calls on this thread may skip the ops' dispatch (not inside
+    :func:`through_the_ops`)."""
+    return _STATE.on
 
 
 def unobserved(x: torch.Tensor) -> bool:
@@ -35,7 +47,7 @@ def unobserved(x: torch.Tensor) -> bool:
     mode on a plain tensor, with no torch-function or dispatch mode (fake tensors,
     ``torch.export``, op counters), no ``torch.jit.trace`` and no functorch transform
     active."""
-    return (ENABLED and type(x) is torch.Tensor and not torch.compiler.is_compiling()
+    return (_STATE.on and type(x) is torch.Tensor and not torch.compiler.is_compiling()
             and torch._C._get_tracing_state() is None
             and not torch._C._is_torch_function_mode_enabled()
             and torch._C._len_torch_dispatch_stack() == 0
@@ -100,11 +112,10 @@ def apply(op, function, *args):
 
 @contextlib.contextmanager
 def through_the_ops():
-    """Every call through its op's dispatch, as before the direct calls (for benchmarks and
-    tests that compare the two)."""
-    global ENABLED
-    saved, ENABLED = ENABLED, False
+    """Every call on this thread through its op's dispatch, as before the direct calls (for
+    benchmarks and tests that compare the two); other threads are not affected."""
+    saved, _STATE.on = _STATE.on, False
     try:
         yield
     finally:
-        ENABLED = saved
+        _STATE.on = saved
