@@ -155,3 +155,26 @@ def test_small_input_bench_reports_both_paths():
     from membra.kernels import direct
 
     assert direct.enabled()  # the op path was only borrowed
+
+
+def test_membra_bench_only_and_plain(tmp_path):
+    """`--only` (comma-separated) times just those methods and skips the conv step and the
+    plain script; `--no-plain` skips the plain script of a full run; an unknown method is named
+    with the choices, no traceback."""
+    base = ["bench", "--steps", "2", "--neurons", "32", "--repeats", "1", "--no-compile",
+            "--devices", "cpu"]
+    r = CliRunner().invoke(app, [*base, "--only", "membra-cpu,membra-reference",
+                                 "--out", str(tmp_path / "a")])
+    assert r.exit_code == 0, r.output
+    data = json.loads((tmp_path / "a" / "kernels.json").read_text())
+    methods = data["neuron"]["cpu"]["by_T"]["2"]["methods"]
+    assert sorted(methods) == ["membra-cpu", "membra-reference"]
+    assert "plain" not in data and "conv" not in data
+    r = CliRunner().invoke(app, [*base, "--no-plain", "--no-conv", "--out", str(tmp_path / "b")])
+    assert r.exit_code == 0, r.output
+    assert "plain" not in json.loads((tmp_path / "b" / "kernels.json").read_text())
+    r = CliRunner().invoke(app, [*base, "--only", "membra-cpu,fast", "--out",
+                                 str(tmp_path / "c")])
+    assert r.exit_code == 2 and "no method ['fast']" in r.output and "membra-cpu" in r.output
+    assert r.exception is None or isinstance(r.exception, SystemExit)
+    assert not (tmp_path / "c" / "kernels.json").exists()

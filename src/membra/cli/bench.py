@@ -16,6 +16,12 @@ def bench(
                                            help="also time torch.compile of the reference loop"),
     conv: bool = typer.Option(True, "--conv/--no-conv",
                               help="also time a conv SNN training step (peak memory)"),
+    plain: bool | None = typer.Option(None, "--plain/--no-plain",
+                                      help="also the plain-script run (fresh memory, own "
+                                      "process; default: yes, except with --only)"),
+    only: str = typer.Option("", help="time only these methods of the neuron tables, "
+                             "comma-separated (e.g. membra-cpu,spikingjelly); skips the "
+                             "conv step, and the plain script unless --plain is given"),
     devices: str = typer.Option("", help="cpu, cuda or cpu,cuda (default: cpu, and cuda when "
                                 "torch sees a GPU)"),
     out: str = typer.Option("runs/bench", help="folder for kernels.json and kernels.md"),
@@ -30,6 +36,7 @@ def bench(
 
     membra bench --steps 16 --no-conv
     membra bench --devices cuda
+    membra bench --only membra-cpu,membra-cpu-custom-surrogate
     """
     from ..bench.run import device_problem, main
 
@@ -43,8 +50,18 @@ def bench(
             "--out", out]
     argv += [] if compile_reference else ["--no-compile"]
     argv += [] if conv else ["--no-conv"]
+    methods = list(dict.fromkeys(m.strip() for m in only.split(",") if m.strip()))
+    if methods:  # (with --only the plain script runs only when asked for)
+        argv += ["--only", *methods] + (["--plain"] if plain else [])
+    elif plain is False:
+        argv += ["--no-plain"]
     devs = list(dict.fromkeys(d.strip() for d in devices.split(",") if d.strip()))
     if devs and (why := device_problem(devs)) is not None:
         raise typer.BadParameter(f"--devices {devices!r}: {why}")
     argv += ["--devices", *devs] if devs else []
-    main(argv)
+    try:
+        main(argv)
+    except ValueError as e:  # an unknown --only method, named with the choices
+        if str(e).startswith("--only"):
+            raise typer.BadParameter(str(e).removeprefix("--only: ")) from None
+        raise
