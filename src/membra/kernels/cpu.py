@@ -99,7 +99,7 @@ def _new_output(shape, dtype: torch.dtype, lib) -> torch.Tensor:
     first touch; see ``membra_advise_hugepages``)."""
     shape = tuple(shape)
     nbytes = math.prod(shape) * dtype.itemsize
-    if 0 <= _POOL_MIN_BYTES <= nbytes and len(shape) <= 8:
+    if 0 <= _POOL_MIN_BYTES <= nbytes and len(shape) <= 8 and dtype in _DLPACK:
         code, bits = _DLPACK[dtype]
         dims = (ctypes.c_int64 * len(shape))(*shape)
         ptr = lib.membra_pool_tensor(len(shape), dims, code, bits)

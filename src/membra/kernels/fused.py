@@ -31,7 +31,7 @@ from ._prep import flatten_inputs, tau_tensor
 
 __all__ = ["OPS", "neuron_fwd", "neuron_bwd", "neuron_infer", "fused_sequence",
            "surrogate_token", "SPIKE_DTYPES",
-           "trace_buffer", "kernel_surrogate_code", "KERNEL_PRECOMPUTED",
+           "trace_buffer", "kernel_surrogate_code", "KERNEL_PRECOMPUTED", "new_output",
            "KERNEL_PRECOMPUTED_TRACE"]
 
 OPS = ("membra::neuron_fwd", "membra::neuron_bwd", "membra::neuron_infer", "membra::neuron_h",
@@ -60,6 +60,16 @@ _BY_CODE = {s.code: s for s in SURROGATES.values()}
 _TOKENS: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 _TOKEN_OF: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _COUNTER = itertools.count(_FIRST_TOKEN)
+
+
+def new_output(shape, dtype: torch.dtype, device) -> torch.Tensor:
+    """An uninitialised contiguous tensor for a kernel's output: from the device's pool of
+    already mapped memory (:data:`NEW_OUTPUT`: the cpu backend's) when it has one, else
+    ``torch.empty`` (a fresh large CPU tensor faults in every page on first touch)."""
+    new = NEW_OUTPUT.get(torch.device(device).type)
+    if new is not None:
+        return new(tuple(shape), dtype)
+    return torch.empty(tuple(shape), dtype=dtype, device=device)
 
 
 def surrogate_token(s: Surrogate) -> int:
@@ -191,16 +201,14 @@ def _blockwise_backward(ctx, gs, gv, x, h, v0, tau, need_tau):
         if done is not None:
             return (*done, torch.zeros_like(tau))
     T, M = shape
-    new = NEW_OUTPUT.get(device.type)
-    gx = new(shape, dtype) if new is not None else torch.empty(shape, dtype=dtype, device=device)
+    gx = new_output(shape, dtype, device)
     gv0 = torch.empty_like(v0)
     gtau_m = torch.empty_like(v0) if need_tau else None
     width = max(1, min(M, BLOCK_BYTES * torch.get_num_threads()
                        // max(1, T * v0.element_size())))
     # one buffer for every block's derivative (never h's memory: a compiled derivative is
     # traced for distinct input and output)
-    dbuf = (new((T * width,), v0.dtype) if new is not None
-            else torch.empty(T * width, dtype=v0.dtype, device=device))
+    dbuf = new_output((T * width,), v0.dtype, device)
     args = (x, v0, tau, kind, soft, v_th, v_reset, detach, gs, gv, gx, gv0, gtau_m)
     back = (_direct_block_kernel(device.type) or _op_block_kernel)(*args)
     for m0 in range(0, M, width):

@@ -55,8 +55,8 @@ from ..functional.surrogate import as_surrogate
 from . import NeuronTrace, _validate, direct, neuron_sequence, neuron_trace
 from ._prep import flatten_inputs
 from .dispatch import select_backend
-from .fused import NEW_OUTPUT, kernel_surrogate_code, surrogate_token, trace_buffer
 from .fused import _surrogate_of as surrogate_of
+from .fused import kernel_surrogate_code, new_output, surrogate_token, trace_buffer
 from .recurrent import rlif_fusable, rlif_fused
 from .triton_models import triton_model_sequence, use_triton
 
@@ -120,7 +120,7 @@ def model_cpu_fwd(x: torch.Tensor, v0: torch.Tensor, c0: torch.Tensor, kind: int
     ``surrogate`` a token of :func:`membra.kernels.fused.surrogate_token`. ``h`` and (ALIF)
     ``theta`` ``[T, M]`` are written when ``save_h or trace_v``, ``v`` when ``trace_v``; each
     is an empty ``[0]`` otherwise."""
-    s, vT, cT = torch.empty_like(x), torch.empty_like(v0), torch.empty_like(c0)
+    s, vT, cT = new_output(x.shape, x.dtype, x.device), torch.empty_like(v0), torch.empty_like(c0)
     h, theta, v = _trace_buffers(x, v0, kind, save_h, trace_v)
     T, M = x.shape
     if M:
@@ -156,7 +156,8 @@ def model_cpu_bwd(gs: torch.Tensor, gvT: torch.Tensor, gcT: torch.Tensor, x: tor
     """Fused BPTT backward: ``(grad_x [T, M], grad_v0 [M], grad_c0 [M])``. ``dsg`` is the
     surrogate derivative at every step (``None``: the built-in ``surrogate`` inline);
     ``grad_h`` / ``grad_v`` the gradients of a trace (both or neither, with ``dsg``)."""
-    gx, gv0, gc0 = torch.empty_like(x), torch.empty_like(v0), torch.empty_like(c0)
+    gx = new_output(x.shape, x.dtype, x.device)
+    gv0, gc0 = torch.empty_like(v0), torch.empty_like(c0)
     T, M = x.shape
     if M:
         _check_rc(_load().membra_model_backward(
@@ -425,10 +426,7 @@ def _shift(a, b, off, steps: int):
     """``dst[t, r, n] = seq[t + off[n], r, n]`` for ``t < steps`` over the sequence
     ``seq = a`` then ``b`` (each ``[L, R, *S]`` contiguous, one dtype; ``b`` may be ``None``),
     0 outside it: an exact copy (``membra_delay_shift`` in ``csrc/models_cpu.cpp``)."""
-    new = NEW_OUTPUT.get("cpu")  # the cpu backend's pool of already mapped outputs
-    shape = (steps, *a.shape[1:])
-    dst = new(shape, a.dtype) if new is not None and a.dtype in _DTYPE_CODES else \
-        a.new_empty(shape)
+    dst = new_output((steps, *a.shape[1:]), a.dtype, a.device)
     R, N = a.shape[1], math.prod(a.shape[2:])
     if dst.numel():
         lb = 0 if b is None else b.shape[0]

@@ -30,7 +30,7 @@ from ..functional.kinds import NeuronKind
 from ..functional.surrogate import Surrogate
 from ..functional.surrogate_compiled import derivative_at
 from . import direct
-from .fused import neuron_bwd, neuron_fwd, surrogate_token
+from .fused import neuron_bwd, neuron_fwd, new_output, surrogate_token
 
 __all__ = ["rlif_fusable", "rlif_fused"]
 
@@ -113,8 +113,8 @@ class _RLIFSequence(torch.autograd.Function):
         save_h = trace or x.device.type != "cpu" or not surrogate.builtin
         args = (tau, soft, v_th, v_reset, surrogate_token(surrogate),
                 float(surrogate.alpha or 0.0), detach)
-        r, spikes, v_prev = torch.empty_like(x), torch.empty_like(x), torch.empty_like(x)
-        h = torch.empty_like(x) if save_h else x.new_empty(0)
+        r, spikes, v_prev = (new_output(x.shape, x.dtype, x.device) for _ in range(3))
+        h = new_output(x.shape, x.dtype, x.device) if save_h else x.new_empty(0)
         v_final = torch.empty_like(v0)
         v_prev[0].copy_(v0)
         wt, s = weight.t(), s0
@@ -146,7 +146,7 @@ class _RLIFSequence(torch.autograd.Function):
             g_h, g_v = (torch.zeros_like(r) if g is None else g.to(r.dtype).contiguous()
                         for g in (g_h, g_v))
         need_tau = ctx.needs_input_grad[4]
-        g_r = torch.empty_like(r)
+        g_r = new_output(r.shape, r.dtype, r.device)
         gs = torch.empty_like(r[0])
         gv = [None if g_v_final is None else g_v_final.to(r.dtype).contiguous().view(-1),
               torch.empty_like(r[0]).view(-1), torch.empty_like(r[0]).view(-1)]
