@@ -121,7 +121,7 @@ def model_cpu_fwd(x: torch.Tensor, v0: torch.Tensor, c0: torch.Tensor, kind: int
     ``theta`` ``[T, M]`` are written when ``save_h or trace_v``, ``v`` when ``trace_v``; each
     is an empty ``[0]`` otherwise."""
     s, vT, cT = new_output(x.shape, x.dtype, x.device), torch.empty_like(v0), torch.empty_like(c0)
-    h, theta, v = _trace_buffers(x, v0, kind, save_h, trace_v)
+    h, theta, v = _trace_buffers(x, v0, kind, save_h, trace_v, pooled=True)
     T, M = x.shape
     if M:
         _check_rc(_load().membra_model_forward(
@@ -131,12 +131,18 @@ def model_cpu_fwd(x: torch.Tensor, v0: torch.Tensor, c0: torch.Tensor, kind: int
     return s, vT, cT, h, theta, v
 
 
-def _trace_buffers(x, v0, kind: int, save_h: bool, trace_v: bool):
+def _trace_buffers(x, v0, kind: int, save_h: bool, trace_v: bool, pooled: bool = False):
     """``(h, theta, v)``: ``[T, M]`` in the state dtype where written, else empty (theta is
-    written for ALIF only: CubaLIF's threshold is ``v_th``)."""
+    written for ALIF only: CubaLIF's threshold is ``v_th``); ``pooled``: from the cpu
+    backend's pool (the kernel's real outputs; never for fake tensors)."""
     save = save_h or trace_v
-    return (trace_buffer(x, v0, save), trace_buffer(x, v0, save and kind == NeuronKind.ALIF.code),
-            trace_buffer(x, v0, trace_v))
+
+    def buffer(wanted: bool) -> torch.Tensor:
+        if pooled and wanted:
+            return new_output(x.shape, v0.dtype, x.device)
+        return trace_buffer(x, v0, wanted)
+
+    return buffer(save), buffer(save and kind == NeuronKind.ALIF.code), buffer(trace_v)
 
 
 @model_cpu_fwd.register_fake
