@@ -69,7 +69,9 @@ def test_direct_call_is_bitwise_the_op(monkeypatch, shape, dtype, neuron, reset,
 
 
 @pytest.mark.parametrize("grad_mode", ["x_requires_grad", "tau_requires_grad", "trace"])
-def test_gradients_and_traces_still_go_through_the_op(monkeypatch, grad_mode):
+def test_gradients_and_traces_under_a_dispatch_mode_go_through_the_op(monkeypatch, grad_mode):
+    """Training and traces call their kernels directly too (``test_direct_calls``); an op
+    counter sees the ops instead, and no kernel is called around them."""
     from membra.kernels import lif_sequence, neuron_trace
 
     calls = spy_direct_calls(monkeypatch)

@@ -99,3 +99,43 @@ def test_a_broadcast_initial_potential_is_copied_into_the_pool(monkeypatch, v0_k
     assert ((2, *per_sample) in calls) == large
     for a, b in zip(got, want, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-4)
+
+
+def _custom(u):
+    return torch.atan(3.0 * u)
+
+
+@pytest.mark.parametrize("model", ["cuba_lif", "alif", "rlif"])
+@pytest.mark.parametrize("sg,trace", [("sigmoid", False), ("custom", False), ("atan", True)])
+def test_model_layers_outputs_and_gradients_are_pool_memory(model, sg, trace):
+    """CubaLIF / ALIF (their C++ ops) and RLIF (its one-node sequence) write their ``[T, M]``
+    spikes, saved / traced potentials and ``grad_x`` into pool memory, as LIF does: a fresh
+    ``torch.empty`` of a large layer faults in every page on each call. Their values are the
+    reference's (spikes exactly)."""
+    from membra.kernels.models import alif_sequence, cuba_lif_sequence, rlif_sequence
+
+    n = 1 << 18 if model != "rlif" else 1 << 9   # [T, B, n]: over the 1 MiB pool threshold
+    B = 1 if model != "rlif" else 1 << 10
+    g = torch.Generator().manual_seed(n + len(sg))
+    x = torch.randn(3, B, n, generator=g) + 0.6
+    surrogate = _custom if sg == "custom" else sg
+    if model == "rlif":
+        w = torch.randn(n, n, generator=g) * 0.02
+
+        def run(x, backend):
+            return rlif_sequence(x, w, backend=backend, surrogate=surrogate, trace=trace)
+    else:
+        fn = cuba_lif_sequence if model == "cuba_lif" else alif_sequence
+
+        def run(x, backend):
+            return fn(x, backend=backend, surrogate=surrogate, trace=trace)
+
+    xg = x.clone().requires_grad_(True)
+    out, _ = run(xg, "cpu")
+    spikes = out.spikes if trace else out
+    tensors = [spikes] + ([out.v, out.h] if trace else [])
+    (spikes.sum() + sum(t.sum() for t in tensors[1:])).backward()
+    assert all(_pooled(t) for t in tensors), [t.data_ptr() % HUGE for t in tensors]
+    assert _pooled(xg.grad)
+    ref, _ = run(x, "reference")
+    torch.testing.assert_close(spikes, ref.spikes if trace else ref, rtol=0, atol=0)

@@ -24,7 +24,7 @@ from ..nn import ALIF, LIF, RLIF, CubaLIF, Delay
 from .timing import median_ms
 
 
-def _fwd_bwd(layer, x) -> None:
+def fwd_bwd(layer, x) -> None:
     """``layer(x).sum().backward()`` (x requires grad)."""
     x.grad = None
     layer(x).sum().backward()
@@ -37,7 +37,7 @@ def paired_ms(layer, lif, x, repeats: int = 7) -> tuple[float, float]:
     for i in range(repeats + 1):
         for m, acc in ((layer, times[0]), (lif, times[1])):
             t0 = time.perf_counter()
-            _fwd_bwd(m, x)
+            fwd_bwd(m, x)
             if i:
                 acc.append(1e3 * (time.perf_counter() - t0))
     return statistics.median(times[0]), statistics.median(times[1])

@@ -13,6 +13,7 @@ backward on ``[16, 8, 64]``.
 
 from __future__ import annotations
 
+import functools
 import json
 import statistics
 import sys
@@ -34,17 +35,13 @@ def per_call_us(fn, calls: int, rounds: int = 5) -> float:
     return statistics.median(times)
 
 
-def _fwd_bwd(layer, x):
-    def run():
-        layer(x).sum().backward()
-    return run
-
-
 def measure(calls: int) -> dict:
     from membra.control.actor import PopSANActor
     from membra.kernels import lif_sequence
     from membra.kernels.direct import through_the_ops
     from membra.nn import LIF, RLIF
+
+    from .models import fwd_bwd
 
     torch.manual_seed(0)
     actor, obs = PopSANActor(3, 1), torch.randn(1, 3)
@@ -52,10 +49,12 @@ def measure(calls: int) -> dict:
     no_grad = {"lif_sequence_5x1x256_us": lambda: lif_sequence(x, tau=4.0, v_th=0.5,
                                                                reset="hard", backend="cpu"),
                "popsan_actor_forward_us": lambda: actor(obs)}
-    training = {"lif_fwd_bwd_4x1x16_us": _fwd_bwd(LIF(shape=(16,), backend="cpu"),
-                                                  torch.randn(4, 1, 16, requires_grad=True)),
-                "rlif_fwd_bwd_16x8x64_us": _fwd_bwd(RLIF(shape=(64,), backend="cpu"),
-                                                    torch.randn(16, 8, 64, requires_grad=True))}
+    training = {"lif_fwd_bwd_4x1x16_us": functools.partial(
+                    fwd_bwd, LIF(shape=(16,), backend="cpu"),
+                    torch.randn(4, 1, 16, requires_grad=True)),
+                "rlif_fwd_bwd_16x8x64_us": functools.partial(
+                    fwd_bwd, RLIF(shape=(64,), backend="cpu"),
+                    torch.randn(16, 8, 64, requires_grad=True))}
     out = {"threads": torch.get_num_threads()}
     for grad, cases in ((False, no_grad), (True, training)):
         with torch.set_grad_enabled(grad):

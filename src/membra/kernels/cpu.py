@@ -180,12 +180,17 @@ def _neuron_fwd_cpu(x, v0, tau, kind, soft, v_th, v_reset, surrogate, alpha, det
             for wanted in (save_h or trace_v, trace_v))
     T, M = x.shape
     if M:
-        _check(lib.membra_neuron_forward(
-            x.data_ptr(), v0.data_ptr(), s.data_ptr(), v_final.data_ptr(),
-            h.data_ptr() if h.numel() else None, v.data_ptr() if v.numel() else None, T, M,
-            _DTYPE_CODES[x.dtype], kind == NeuronKind.LIF.code, soft, float(tau), v_th,
-            v_reset), "forward")
+        _forward_into(x, v0, s, v_final, h, v, T, M, kind == NeuronKind.LIF.code, soft, tau,
+                      v_th, v_reset)
     return s, v_final, h, v
+
+
+def _forward_into(x, v0, s, v_final, h, v, T, M, lif, soft, tau, v_th, v_reset) -> None:
+    """The C++ forward on ``x [T, M]`` from ``v0 [M]`` into given contiguous buffers (``h``,
+    ``v``: ``None`` or empty when not wanted)."""
+    _check(_load().membra_neuron_forward(
+        x.data_ptr(), v0.data_ptr(), s.data_ptr(), v_final.data_ptr(), _out_ptr(h), _out_ptr(v),
+        T, M, _DTYPE_CODES[x.dtype], lif, soft, float(tau), v_th, v_reset), "forward")
 
 
 @neuron_infer.register_kernel("cpu")
@@ -213,6 +218,11 @@ def _neuron_infer_cpu(x, v0, tau, kind, soft, v_th, v_reset, spike_dtype):
 
 def _ptr(t: torch.Tensor | None):
     return None if t is None else t.data_ptr()
+
+
+def _out_ptr(t: torch.Tensor | None):
+    """An optional output's pointer: ``None`` when absent or empty (not written)."""
+    return None if t is None or not t.numel() else t.data_ptr()
 
 
 def _check_cols(x, m0, m1):
@@ -325,12 +335,10 @@ def _neuron_bwd_cpu(grad_spikes, grad_v_final, x, h, v0, tau, dsg, grad_h, grad_
     need_tau = need_tau and kind == NeuronKind.LIF.code
     gtau_m = torch.empty_like(v0) if need_tau else None
     if M:
-        _check(lib.membra_neuron_backward(
-            x.data_ptr(), v0.data_ptr(), grad_spikes.data_ptr(), _ptr(grad_v_final),
-            gx.data_ptr(), gv0.data_ptr(), _ptr(gtau_m), _ptr(dsg), _ptr(grad_h), _ptr(grad_v),
-            T, M, _DTYPE_CODES[x.dtype], kind == NeuronKind.LIF.code, soft,
-            kernel_surrogate_code(surrogate, dsg, grad_h), alpha, detach_reset, float(tau),
-            v_th, v_reset), "backward")
+        _backward_into(x, v0, grad_spikes, grad_v_final, gx, gv0, gtau_m, dsg, grad_h, grad_v,
+                       T, M, kind == NeuronKind.LIF.code, soft,
+                       kernel_surrogate_code(surrogate, dsg, grad_h), alpha, detach_reset, tau,
+                       v_th, v_reset)
     if need_tau and M:
         gtau = gtau_m.sum(dtype=torch.float64).to(tau.dtype).reshape(())
     else:
@@ -338,23 +346,28 @@ def _neuron_bwd_cpu(grad_spikes, grad_v_final, x, h, v0, tau, dsg, grad_h, grad_
     return gx, gv0, gtau
 
 
+def _backward_into(x, v0, gs, gv_final, gx, gv0, gtau, dsg, gh, gv, T, M, lif, soft, code,
+                   alpha, detach, tau, v_th, v_reset) -> None:
+    """The C++ backward into given contiguous buffers (``gv_final``, ``gtau``, ``dsg``,
+    ``gh``, ``gv``: ``None`` when absent); ``code`` the kernel's surrogate code."""
+    _check(_load().membra_neuron_backward(
+        x.data_ptr(), v0.data_ptr(), gs.data_ptr(), _ptr(gv_final), gx.data_ptr(),
+        gv0.data_ptr(), _ptr(gtau), _ptr(dsg), _ptr(gh), _ptr(gv), T, M, _DTYPE_CODES[x.dtype],
+        lif, soft, code, alpha, detach, float(tau), v_th, v_reset), "backward")
+
+
 def _forward_step(r, v, s, v_next, h, args):
     """One LIF step of RLIF into given ``[M]`` buffers (:data:`.recurrent.STEP_KERNELS`)."""
     tau, soft, v_th, v_reset = args[:4]
-    _check(_LIB["lib"].membra_neuron_forward(
-        r.data_ptr(), v.data_ptr(), s.data_ptr(), v_next.data_ptr(), _ptr(h), None, 1,
-        r.numel(), _DTYPE_CODES[r.dtype], True, soft, float(tau), v_th, v_reset), "forward")
+    _forward_into(r, v, s, v_next, h, None, 1, r.numel(), True, soft, tau, v_th, v_reset)
 
 
 def _backward_step(gs, gv_next, r, v, gr, gv, gtau, dsg, gh, gvt, args):
     """The backward of one LIF step of RLIF into given ``[M]`` buffers
     (:data:`.recurrent.STEP_KERNELS`)."""
     tau, soft, v_th, v_reset, token, alpha, detach = args
-    _check(_LIB["lib"].membra_neuron_backward(
-        r.data_ptr(), v.data_ptr(), gs.data_ptr(), _ptr(gv_next), gr.data_ptr(), gv.data_ptr(),
-        _ptr(gtau), _ptr(dsg), _ptr(gh), _ptr(gvt), 1, r.numel(), _DTYPE_CODES[r.dtype], True,
-        soft, kernel_surrogate_code(token, dsg, gh), alpha, detach, float(tau), v_th, v_reset),
-        "backward")
+    _backward_into(r, v, gs, gv_next, gr, gv, gtau, dsg, gh, gvt, 1, r.numel(), True, soft,
+                   kernel_surrogate_code(token, dsg, gh), alpha, detach, tau, v_th, v_reset)
 
 
 NEW_OUTPUT["cpu"] = lambda shape, dtype: _new_output(shape, dtype, _load())

@@ -125,7 +125,10 @@ class _RLIFSequence(torch.autograd.Function):
                          h[t].view(-1) if save_h else None, args)
             s = spikes[t]
         # the potential after each step's reset is the next step's starting potential
-        vs = torch.cat([v_prev[1:], v_final[None]]) if trace else x.new_empty(0)
+        vs = new_output(x.shape, x.dtype, x.device) if trace else x.new_empty(0)
+        if trace:
+            vs[:-1].copy_(v_prev[1:])
+            vs[-1].copy_(v_final)
         if not trace:
             ctx.mark_non_differentiable(h, vs)
         ctx.set_materialize_grads(False)
